@@ -33,5 +33,7 @@ def test_secrets_split_for_rotation_and_never_print() -> None:
 
 def test_default_catalog_and_warehouse_live_under_home(tmp_path: Path) -> None:
     s = load_settings(home=tmp_path / "h")
-    assert s.resolved_catalog_uri.startswith("sqlite:///") and "catalog.db" in s.resolved_catalog_uri
+    assert (
+        s.resolved_catalog_uri.startswith("sqlite:///") and "catalog.db" in s.resolved_catalog_uri
+    )
     assert s.resolved_warehouse.startswith("file://") and s.resolved_warehouse.endswith("warehouse")

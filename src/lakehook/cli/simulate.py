@@ -1,4 +1,4 @@
-"""`lakehook simulate`: Post realistic signed webhooks of the three providers to a running service."""
+"""`lakehook simulate`: post realistic signed webhooks to a running service."""
 
 from __future__ import annotations
 

@@ -19,7 +19,20 @@ STRIPE_SCHEME = "v1"
 HUBSPOT_V3_MAX_AGE_MS = 300_000
 
 # HubSpot v3: these escapes are decoded in the URI before signing (specs/webhooks.md §3)
-_HUBSPOT_DECODED = ("%3A", "%2F", "%3F", "%40", "%21", "%24", "%27", "%28", "%29", "%2A", "%2C", "%3B")
+_HUBSPOT_DECODED = (
+    "%3A",
+    "%2F",
+    "%3F",
+    "%40",
+    "%21",
+    "%24",
+    "%27",
+    "%28",
+    "%29",
+    "%2A",
+    "%2C",
+    "%3B",
+)
 
 
 class SignatureError(Exception):
@@ -97,7 +110,9 @@ def verify_stripe(
             try:
                 timestamp = int(value)
             except ValueError:
-                raise SignatureError("Stripe-Signature timestamp is not an integer", kind="malformed") from None
+                raise SignatureError(
+                    "Stripe-Signature timestamp is not an integer", kind="malformed"
+                ) from None
         elif key == STRIPE_SCHEME:
             v1.append(value)
     if timestamp is None:
@@ -176,8 +191,12 @@ def verify_hubspot(
         try:
             ts_ms = int(ts)
         except ValueError:
-            raise SignatureError("X-HubSpot-Request-Timestamp is not an integer", kind="malformed") from None
-        if not _any_equal([v3.strip()], (hubspot_v3_signature(method, uri, body, s, ts) for s in secrets)):
+            raise SignatureError(
+                "X-HubSpot-Request-Timestamp is not an integer", kind="malformed"
+            ) from None
+        if not _any_equal(
+            [v3.strip()], (hubspot_v3_signature(method, uri, body, s, ts) for s in secrets)
+        ):
             raise SignatureError("X-HubSpot-Signature-v3 does not match the request")
         current_ms = (time.time() if now is None else now) * 1000
         if ts_ms < current_ms - max_age_seconds * 1000:

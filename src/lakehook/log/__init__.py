@@ -30,7 +30,7 @@ def open_event_log(settings: Settings) -> EventLog:
         )
     if settings.log_backend == "kafka":
         try:
-            from lakehook.log.kafka import KafkaEventLog
+            from lakehook.log.kafka import KafkaEventLog  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise MissingExtraError("the Kafka event log", "kafka") from exc
         return KafkaEventLog.from_settings(settings)  # type: ignore[no-any-return]

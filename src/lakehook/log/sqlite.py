@@ -118,7 +118,9 @@ class SqliteEventLog(EventLog):
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._last_purge = 0.0
         self._closed = False
-        self._thread = threading.Thread(target=self._writer_loop, name="eventlog-writer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._writer_loop, name="eventlog-writer", daemon=True
+        )
         self._thread.start()
 
     # --- writing -----------------------------------------------------------------------
@@ -278,12 +280,16 @@ class SqliteEventLog(EventLog):
     ) -> list[LogRecord]:
         if partition != _PARTITION:
             return []
-        rows = self._reader().execute(
-            "SELECT offset, raw_id, event_id, topic, object_id, source_account, occurred_at_us,"
-            " received_at_us, appended_at_us, api_version, headers, payload, quarantine_reason"
-            " FROM events WHERE stream = ? AND offset >= ? ORDER BY offset LIMIT ?",
-            (stream, start_offset, max_records),
-        ).fetchall()
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT offset, raw_id, event_id, topic, object_id, source_account, occurred_at_us,"
+                " received_at_us, appended_at_us, api_version, headers, payload, quarantine_reason"
+                " FROM events WHERE stream = ? AND offset >= ? ORDER BY offset LIMIT ?",
+                (stream, start_offset, max_records),
+            )
+            .fetchall()
+        )
         provider = Provider(stream)
         return [
             LogRecord(
@@ -335,11 +341,15 @@ class SqliteEventLog(EventLog):
             conn.close()
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        rows = self._reader().execute(
-            "SELECT provider, reason, received_at_us, headers, body FROM dead_letters "
-            "ORDER BY id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT provider, reason, received_at_us, headers, body FROM dead_letters "
+                "ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
         return [
             DeadLetter(Provider(r[0]), r[1], from_micros(r[2]), orjson.loads(r[3]), bytes(r[4]))
             for r in rows
