@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from lakehook import __version__
-from lakehook.cli import batch, maintain, query, reset, run, serve, simulate, stream, validate
+from lakehook.cli import batch, jars, maintain, query, reset, run, serve, simulate, stream, validate
 from lakehook.cli.common import AppContext
 
 
@@ -31,6 +31,7 @@ def cli(ctx: click.Context, home: Path | None) -> None:
 
 for module in (serve, simulate, stream, batch, validate, query, reset, run, maintain):
     cli.add_command(module.command)
+cli.add_command(jars.command)
 
 
 def main() -> None:
