@@ -1,0 +1,69 @@
+-- target: staging.stg_stripe_charges
+-- strategy: merge
+-- keys: charge_id
+-- order_by: _source_occurred_at, _source_log_offset, _source_received_at
+-- incremental: delta
+-- partition_by: month(created_at)
+-- description: Stripe charges, one row per charge, latest state by provider time.
+
+-- =============================================================================
+-- charge events (charge.succeeded, charge.failed, charge.refunded, …): the object
+-- of every event whose data.object is a charge
+-- =============================================================================
+WITH charge_events AS (
+  SELECT
+    json_extract(payload, '$.data.object')    AS charge,            -- the Charge as it was at the event
+    _webhook_topic                AS event_type,
+    _occurred_at                  AS _source_occurred_at,
+    _log_offset                   AS _source_log_offset,
+    _received_at                  AS _source_received_at
+  FROM raw.stripe_events
+  WHERE _quarantine_reason IS NULL
+    AND json_valid(payload)
+    AND json_extract_string(payload, '$.data.object.object') = 'charge'
+    AND json_extract_string(payload, '$.data.object.id') IS NOT NULL
+),
+
+-- =============================================================================
+-- latest state per charge: newest provider time wins, arrival order breaks ties
+-- =============================================================================
+latest AS (
+  SELECT *
+  FROM charge_events
+  QUALIFY row_number() OVER (
+    PARTITION BY json_extract_string(charge, '$.id')
+    ORDER BY _source_occurred_at DESC, _source_log_offset DESC, _source_received_at DESC
+  ) = 1
+)
+
+-- =============================================================================
+-- typed charge: amounts in major units of the upper-case currency
+-- =============================================================================
+SELECT
+  json_extract_string(charge, '$.id')                                                   AS charge_id,        -- ch_…
+  json_extract_string(charge, '$.customer')                                             AS customer_id,      -- cus_… or null (guest)
+  json_extract_string(charge, '$.payment_intent')                                       AS payment_intent_id,
+  json_extract_string(charge, '$.invoice')                                              AS invoice_id,
+  json_extract_string(charge, '$.status')                                               AS status,           -- succeeded | pending | failed
+  CAST(json_extract_string(charge, '$.paid') AS BOOLEAN)                                AS paid,
+  CAST(json_extract_string(charge, '$.refunded') AS BOOLEAN)                            AS refunded,
+  CAST(json_extract_string(charge, '$.disputed') AS BOOLEAN)                            AS disputed,
+  upper(json_extract_string(charge, '$.currency'))                                      AS currency,         -- ISO 4217
+  CAST(CAST(json_extract_string(charge, '$.amount') AS BIGINT) * coalesce(c.minor_unit, 0.01) AS DECIMAL(18, 2))
+                                                                      AS amount,           -- major units
+  CAST(CAST(json_extract_string(charge, '$.amount_captured') AS BIGINT) * coalesce(c.minor_unit, 0.01) AS DECIMAL(18, 2))
+                                                                      AS amount_captured,
+  CAST(CAST(json_extract_string(charge, '$.amount_refunded') AS BIGINT) * coalesce(c.minor_unit, 0.01) AS DECIMAL(18, 2))
+                                                                      AS amount_refunded,
+  json_extract_string(charge, '$.metadata.shopify_order_id')                            AS shopify_order_id, -- link to Shopify
+  json_extract_string(charge, '$.billing_details.email')                                AS billing_email,
+  json_extract_string(charge, '$.failure_code')                                         AS failure_code,
+  json_extract_string(charge, '$.description')                                          AS description,
+  to_timestamp(CAST(json_extract_string(charge, '$.created') AS BIGINT))                AS created_at,       -- provider creation time, UTC
+  event_type                                                          AS last_event_type,
+  _source_occurred_at,
+  _source_log_offset,
+  _source_received_at
+FROM latest
+LEFT JOIN ref.currencies AS c
+  ON c.currency = upper(json_extract_string(latest.charge, '$.currency'))

@@ -1,0 +1,142 @@
+"""The batch-engine interface: run a model's SQL over registered inputs, return Arrow.
+
+The base class owns what every engine shares: logging, translating a model from the
+project's SQL dialect (DuckDB's) to the engine's through sqlglot, and wrapping failures in a
+:class:`ModelError` that carries the failing SQL. An engine fills in three short methods:
+
+- :meth:`BatchEngine._register_arrow`: expose an Arrow table under a qualified name;
+- :meth:`BatchEngine._query_arrow`: run one SELECT and return its rows as Arrow;
+- :meth:`BatchEngine._drop`: forget a registered name.
+
+Inputs that live in Iceberg go through :meth:`BatchEngine.register_scan`, which by default
+reads the PyIceberg scan to Arrow; an engine that reads Iceberg itself (Spark) overrides it.
+What an engine can do is described as data (:class:`EngineCapabilities`), never by
+``if engine == …`` branches in the runner.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import sqlglot
+
+from lakehook.errors import LakehookError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.table import DataScan
+
+    from lakehook.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: the dialect models are written in; engines translate from it
+MODEL_DIALECT = "duckdb"
+
+
+class ModelError(LakehookError):
+    """A model failed in the engine; the message names the model and shows its SQL."""
+
+    def __init__(self, target: str, sql: str, cause: BaseException) -> None:
+        self.target = target
+        self.sql = sql
+        super().__init__(f"model {target} failed: {cause}\n--- SQL ---\n{sql.strip()}\n---")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCapabilities:
+    """What an engine offers the runner.
+
+    Attributes:
+        sql_dialect: sqlglot dialect the engine speaks.
+        reads_iceberg_natively: inputs are read by the engine itself, not via Arrow.
+    """
+
+    sql_dialect: str
+    reads_iceberg_natively: bool = False
+
+
+class BatchEngine(ABC):
+    """One batch engine session; registered relations live until :meth:`close`."""
+
+    name: ClassVar[str] = "abstract"
+    capabilities: ClassVar[EngineCapabilities] = EngineCapabilities(sql_dialect=MODEL_DIALECT)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._registered: set[str] = set()
+
+    # --- shared behaviour ------------------------------------------------------------
+    def translate(self, sql: str) -> str:
+        """The model's SQL in this engine's dialect (unchanged for DuckDB)."""
+        dialect = self.capabilities.sql_dialect
+        if dialect == MODEL_DIALECT:
+            return sql
+        return ";\n".join(sqlglot.transpile(sql, read=MODEL_DIALECT, write=dialect))
+
+    def register(self, relation: str, data: pa.Table) -> None:
+        """Expose ``data`` to SQL under ``relation`` (``namespace.table`` or a bare name)."""
+        self._register_arrow(relation, data)
+        self._registered.add(relation)
+        log.debug("%s: registered %s (%d rows)", self.name, relation, data.num_rows)
+
+    def register_scan(self, relation: str, scan: DataScan) -> int:
+        """Expose the rows of an Iceberg scan under ``relation``; return how many."""
+        data = scan.to_arrow()
+        self.register(relation, data)
+        return int(data.num_rows)
+
+    def unregister(self, relation: str) -> None:
+        """Forget a relation registered earlier (no error when unknown)."""
+        if relation in self._registered:
+            self._drop(relation)
+            self._registered.discard(relation)
+
+    def query(self, sql: str, *, target: str = "query") -> pa.Table:
+        """Run one SELECT written in the model dialect; rows as Arrow.
+
+        Raises:
+            ModelError: the engine refused or failed; carries the SQL it ran.
+        """
+        translated = self.translate(sql)
+        started = time.perf_counter()
+        try:
+            result = self._query_arrow(translated)
+        except Exception as exc:
+            raise ModelError(target, translated, exc) from exc
+        log.debug(
+            "%s: %s → %d rows in %.3fs",
+            self.name,
+            target,
+            result.num_rows,
+            time.perf_counter() - started,
+        )
+        return result
+
+    def close(self) -> None:
+        """Release the session; registered relations are gone."""
+        for relation in list(self._registered):
+            self.unregister(relation)
+
+    def __enter__(self) -> BatchEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- what each engine fills in ---------------------------------------------------
+    @abstractmethod
+    def _register_arrow(self, relation: str, data: pa.Table) -> None:
+        """Make ``data`` queryable as ``relation``, replacing an earlier registration."""
+
+    @abstractmethod
+    def _query_arrow(self, sql: str) -> pa.Table:
+        """Run one SELECT in the engine's dialect and return every row as Arrow."""
+
+    @abstractmethod
+    def _drop(self, relation: str) -> None:
+        """Forget ``relation``."""

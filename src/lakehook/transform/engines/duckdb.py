@@ -1,0 +1,65 @@
+"""The DuckDB batch engine (embedded mode): inputs as Arrow, one in-process connection.
+
+Inputs are Arrow tables read from Iceberg by PyIceberg (the engine-neutral path of
+stack-facts: the catalog's current snapshot, never a guessed metadata file) and exposed as
+views under their qualified names (``raw.stripe_events``), so model SQL reads the same names
+on every engine. The session runs in UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, ClassVar
+
+import duckdb
+
+from lakehook.transform.engine import BatchEngine, EngineCapabilities
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from lakehook.settings import Settings
+
+_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+class DuckDBEngine(BatchEngine):
+    """Runs models in an in-memory DuckDB connection."""
+
+    name: ClassVar[str] = "duckdb"
+    capabilities: ClassVar[EngineCapabilities] = EngineCapabilities(sql_dialect="duckdb")
+
+    def __init__(self, settings: Settings, *, threads: int | None = None) -> None:
+        super().__init__(settings)
+        self._connection = duckdb.connect(":memory:")
+        self._connection.execute("SET TimeZone = 'UTC'")
+        if threads:
+            self._connection.execute(f"SET threads = {int(threads)}")
+        self._schemas: set[str] = set()
+
+    @staticmethod
+    def _internal_name(relation: str) -> str:
+        return "__arrow_" + relation.replace(".", "__")
+
+    def _register_arrow(self, relation: str, data: pa.Table) -> None:
+        if not _SAFE_NAME.match(relation):
+            raise ValueError(f"not a relation name: {relation!r}")
+        internal = self._internal_name(relation)
+        self._connection.register(internal, data)
+        if "." in relation:
+            schema = relation.split(".", 1)[0]
+            if schema not in self._schemas:
+                self._connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                self._schemas.add(schema)
+        self._connection.execute(f"CREATE OR REPLACE VIEW {relation} AS SELECT * FROM {internal}")
+
+    def _query_arrow(self, sql: str) -> pa.Table:
+        return self._connection.sql(sql).to_arrow_table()
+
+    def _drop(self, relation: str) -> None:
+        self._connection.execute(f"DROP VIEW IF EXISTS {relation}")
+        self._connection.unregister(self._internal_name(relation))
+
+    def close(self) -> None:
+        super().close()
+        self._connection.close()

@@ -1,0 +1,552 @@
+"""The batch runner: runs models in dependency order and commits each in ONE Iceberg commit.
+
+For each model the runner:
+
+1. reads the model's state from its table's newest lakehook snapshot summary (model
+   version, input snapshot ids and watermarks consumed);
+2. decides what to read: everything (full), or only what is new since the watermark
+   (incremental: an append scan of raw tables from the snapshot consumed last time, or rows
+   whose ``_loaded_at`` is newer than the watermark; ``affected_keys`` models re-read every
+   row of the keys found in that delta); a model whose inputs did not change is skipped;
+3. runs the model on the engine and, for merge models, merges the candidates into the
+   table's rows (newest by ``order_by`` wins; on a tie the row already there stays);
+4. commits the result through PyIceberg in one transaction whose snapshot summary records
+   the watermarks consumed, so a crash leaves either the old state or the new one.
+
+Commits are copy-on-write overwrites of the whole table: measured on this machine they are
+cheaper than PyIceberg's ``upsert`` (which rewrites whole files and filters every key in
+Python) for the table sizes the layers hold (see docs/batch.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.expressions import (
+    AlwaysTrue,
+    And,
+    BooleanExpression,
+    GreaterThan,
+    GreaterThanOrEqual,
+    LessThan,
+)
+from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform
+
+from lakehook.errors import ConfigurationError, LakehookError
+from lakehook.transform.models import LOADED_AT, Model, Project
+from lakehook.transform.reference import REFERENCE_TABLES
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+
+    from lakehook.settings import Settings
+    from lakehook.transform.engine import BatchEngine
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["full", "incremental", "range"]
+MODES: tuple[str, ...] = ("full", "incremental", "range")
+
+#: snapshot-summary keys written by the runner (custom keys; never Iceberg's reserved ones)
+PROP_MODEL_VERSION = "lakehook.model-version"
+PROP_MODE = "lakehook.mode"
+PROP_INPUTS = "lakehook.inputs"
+PROP_WATERMARKS = "lakehook.watermarks"
+PROP_ROWS_READ = "lakehook.rows-read"
+PROP_CANDIDATES = "lakehook.candidate-rows"
+
+#: table properties of every table the runner creates (DESIGN §5)
+TABLE_PROPERTIES: dict[str, str] = {
+    "format-version": "2",
+    "write.format.default": "parquet",
+    "write.parquet.compression-codec": "zstd",
+}
+
+_TRANSFORMS: dict[str, Callable[[], Transform[Any, Any]]] = {
+    "month": MonthTransform,
+    "day": DayTransform,
+    "identity": IdentityTransform,
+}
+
+
+class BatchError(LakehookError):
+    """A batch run could not proceed (missing input, non-unique keys, …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelState:
+    """What a model consumed the last time it committed."""
+
+    version: str
+    inputs: dict[str, int | None]
+    watermarks: dict[str, int | None]
+
+
+@dataclass(slots=True)
+class ModelRun:
+    """The outcome of one model in one run."""
+
+    target: str
+    status: str
+    mode: str
+    rows_read: int = 0
+    candidate_rows: int = 0
+    table_rows: int = 0
+    seconds: float = 0.0
+    snapshot_id: int | None = None
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class _InputRead:
+    name: str
+    snapshot_id: int | None
+    watermark: int | None
+    rows: int
+
+
+@dataclass
+class RunRequest:
+    """What the user asked for (``lakehook batch`` options)."""
+
+    layer: str = "all"
+    mode: Mode = "full"
+    table: str | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    dry_run: bool = False
+    lookback_hours: float | None = None
+    progress: Callable[[str], None] | None = field(default=None, repr=False)
+
+
+def _micros(ts: datetime) -> int:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return (ts - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _from_micros(value: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
+
+
+def model_state(table: Table) -> ModelState | None:
+    """The newest lakehook state in the table's snapshot history (None when never built)."""
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        summary = snapshot.summary
+        props = summary.additional_properties if summary is not None else {}
+        if PROP_MODEL_VERSION in props:
+            return ModelState(
+                version=props[PROP_MODEL_VERSION],
+                inputs=json.loads(props.get(PROP_INPUTS, "{}")),
+                watermarks=json.loads(props.get(PROP_WATERMARKS, "{}")),
+            )
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    return None
+
+
+def _is_ancestor(table: Table, snapshot_id: int) -> bool:
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        if snapshot.snapshot_id == snapshot_id:
+            return True
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    return False
+
+
+def iceberg_compatible(data: pa.Table) -> pa.Table:
+    """Cast Arrow types Iceberg cannot store to ones it can (ns → µs, null → string …)."""
+    fields = []
+    changed = False
+    for fld in data.schema:
+        new_type = _compatible_type(fld.type)
+        if new_type != fld.type:
+            changed = True
+        fields.append(pa.field(fld.name, new_type, nullable=True))
+    if not changed:
+        return data
+    return data.cast(pa.schema(fields))
+
+
+def _compatible_type(arrow_type: pa.DataType) -> pa.DataType:
+    if isinstance(arrow_type, pa.ExtensionType):
+        return _compatible_type(arrow_type.storage_type)
+    if pa.types.is_null(arrow_type):
+        return pa.string()
+    if pa.types.is_timestamp(arrow_type) and arrow_type.unit != "us":
+        return pa.timestamp("us", tz=arrow_type.tz)
+    if pa.types.is_unsigned_integer(arrow_type) or arrow_type in (pa.int8(), pa.int16()):
+        return pa.int64() if arrow_type in (pa.uint32(), pa.uint64()) else pa.int32()
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return pa.list_(_compatible_type(arrow_type.value_type))
+    return arrow_type
+
+
+class BatchRunner:
+    """Runs a project's models on one engine against one catalog."""
+
+    def __init__(
+        self, settings: Settings, catalog: Catalog, engine: BatchEngine, project: Project
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.engine = engine
+        self.project = project
+
+    # --- public ------------------------------------------------------------------------
+    def run(self, request: RunRequest) -> list[ModelRun]:
+        """Run the selected models in dependency order; one result per model."""
+        if request.mode not in MODES:
+            raise ConfigurationError(f"unknown mode {request.mode!r}")
+        if request.mode == "range" and (request.start_date is None or request.end_date is None):
+            raise ConfigurationError("--mode range needs --start-date and --end-date")
+        models = self.project.select(request.layer, request.table)
+        for name, build in REFERENCE_TABLES.items():
+            self.engine.register(name, build())
+        results: list[ModelRun] = []
+        for model in models:
+            if request.progress is not None:
+                request.progress(model.target)
+            results.append(self.run_model(model, request))
+        return results
+
+    def run_model(self, model: Model, request: RunRequest) -> ModelRun:
+        """Run one model and commit its result (unless the request is a dry run)."""
+        started = time.perf_counter()
+        table = self._load_table(model.target)
+        state = model_state(table) if table is not None else None
+        incremental = (
+            request.mode in ("incremental", "range")
+            and table is not None
+            and state is not None
+            and state.version == model.version
+        )
+        mode = "incremental" if incremental else "full"
+        if incremental and request.mode == "range":
+            mode = "range"
+        current_inputs = {name: self._snapshot_id(name) for name in model.inputs}
+        if (
+            incremental
+            and request.mode == "incremental"
+            and state is not None
+            and all(state.inputs.get(name) == sid for name, sid in current_inputs.items())
+        ):
+            return ModelRun(
+                model.target,
+                "unchanged",
+                mode,
+                table_rows=self._row_count(table),
+                seconds=time.perf_counter() - started,
+                snapshot_id=self._current_id(table),
+            )
+        if request.dry_run:
+            return ModelRun(model.target, "dry-run", mode, detail=self._plan_text(model, mode))
+        delta_inputs = incremental and model.config.incremental != "full"
+        reads = [
+            self._register_input(
+                model, name, state if delta_inputs else None, request, current_inputs[name]
+            )
+            for name in model.inputs
+        ]
+        try:
+            result = self._compute(model)
+            self._check_keys(model, result)
+            candidates = result.num_rows
+            if delta_inputs and table is not None and model.config.strategy != "overwrite":
+                result = self._merge(model, table, result)
+            table = self._commit(model, table, result, reads, mode, candidates)
+        finally:
+            for read in reads:
+                self.engine.unregister(read.name)
+        return ModelRun(
+            model.target,
+            "built",
+            mode,
+            rows_read=sum(read.rows for read in reads),
+            candidate_rows=candidates,
+            table_rows=result.num_rows,
+            seconds=time.perf_counter() - started,
+            snapshot_id=self._current_id(table),
+        )
+
+    # --- inputs ------------------------------------------------------------------------
+    def _load_table(self, name: str) -> Table | None:
+        try:
+            return self.catalog.load_table(name)
+        except NoSuchTableError:
+            return None
+
+    def _snapshot_id(self, name: str) -> int | None:
+        if name in REFERENCE_TABLES:
+            return 0
+        table = self._load_table(name)
+        return self._current_id(table)
+
+    @staticmethod
+    def _current_id(table: Table | None) -> int | None:
+        snapshot = table.current_snapshot() if table is not None else None
+        return snapshot.snapshot_id if snapshot is not None else None
+
+    @staticmethod
+    def _row_count(table: Table | None) -> int:
+        snapshot = table.current_snapshot() if table is not None else None
+        if snapshot is None or snapshot.summary is None:
+            return 0
+        return int(snapshot.summary.additional_properties.get("total-records", 0))
+
+    def _register_input(
+        self,
+        model: Model,
+        name: str,
+        state: ModelState | None,
+        request: RunRequest,
+        snapshot_id: int | None,
+    ) -> _InputRead:
+        if name in REFERENCE_TABLES:
+            return _InputRead(name, 0, None, 0)
+        table = self._load_table(name)
+        if table is None and name.startswith("raw."):
+            from lakehook.lake.ddl import ensure_raw_tables
+
+            table = ensure_raw_tables(self.catalog)[name]
+            snapshot_id = self._current_id(table)
+        if table is None:
+            raise BatchError(
+                f"{model.target} reads {name}, which does not exist yet: build it first"
+            )
+        data = self._read(table, name, model, state, request, snapshot_id)
+        if state is not None and model.config.incremental == "affected_keys":
+            data = self._affected_rows(model, name, table, snapshot_id, data)
+        watermark = self._max_loaded_at(data)
+        if watermark is None and state is not None:
+            watermark = state.watermarks.get(name)
+        self.engine.register(name, data)
+        return _InputRead(name, snapshot_id, watermark, data.num_rows)
+
+    def _read(
+        self,
+        table: Table,
+        name: str,
+        model: Model,
+        state: ModelState | None,
+        request: RunRequest,
+        snapshot_id: int | None,
+    ) -> pa.Table:
+        if snapshot_id is None:
+            return table.schema().as_arrow().empty_table()
+        if state is None:
+            return table.scan(snapshot_id=snapshot_id).to_arrow()
+        if request.mode == "range" and name.startswith("raw."):
+            assert request.start_date is not None and request.end_date is not None
+            start = datetime.combine(request.start_date, datetime.min.time())
+            end = datetime.combine(request.end_date, datetime.min.time())
+            window: BooleanExpression = And(
+                GreaterThanOrEqual("_received_at", start.isoformat()),
+                LessThan("_received_at", end.isoformat()),
+            )
+            return table.scan(row_filter=window, snapshot_id=snapshot_id).to_arrow()
+        consumed = state.inputs.get(name)
+        if consumed == snapshot_id:
+            return table.schema().as_arrow().empty_table()
+        if name.startswith("raw.") and consumed is not None and _is_ancestor(table, consumed):
+            # raw tables are append-only: read exactly the rows appended since last time
+            return table.incremental_append_scan(
+                from_snapshot_id_exclusive=consumed, to_snapshot_id_inclusive=snapshot_id
+            ).to_arrow()
+        watermark = state.watermarks.get(name)
+        if watermark is None:
+            return table.scan(snapshot_id=snapshot_id).to_arrow()
+        lookback = request.lookback_hours
+        if lookback is None:
+            lookback = self.settings.batch_lookback_hours if name.startswith("raw.") else 0.0
+        since = _from_micros(watermark) - timedelta(hours=lookback)
+        row_filter = GreaterThan(LOADED_AT, self._timestamp_literal(table, since))
+        return table.scan(row_filter=row_filter, snapshot_id=snapshot_id).to_arrow()
+
+    @staticmethod
+    def _timestamp_literal(table: Table, moment: datetime) -> str:
+        field_type = str(table.schema().find_field(LOADED_AT).field_type)
+        if field_type == "timestamptz":
+            return moment.astimezone(UTC).isoformat()
+        return moment.astimezone(UTC).replace(tzinfo=None).isoformat()
+
+    def _affected_rows(
+        self, model: Model, name: str, table: Table, snapshot_id: int | None, delta: pa.Table
+    ) -> pa.Table:
+        """Every row of ``name`` whose ``affected_by`` key appears in the delta."""
+        keys = [k for k in model.config.affected_by if k in delta.column_names]
+        if not keys:
+            return delta
+        full = table.scan(snapshot_id=snapshot_id).to_arrow()
+        affected = delta.select(keys).group_by(keys).aggregate([])
+        return full.join(affected, keys=keys, join_type="left semi").combine_chunks()
+
+    @staticmethod
+    def _max_loaded_at(data: pa.Table) -> int | None:
+        if LOADED_AT not in data.column_names or data.num_rows == 0:
+            return None
+        value = pc.max(data.column(LOADED_AT)).as_py()
+        return _micros(value) if value is not None else None
+
+    # --- compute and merge ----------------------------------------------------------------
+    def _compute(self, model: Model) -> pa.Table:
+        if model.sql is not None:
+            result = self.engine.query(model.sql, target=model.target)
+        else:
+            assert model.compute is not None
+            result = model.compute(self.engine)
+        now = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
+        if LOADED_AT in result.column_names:
+            result = result.drop_columns([LOADED_AT])
+        result = result.append_column(
+            LOADED_AT, pa.array([now.as_py()] * result.num_rows, now.type)
+        )
+        return iceberg_compatible(result)
+
+    def _check_keys(self, model: Model, result: pa.Table) -> None:
+        keys = list(model.config.keys)
+        if not keys or result.num_rows == 0 or model.config.incremental == "affected_keys":
+            return
+        distinct = result.select(keys).group_by(keys).aggregate([]).num_rows
+        if distinct != result.num_rows:
+            raise BatchError(
+                f"{model.target}: {result.num_rows - distinct} rows share their keys "
+                f"({', '.join(keys)}); a model must give one row per key"
+            )
+
+    def _merge(self, model: Model, table: Table, candidates: pa.Table) -> pa.Table:
+        """The table's rows with the candidates merged in, per the model's strategy."""
+        existing = table.scan().to_arrow()
+        existing = _align(existing, candidates.schema)
+        keys = ", ".join(model.config.keys)
+        self.engine.register("__target", existing)
+        self.engine.register("__candidates", candidates)
+        try:
+            if model.config.strategy == "append":
+                sql = (
+                    "SELECT * FROM __target UNION ALL BY NAME SELECT * FROM __candidates c "
+                    "WHERE NOT EXISTS (SELECT 1 FROM __target t WHERE "
+                    + " AND ".join(f"t.{k} = c.{k}" for k in model.config.keys)
+                    + ")"
+                )
+            elif model.config.order_by:
+                order = ", ".join(f"{col} DESC NULLS LAST" for col in model.config.order_by)
+                sql = f"""
+                  SELECT * EXCLUDE (__priority, __rank) FROM (
+                    SELECT *, row_number() OVER (
+                      PARTITION BY {keys} ORDER BY {order}, __priority
+                    ) AS __rank
+                    FROM (
+                      SELECT *, 0 AS __priority FROM __target
+                      UNION ALL BY NAME
+                      SELECT *, 1 AS __priority FROM __candidates
+                    )
+                  ) WHERE __rank = 1"""
+            else:
+                sql = (
+                    "SELECT * FROM __target t WHERE NOT EXISTS (SELECT 1 FROM __candidates c "
+                    "WHERE "
+                    + " AND ".join(f"t.{k} IS NOT DISTINCT FROM c.{k}" for k in model.config.keys)
+                    + ") UNION ALL BY NAME SELECT * FROM __candidates"
+                )
+            merged = self.engine.query(sql, target=f"{model.target} (merge)")
+        finally:
+            self.engine.unregister("__target")
+            self.engine.unregister("__candidates")
+        return _align(iceberg_compatible(merged), candidates.schema)
+
+    # --- commit ------------------------------------------------------------------------
+    def _commit(
+        self,
+        model: Model,
+        table: Table | None,
+        result: pa.Table,
+        reads: Sequence[_InputRead],
+        mode: str,
+        candidates: int,
+    ) -> Table:
+        if table is None:
+            table = self._create_table(model, result.schema)
+        else:
+            table = self._evolve_schema(table, result.schema)
+        data = _align(result, table.schema().as_arrow())
+        properties = {
+            PROP_MODEL_VERSION: model.version,
+            PROP_MODE: mode,
+            PROP_INPUTS: json.dumps({r.name: r.snapshot_id for r in reads}, sort_keys=True),
+            PROP_WATERMARKS: json.dumps({r.name: r.watermark for r in reads}, sort_keys=True),
+            PROP_ROWS_READ: str(sum(r.rows for r in reads)),
+            PROP_CANDIDATES: str(candidates),
+        }
+        with table.transaction() as transaction:
+            transaction.overwrite(
+                data, overwrite_filter=AlwaysTrue(), snapshot_properties=properties
+            )
+        return table
+
+    def _create_table(self, model: Model, schema: pa.Schema) -> Table:
+        namespace = model.config.layer
+        try:
+            self.catalog.create_namespace_if_not_exists(namespace)
+        except Exception:
+            log.debug("namespace %s exists", namespace)
+        table = self.catalog.create_table_if_not_exists(
+            model.target,
+            schema=schema,
+            properties={**TABLE_PROPERTIES, "comment": model.config.description},
+        )
+        if model.config.partition_by and table.spec().is_unpartitioned():
+            with table.update_spec() as update:
+                for transform, column in model.config.partition_by:
+                    update.add_field(column, _TRANSFORMS[transform](), f"{column}_{transform}")
+        return table
+
+    @staticmethod
+    def _evolve_schema(table: Table, schema: pa.Schema) -> Table:
+        known = set(table.schema().as_arrow().names)
+        if all(name in known for name in schema.names):
+            return table
+        with table.update_schema() as update:
+            update.union_by_name(schema)
+        return table
+
+    def _plan_text(self, model: Model, mode: str) -> str:
+        return f"{mode} {model.config.strategy} ← {', '.join(model.inputs) or '(no inputs)'}"
+
+
+def _align(data: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``data`` with exactly ``schema``'s columns in its order (missing ones null), cast."""
+    columns = []
+    for fld in schema:
+        if fld.name in data.column_names:
+            column = data.column(fld.name)
+            if column.type != fld.type:
+                column = column.cast(fld.type)
+            columns.append(column)
+        else:
+            columns.append(pa.nulls(data.num_rows, fld.type))
+    return pa.Table.from_arrays(columns, schema=pa.schema([f.with_nullable(True) for f in schema]))
+
+
+# re-exported for tests and the CLI
+__all__ = [
+    "BatchError",
+    "BatchRunner",
+    "ModelRun",
+    "ModelState",
+    "RunRequest",
+    "iceberg_compatible",
+    "model_state",
+]

@@ -1,0 +1,126 @@
+"""Helpers of the transform tests: raw rows written straight into Iceberg, runs, reads.
+
+Tests build provider events by hand (or take the simulator's), write them to ``raw.*`` with
+PyIceberg as the raw loader would, run the batch layers and read the result back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+
+from lakehook.contracts import RAW_TABLES, Provider, new_raw_id
+from lakehook.lake.arrow import rows_to_arrow
+from lakehook.lake.ddl import ensure_raw_tables
+from lakehook.settings import Settings
+from lakehook.transform.engines.duckdb import DuckDBEngine
+from lakehook.transform.models import Project, load_project
+from lakehook.transform.runner import BatchRunner, ModelRun, RunRequest
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class RawEvent:
+    """One raw event as a test describes it."""
+
+    provider: Provider
+    topic: str
+    payload: Any
+    occurred_at: datetime | None = None
+    object_id: str | None = None
+    event_id: str | None = None
+    quarantine_reason: str | None = None
+    raw_text: str | None = None  # payload text as received, when not valid JSON
+
+
+@dataclass
+class RawWriter:
+    """Appends raw events with increasing log offsets, one commit per call."""
+
+    catalog: Catalog
+    offsets: dict[Provider, itertools.count[int]] = field(default_factory=dict)
+    clock: datetime = T0
+
+    def write(self, events: Iterable[RawEvent]) -> None:
+        tables = ensure_raw_tables(self.catalog)
+        by_provider: dict[Provider, list[Mapping[str, Any]]] = {}
+        loaded_at = datetime.now(UTC)
+        for event in events:
+            offset = next(self.offsets.setdefault(event.provider, itertools.count()))
+            self.clock += timedelta(seconds=1)
+            text = event.raw_text if event.raw_text is not None else json.dumps(event.payload)
+            by_provider.setdefault(event.provider, []).append(
+                {
+                    "_raw_id": new_raw_id(),
+                    "_event_id": event.event_id or f"{event.provider}-{offset}",
+                    "_provider": event.provider.value,
+                    "_webhook_topic": event.topic,
+                    "_object_id": event.object_id,
+                    "_source_account": "acct",
+                    "_occurred_at": event.occurred_at or self.clock,
+                    "_received_at": self.clock,
+                    "_loaded_at": loaded_at,
+                    "_api_version": None,
+                    "_headers": "{}",
+                    "payload": text,
+                    "_log_partition": 0,
+                    "_log_offset": offset,
+                    "_quarantine_reason": event.quarantine_reason,
+                }
+            )
+        for provider, rows in by_provider.items():
+            table = tables[RAW_TABLES[provider]]
+            table.append(rows_to_arrow(rows, table))
+
+
+def run_batch(
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    mode: str = "full",
+    layer: str = "all",
+    table: str | None = None,
+    project: Project | None = None,
+) -> list[ModelRun]:
+    """One ``lakehook batch`` run, in-process."""
+    with DuckDBEngine(settings) as engine:
+        runner = BatchRunner(settings, catalog, engine, project or load_project())
+        return runner.run(RunRequest(layer=layer, mode=mode, table=table))  # type: ignore[arg-type]
+
+
+def read_rows(catalog: Catalog, name: str, order_by: str | None = None) -> list[dict[str, Any]]:
+    """Every row of a table as dicts (optionally sorted by one column)."""
+    data: pa.Table = catalog.load_table(name).scan().to_arrow()
+    rows = data.to_pylist()
+    if order_by:
+        rows.sort(key=lambda row: (row[order_by] is None, row[order_by]))
+    return rows
+
+
+def stripe_event(
+    event_type: str, obj: Mapping[str, Any], created: int, event_id: str | None = None
+) -> RawEvent:
+    """A Stripe snapshot event around ``obj``."""
+    payload = {
+        "id": event_id or f"evt_{obj['id']}_{created}_{event_type}",
+        "object": "event",
+        "type": event_type,
+        "created": created,
+        "data": {"object": dict(obj)},
+    }
+    return RawEvent(
+        Provider.STRIPE,
+        event_type,
+        payload,
+        occurred_at=datetime.fromtimestamp(created, UTC),
+        object_id=str(obj["id"]),
+        event_id=payload["id"],
+    )
