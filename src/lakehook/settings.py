@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     log_group_commit_max_batch: int = Field(1000, ge=1)
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_prefix: str = "lakehook."
+    kafka_partitions: int = Field(3, ge=1, description="Partitions of each provider topic.")
+    kafka_replication_factor: int = Field(1, ge=1)
 
     # --- lake ----------------------------------------------------------------------------
     catalog_name: str = "lake"

@@ -1,0 +1,680 @@
+"""The scale-out event log: one Kafka topic per provider, written with an idempotent producer.
+
+Layout:
+- topic ``{prefix}{provider}`` per stream (``lakehook.stripe`` …), ``kafka_partitions``
+  partitions, record key = the envelope's object id (per-object order; the event id when an
+  event has no object), record value = the provider payload byte-exact, everything else of
+  the envelope in record headers (``lakehook.*``). Topics are created with
+  ``message.timestamp.type=LogAppendTime`` (the broker's clock is the ``appended_at``) and
+  no time retention: records go only through :meth:`KafkaEventLog.prune`, which never
+  deletes what the lake has not committed.
+- topic ``{prefix}dead-letters`` (one partition) for refused requests.
+
+Durability: the producer is idempotent with ``acks=all``; :meth:`KafkaEventLog.append_sync`
+returns only when the broker acknowledged every non-duplicate record, so a 2xx still means
+durable (as durable as the topic's replication: one broker in tests, three in production).
+
+Dedupe does not use the SQLite event log: a small SQLite file of its own (``log/kafka-
+dedupe.db`` under the home) keeps ``(stream, event_id) → partition, offset``. An append
+first *claims* its event ids there, produces, then marks them stored. Crash semantics,
+honestly: a process that dies after Kafka acknowledged a record but before marking it
+stored leaves a claim; once the claim expires (``claim_ttl_seconds``) a provider retry of
+that event is produced again, so Kafka can hold the same ``_event_id`` twice. The raw
+loader reads both; staging deduplicates on ``_event_id``. Nothing acknowledged is lost.
+The dedupe file runs ``synchronous=NORMAL``: losing its last transactions to a power cut
+has the same, harmless, consequence.
+
+Reading never uses consumer groups: :meth:`KafkaEventLog.read` assigns one partition and
+seeks to the offset the lake committed (offsets live in the Iceberg snapshot summary).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from lakehook.contracts import (
+    STREAMS,
+    AppendOutcome,
+    DeadLetter,
+    Envelope,
+    LogRecord,
+    Provider,
+    StreamPartition,
+    from_micros,
+    to_micros,
+)
+from lakehook.errors import LakehookError
+from lakehook.log.base import EventLog, LogStats
+
+if TYPE_CHECKING:
+    from lakehook.settings import Settings
+
+#: suffix of the dead-letter topic (after the prefix)
+DEAD_LETTER_TOPIC = "dead-letters"
+#: header keys of an envelope record (the value is the payload)
+_H = "lakehook."
+_DEDUPE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dedupe (
+  stream      TEXT    NOT NULL,
+  event_id    TEXT    NOT NULL,
+  state       TEXT    NOT NULL,  -- 'claimed' (being produced) or 'stored'
+  claim       TEXT,              -- token of the append that holds the claim
+  seen_at_us  INTEGER NOT NULL,
+  partition   INTEGER,
+  offset      INTEGER,
+  PRIMARY KEY (stream, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_seen ON dedupe (seen_at_us);
+"""
+_PURGE_EVERY_S = 60.0
+#: bytes of a record batch's per-record framing (varints, timestamps), roughly
+_RECORD_OVERHEAD = 70
+
+
+class KafkaLogError(LakehookError):
+    """The broker refused or did not acknowledge a write in time: nothing may be answered 2xx."""
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """Acknowledgement of one produced record, filled by the producer's callback thread."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    error: KafkaError | None = None
+    partition: int = -1
+    offset: int = -1
+
+    def __call__(self, err: KafkaError | None, msg: Message) -> None:
+        self.error = err
+        if err is None:
+            self.partition = _position(msg.partition())
+            self.offset = _position(msg.offset())
+        self.done.set()
+
+
+def _position(value: int | None) -> int:
+    # a delivered or consumed message always has a partition and an offset
+    assert value is not None
+    return value
+
+
+def _header_fields(msg: Message) -> dict[str, bytes]:
+    """``lakehook.*`` headers of a record, prefix removed."""
+    fields: dict[str, bytes] = {}
+    raw = msg.headers() or []
+    for key, value in raw.items() if isinstance(raw, dict) else raw:
+        if key.startswith(_H) and value is not None:
+            fields[key[len(_H) :]] = value if isinstance(value, bytes) else value.encode()
+    return fields
+
+
+def _headers(env: Envelope) -> list[tuple[str, str | bytes | None]]:
+    pairs: list[tuple[str, str | None]] = [
+        ("raw_id", env.raw_id),
+        ("event_id", env.event_id),
+        ("topic", env.topic),
+        ("object_id", env.object_id),
+        ("source_account", env.source_account),
+        ("occurred_at_us", str(to_micros(env.occurred_at)) if env.occurred_at else None),
+        ("received_at_us", str(to_micros(env.received_at))),
+        ("api_version", env.api_version),
+        ("headers", orjson.dumps(env.headers).decode()),
+        ("quarantine_reason", env.quarantine_reason),
+    ]
+    # an absent value is an absent header, so None and "" stay distinct
+    return [(_H + k, v.encode()) for k, v in pairs if v is not None]
+
+
+def _record(stream: str, msg: Message) -> LogRecord:
+    fields = {k: v.decode() for k, v in _header_fields(msg).items()}
+    occurred = fields.get("occurred_at_us")
+    _, ts_ms = msg.timestamp()
+    return LogRecord(
+        stream=stream,
+        partition=_position(msg.partition()),
+        offset=_position(msg.offset()),
+        envelope=Envelope(
+            raw_id=fields["raw_id"],
+            event_id=fields["event_id"],
+            provider=Provider(stream),
+            topic=fields["topic"],
+            object_id=fields.get("object_id"),
+            source_account=fields.get("source_account"),
+            occurred_at=from_micros(int(occurred)) if occurred is not None else None,
+            received_at=from_micros(int(fields["received_at_us"])),
+            api_version=fields.get("api_version"),
+            headers=orjson.loads(fields.get("headers", "{}")),
+            payload=bytes(msg.value() or b""),
+            quarantine_reason=fields.get("quarantine_reason"),
+        ),
+        appended_at=from_micros(int(ts_ms) * 1000),
+    )
+
+
+#: errors a broker gives while a partition's leadership settles (new topic, restart)
+_TRANSIENT = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError.REQUEST_TIMED_OUT,
+    }
+)
+_SETTLE_TIMEOUT_S = 30.0
+
+
+def _watermark(consumer: Consumer, partition: TopicPartition) -> tuple[int, int]:
+    """(low, high) offsets of a partition, asked of its leader; waits out leader changes."""
+    deadline = time.monotonic() + _SETTLE_TIMEOUT_S
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=10, cached=False)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in _TRANSIENT or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+class _DedupeStore:
+    """``(stream, event_id)`` claims and records in a SQLite file of their own."""
+
+    def __init__(self, path: Path, window_us: int, claim_ttl_us: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.window_us = window_us
+        self.claim_ttl_us = claim_ttl_us
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._conn.executescript(_DEDUPE_SCHEMA)
+        self._last_purge = 0.0
+
+    def claim(
+        self, keys: Sequence[tuple[str, str]], token: str
+    ) -> dict[tuple[str, str], tuple[str, int | None, int | None]]:
+        """Claim every key that is neither stored within the window nor claimed by a live append.
+
+        Returns:
+            For each key: ``("claimed", None, None)``, ``("stored", partition, offset)`` or
+            ``("busy", None, None)`` (another append is producing it right now).
+        """
+        now = _now_us()
+        window_cutoff = now - self.window_us
+        claim_cutoff = now - self.claim_ttl_us
+        result: dict[tuple[str, str], tuple[str, int | None, int | None]] = {}
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for key in keys:
+                    row = conn.execute(
+                        "SELECT state, claim, seen_at_us, partition, offset FROM dedupe "
+                        "WHERE stream = ? AND event_id = ?",
+                        key,
+                    ).fetchone()
+                    if row is not None:
+                        state, holder, seen, partition, offset = row
+                        if state == "stored" and seen >= window_cutoff:
+                            result[key] = ("stored", partition, offset)
+                            continue
+                        if state == "claimed" and holder != token and seen >= claim_cutoff:
+                            result[key] = ("busy", None, None)
+                            continue
+                    conn.execute(
+                        "INSERT INTO dedupe (stream, event_id, state, claim, seen_at_us) "
+                        "VALUES (?, ?, 'claimed', ?, ?) ON CONFLICT (stream, event_id) DO UPDATE "
+                        "SET state = 'claimed', claim = excluded.claim, "
+                        "seen_at_us = excluded.seen_at_us, partition = NULL, offset = NULL",
+                        (*key, token, now),
+                    )
+                    result[key] = ("claimed", None, None)
+                if time.monotonic() - self._last_purge > _PURGE_EVERY_S:
+                    conn.execute(
+                        "DELETE FROM dedupe WHERE seen_at_us < ?",
+                        (min(window_cutoff, claim_cutoff),),
+                    )
+                    self._last_purge = time.monotonic()
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        return result
+
+    def mark_stored(self, stored: Sequence[tuple[str, str, int, int]], token: str) -> None:
+        """Turn this append's claims into records of where each event was stored."""
+        now = _now_us()
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                "UPDATE dedupe SET state = 'stored', claim = NULL, seen_at_us = ?, "
+                "partition = ?, offset = ? WHERE stream = ? AND event_id = ? AND claim = ?",
+                [(now, p, o, s, e, token) for s, e, p, o in stored],
+            )
+            self._conn.execute("COMMIT")
+
+    def release(self, keys: Sequence[tuple[str, str]], token: str) -> None:
+        """Drop this append's claims (its records were not all acknowledged)."""
+        with self._lock:
+            self._conn.executemany(
+                "DELETE FROM dedupe WHERE stream = ? AND event_id = ? AND claim = ?",
+                [(*k, token) for k in keys],
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class KafkaEventLog(EventLog):
+    """Event log on Kafka topics (any Kafka-protocol broker: Apache Kafka, Redpanda)."""
+
+    backend = "kafka"
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        dedupe_path: Path,
+        *,
+        topic_prefix: str = "lakehook.",
+        partitions: int = 3,
+        replication_factor: int = 1,
+        dedupe_window_seconds: float = 72 * 3600.0,
+        delivery_timeout_seconds: float = 30.0,
+        claim_ttl_seconds: float | None = None,
+        client_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Connect, create the topics when missing, and start the delivery thread.
+
+        Args:
+            bootstrap_servers: ``host:port[,host:port…]``.
+            dedupe_path: SQLite file of the dedupe store.
+            topic_prefix: prefix of every topic name.
+            partitions: partitions of a provider topic when it is created.
+            replication_factor: replication of created topics (3 in production).
+            dedupe_window_seconds: how long an event id stays a duplicate.
+            delivery_timeout_seconds: an append not acknowledged by then fails (non-2xx).
+            claim_ttl_seconds: after this a claim left by a crashed append may be taken
+                over; default twice the delivery timeout.
+            client_config: extra librdkafka settings (security, …) for every client.
+        """
+        self.bootstrap_servers = bootstrap_servers
+        self.topic_prefix = topic_prefix
+        self.delivery_timeout_s = delivery_timeout_seconds
+        base = {"bootstrap.servers": bootstrap_servers, **(client_config or {})}
+        self._base_config = base
+        self._admin = AdminClient(base)
+        self._ensure_topics(partitions, replication_factor)
+        self._producer = Producer(
+            {
+                **base,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 2,
+                "compression.type": "zstd",
+                "partitioner": "murmur2_random",  # same key → partition as Java clients
+                "delivery.timeout.ms": int(delivery_timeout_seconds * 1000),
+            }
+        )
+        ttl = claim_ttl_seconds if claim_ttl_seconds is not None else 2 * delivery_timeout_seconds
+        self._dedupe = _DedupeStore(
+            dedupe_path, int(dedupe_window_seconds * 1_000_000), int(ttl * 1_000_000)
+        )
+        self._consumer_lock = threading.Lock()
+        self._consumer: Consumer | None = None
+        self._closed = False
+        self._poller = threading.Thread(target=self._poll_loop, name="kafka-delivery", daemon=True)
+        self._poller.start()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KafkaEventLog:
+        """The Kafka event log the settings describe (dedupe file under the home)."""
+        return cls(
+            settings.kafka_bootstrap_servers,
+            settings.log_dir / "kafka-dedupe.db",
+            topic_prefix=settings.kafka_topic_prefix,
+            partitions=settings.kafka_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            dedupe_window_seconds=settings.dedupe_window_hours * 3600.0,
+        )
+
+    # --- topics ------------------------------------------------------------------------
+
+    def topic(self, stream: str) -> str:
+        """Kafka topic of a stream."""
+        return f"{self.topic_prefix}{stream}"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.topic_prefix}{DEAD_LETTER_TOPIC}"
+
+    def _ensure_topics(self, partitions: int, replication_factor: int) -> None:
+        config = {"message.timestamp.type": "LogAppendTime", "retention.ms": "-1"}
+        wanted = [
+            NewTopic(self.topic(s), partitions, replication_factor, config=config) for s in STREAMS
+        ]
+        wanted.append(NewTopic(self.dead_letter_topic, 1, replication_factor, config=config))
+        existing = set(self._admin.list_topics(timeout=10).topics)
+        missing = [t for t in wanted if t.topic not in existing]
+        if not missing:
+            return
+        for name, future in self._admin.create_topics(missing, request_timeout=15).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise KafkaLogError(f"cannot create topic {name}: {exc}") from exc
+        self._wait_for_metadata([t.topic for t in missing])
+
+    def _wait_for_metadata(self, topics: Sequence[str], timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            meta = self._admin.list_topics(timeout=5).topics
+            if all(
+                t in meta
+                and meta[t].error is None
+                and meta[t].partitions
+                and all(p.leader >= 0 and p.error is None for p in meta[t].partitions.values())
+                for t in topics
+            ):
+                return
+            time.sleep(0.05)
+        raise KafkaLogError(f"topics {list(topics)} did not appear in the metadata")
+
+    # --- writing -----------------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        while not self._closed:
+            self._producer.poll(0.05)
+
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, str | bytes | None]],
+    ) -> _Delivery:
+        delivery = _Delivery()
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=delivery
+                )
+                return delivery
+            except BufferError:  # local queue full: let deliveries drain
+                time.sleep(0.01)
+
+    def _await(self, deliveries: Sequence[_Delivery]) -> None:
+        deadline = time.monotonic() + self.delivery_timeout_s + 5.0
+        for d in deliveries:
+            if not d.done.wait(max(0.0, deadline - time.monotonic())):
+                raise KafkaLogError("the broker did not acknowledge the append in time")
+            if d.error is not None:
+                raise KafkaLogError(f"the broker refused the append: {d.error.str()}")
+
+    def append_sync(self, envelopes: Sequence[Envelope]) -> list[AppendOutcome]:
+        if self._closed:
+            raise RuntimeError("event log is closed")
+        token = uuid.uuid4().hex
+        keys = list(dict.fromkeys((e.stream, e.event_id) for e in envelopes))
+        claims = self._claim(keys, token)
+        to_send = [k for k in keys if claims[k][0] == "claimed"]
+        sent: dict[tuple[str, str], _Delivery] = {}
+        try:
+            for env in envelopes:
+                key = (env.stream, env.event_id)
+                if claims[key][0] != "claimed" or key in sent:
+                    continue
+                record_key = (env.object_id or env.event_id).encode()
+                sent[key] = self._produce(
+                    self.topic(env.stream), record_key, env.payload, _headers(env)
+                )
+            self._await(list(sent.values()))
+        except BaseException:
+            self._dedupe.release(to_send, token)
+            raise
+        self._dedupe.mark_stored(
+            [(s, e, d.partition, d.offset) for (s, e), d in sent.items()], token
+        )
+        outcomes: list[AppendOutcome] = []
+        first_seen: set[tuple[str, str]] = set()
+        for env in envelopes:
+            key = (env.stream, env.event_id)
+            if key in sent and key not in first_seen:
+                first_seen.add(key)
+                d = sent[key]
+                outcomes.append(AppendOutcome(env.event_id, False, d.partition, d.offset))
+            elif key in sent:  # the same event twice in one request
+                d = sent[key]
+                outcomes.append(AppendOutcome(env.event_id, True, d.partition, d.offset))
+            else:
+                _, partition, offset = claims[key]
+                outcomes.append(AppendOutcome(env.event_id, True, partition, offset))
+        return outcomes
+
+    def _claim(
+        self, keys: list[tuple[str, str]], token: str
+    ) -> dict[tuple[str, str], tuple[str, int | None, int | None]]:
+        """Claim keys; wait while another append is producing one of them, then decide."""
+        deadline = time.monotonic() + self.delivery_timeout_s + 10.0
+        claims = self._dedupe.claim(keys, token)
+        while any(state == "busy" for state, _, _ in claims.values()):
+            if time.monotonic() > deadline:
+                self._dedupe.release([k for k, c in claims.items() if c[0] == "claimed"], token)
+                raise KafkaLogError("another append of the same event did not finish in time")
+            time.sleep(0.01)
+            claims = self._dedupe.claim(keys, token)
+        return claims
+
+    def dead_letter_sync(self, letter: DeadLetter) -> None:
+        headers: list[tuple[str, str | bytes | None]] = [
+            (_H + "provider", letter.provider.value.encode()),
+            (_H + "reason", letter.reason.encode()),
+            (_H + "received_at_us", str(to_micros(letter.received_at)).encode()),
+            (_H + "headers", orjson.dumps(letter.headers)),
+        ]
+        delivery = self._produce(
+            self.dead_letter_topic, letter.provider.value.encode(), letter.body, headers
+        )
+        self._await([delivery])
+
+    # --- reading -----------------------------------------------------------------------
+
+    def _reader(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = Consumer(
+                {
+                    **self._base_config,
+                    # required by librdkafka, never used: no subscribe, no commit
+                    "group.id": "lakehook-assign-only",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "auto.offset.reset": "earliest",
+                    "enable.partition.eof": False,
+                    "fetch.wait.max.ms": 50,
+                }
+            )
+        return self._consumer
+
+    def partitions(self, stream: str) -> list[int]:
+        meta = self._admin.list_topics(self.topic(stream), timeout=10).topics.get(
+            self.topic(stream)
+        )
+        if meta is None or meta.error is not None:
+            return []
+        return sorted(meta.partitions)
+
+    def _read_topic(
+        self, topic: str, partition: int, start_offset: int, max_records: int
+    ) -> list[Message]:
+        with self._consumer_lock:
+            consumer = self._reader()
+            low, high = _watermark(consumer, TopicPartition(topic, partition))
+            start = max(start_offset, low)
+            end = min(high, start + max_records)
+            if start >= end:
+                return []
+            consumer.assign([TopicPartition(topic, partition, start)])
+            try:
+                messages: list[Message] = []
+                deadline = time.monotonic() + 30.0
+                while len(messages) < end - start and time.monotonic() < deadline:
+                    for msg in consumer.consume(min(end - start - len(messages), 1000), 1.0):
+                        if msg.error() is not None:
+                            raise KafkaLogError(f"reading {topic}/{partition}: {msg.error()}")
+                        if _position(msg.offset()) < end:
+                            messages.append(msg)
+                if len(messages) < end - start:
+                    raise KafkaLogError(
+                        f"reading {topic}/{partition} from {start}: got {len(messages)} of "
+                        f"{end - start} records in time"
+                    )
+                return messages
+            finally:
+                consumer.unassign()
+
+    def read(
+        self, stream: str, partition: int, start_offset: int, max_records: int
+    ) -> list[LogRecord]:
+        if max_records <= 0:
+            return []
+        topic = self.topic(stream)
+        return [
+            _record(stream, m)
+            for m in self._read_topic(topic, partition, start_offset, max_records)
+        ]
+
+    def _watermarks(self, topic: str, partitions: Sequence[int]) -> dict[int, tuple[int, int]]:
+        with self._consumer_lock:
+            consumer = self._reader()
+            return {p: _watermark(consumer, TopicPartition(topic, p)) for p in partitions}
+
+    def head_offsets(self) -> dict[StreamPartition, int]:
+        heads: dict[StreamPartition, int] = {}
+        for stream in STREAMS:
+            marks = self._watermarks(self.topic(stream), self.partitions(stream))
+            heads.update({(stream, p): high for p, (_, high) in marks.items()})
+        return heads
+
+    def prune(self, committed: Mapping[StreamPartition, int], older_than: datetime) -> int:
+        cutoff_ms = to_micros(older_than) // 1000
+        doomed: list[TopicPartition] = []
+        deleted = 0
+        with self._consumer_lock:
+            consumer = self._reader()
+            for (stream, partition), offset in committed.items():
+                topic = self.topic(stream)
+                low, high = _watermark(consumer, TopicPartition(topic, partition))
+                # first offset received at or after the cutoff: everything before is old
+                (by_time,) = consumer.offsets_for_times(
+                    [TopicPartition(topic, partition, cutoff_ms)], timeout=10
+                )
+                old_until = high if by_time.offset < 0 else by_time.offset
+                until = min(offset, old_until, high)
+                if until > low:
+                    doomed.append(TopicPartition(topic, partition, until))
+                    deleted += until - low
+        if doomed:
+            for future in self._admin.delete_records(doomed, request_timeout=30).values():
+                future.result()
+        return deleted
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        topic = self.dead_letter_topic
+        marks = self._watermarks(topic, [0])
+        low, high = marks[0]
+        messages = self._read_topic(topic, 0, max(low, high - limit), limit)
+        letters = []
+        for msg in reversed(messages):
+            fields = _header_fields(msg)
+            letters.append(
+                DeadLetter(
+                    provider=Provider(fields["provider"].decode()),
+                    reason=fields["reason"].decode(),
+                    received_at=from_micros(int(fields["received_at_us"])),
+                    headers=orjson.loads(fields["headers"]),
+                    body=bytes(msg.value() or b""),
+                )
+            )
+        return letters
+
+    def stats(self) -> LogStats:
+        heads: dict[StreamPartition, int] = {}
+        retained = 0
+        for stream in STREAMS:
+            marks = self._watermarks(self.topic(stream), self.partitions(stream))
+            for p, (low, high) in marks.items():
+                heads[(stream, p)] = high
+                retained += high - low
+        low, high = self._watermarks(self.dead_letter_topic, [0])[0]
+        return LogStats(heads, retained, high - low, self._estimate_size(heads, retained))
+
+    def _estimate_size(self, heads: Mapping[StreamPartition, int], retained: int) -> int:
+        """Retained bytes, estimated as retained records x the size of the newest record.
+
+        The exact figure lives in the broker's log directories, which librdkafka's admin API
+        does not expose; this estimate is for metrics, never for decisions.
+        """
+        for (stream, partition), head in heads.items():
+            newest = self._read_topic(self.topic(stream), partition, head - 1, 1) if head else []
+            for last in newest:
+                key, value = last.key() or b"", last.value() or b""
+                header_bytes = sum(len(k) + len(v) for k, v in _header_fields(last).items())
+                return retained * (len(key) + len(value) + header_bytes + _RECORD_OVERHEAD)
+        return 0
+
+    def is_writable(self) -> bool:
+        if self._closed:
+            return False
+        try:
+            meta = self._admin.list_topics(timeout=2.0)
+        except KafkaException:
+            return False
+        return bool(meta.brokers)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._producer.flush(self.delivery_timeout_s)
+        self._closed = True
+        self._poller.join(timeout=5)
+        with self._consumer_lock:
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
+        self._dedupe.close()
+
+
+__all__ = ["KafkaEventLog", "KafkaLogError"]
