@@ -1,0 +1,137 @@
+"""Clustering that resists chaining: greedy union of match edges under cannot-link checks.
+
+Match edges are applied strongest first (deterministic email, then phone + name, then
+probabilistic, each by descending probability, ties by record order). Two clusters are
+joined only when no scored pair between them is a cannot-link (two records whose given
+names conflict). So a record with only a company phone can join one colleague, but can
+no longer pull a second, differently named colleague into the same cluster; the same
+holds for a household address or a shared name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from lakehook.resolve.matching import RULE_EMAIL, RULE_NONE, RULE_PHONE, ScoredPairs
+
+#: order in which decision rules are applied: the most certain first
+_RULE_PRIORITY = {RULE_EMAIL: 0, RULE_PHONE: 1}
+_RANK_OF_RULE = np.array([9, 0, 1, 2], dtype=np.int8)
+
+
+@dataclass
+class Clustering:
+    """Cluster label per record and the edge that holds each record in its cluster."""
+
+    label: npt.NDArray[np.int64]
+    best_rule: npt.NDArray[np.int8]
+    best_score: npt.NDArray[np.float64]
+    refused_edges: int
+
+
+class _ConstrainedUnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+        self.size = [1] * n
+        self.cannot: dict[int, set[int]] = {}
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    def forbid(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        self.cannot.setdefault(ra, set()).add(rb)
+        self.cannot.setdefault(rb, set()).add(ra)
+
+    def union(self, a: int, b: int) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return True
+        if rb in self.cannot.get(ra, ()):
+            return False
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
+        absorbed = self.cannot.pop(rb, None)
+        if absorbed:
+            keep = self.cannot.setdefault(ra, set())
+            for other in absorbed:
+                peers = self.cannot[other]
+                peers.discard(rb)
+                peers.add(ra)
+                keep.add(other)
+        return True
+
+
+def cluster_records(n: int, pairs: ScoredPairs) -> Clustering:
+    """Cluster ``n`` records (rids 0..n-1) from their scored candidate pairs.
+
+    Args:
+        n: Number of records.
+        pairs: Scored candidate pairs over those rids.
+
+    Returns:
+        A :class:`Clustering` whose labels are the smallest rid of each cluster.
+    """
+    uf = _ConstrainedUnionFind(n)
+    for a, b in zip(
+        pairs.left[pairs.cannot_link].tolist(),
+        pairs.right[pairs.cannot_link].tolist(),
+        strict=True,
+    ):
+        uf.forbid(a, b)
+
+    accepted = np.flatnonzero(pairs.rule != RULE_NONE)
+    priority = np.full(accepted.shape[0], 2, dtype=np.int8)
+    for rule, rank in _RULE_PRIORITY.items():
+        priority[pairs.rule[accepted] == rule] = rank
+    order = np.lexsort(
+        (
+            pairs.right[accepted],
+            pairs.left[accepted],
+            -pairs.probability[accepted],
+            priority,
+        )
+    )
+    edges = accepted[order]
+    refused = 0
+    for a, b in zip(pairs.left[edges].tolist(), pairs.right[edges].tolist(), strict=True):
+        if not uf.union(a, b):
+            refused += 1
+
+    roots = np.fromiter((uf.find(i) for i in range(n)), dtype=np.int64, count=n)
+    # label = smallest rid of the cluster, independent of union order
+    label = np.full(n, n, dtype=np.int64)
+    np.minimum.at(label, roots, np.arange(n, dtype=np.int64))
+    label = label[roots]
+
+    best_rule = np.zeros(n, dtype=np.int8)
+    best_score = np.zeros(n, dtype=np.float64)
+    inside = edges[label[pairs.left[edges]] == label[pairs.right[edges]]]
+    if inside.size:
+        ends = np.concatenate([pairs.left[inside], pairs.right[inside]])
+        scores = np.concatenate([pairs.probability[inside], pairs.probability[inside]])
+        rules = np.concatenate([pairs.rule[inside], pairs.rule[inside]])
+        rank = _RANK_OF_RULE[rules]
+        # per record: the most certain rule, then the highest score
+        pick = np.lexsort((-scores, rank, ends))
+        first = np.ones(pick.shape[0], dtype=bool)
+        first[1:] = ends[pick][1:] != ends[pick][:-1]
+        chosen = pick[first]
+        best_rule[ends[chosen]] = rules[chosen]
+        best_score[ends[chosen]] = scores[chosen]
+    return Clustering(
+        label=label, best_rule=best_rule, best_score=best_score, refused_edges=refused
+    )

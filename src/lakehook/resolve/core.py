@@ -1,0 +1,582 @@
+"""Entity resolution as a pure function: records (+ previous map) in, identity map out.
+
+:func:`resolve_identities` knows nothing of the lake: it takes the source customer
+records and the previous ``semantic.customer_identity_map`` as Arrow tables and returns
+the new map, the merge-log rows and a summary of what changed. The lake adapter
+(:mod:`lakehook.resolve.lake`) reads and writes the tables; tests and the benchmark call
+this function directly.
+
+Stable ids: a cluster inherits the previous id held by most of its records; when
+clusters merge, the oldest id survives (earliest ``first_seen_at``, then earliest source
+record); a part split off gets a new id. New ids are ``uc_`` + a hash of the founding
+record (earliest created), salted with a counter until the id was never issued before,
+so ids are derivable from the data yet never reused.
+
+Incremental: only new and changed records (``source_updated_at`` differs from the map)
+are blocked against all records; the previous clusters they touch are re-clustered with
+them and everything else keeps its row untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehook.resolve.cluster import cluster_records
+from lakehook.resolve.matching import RULE_NAMES, Matcher, ScoredPairs
+from lakehook.resolve.normalize import RECORD_COLUMNS, normalize_records
+
+Mode = Literal["incremental", "full"]
+
+#: ``match_rule`` of a record that matched nothing (its ``match_score`` is 1.0)
+SINGLETON_RULE = "singleton"
+
+IDENTITY_MAP_SCHEMA = pa.schema(
+    [
+        pa.field("source_system", pa.string(), nullable=False),
+        pa.field("source_id", pa.string(), nullable=False),
+        pa.field("unified_customer_id", pa.string(), nullable=False),
+        pa.field("match_rule", pa.string(), nullable=False),
+        pa.field("match_score", pa.float64(), nullable=False),
+        pa.field("first_seen_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("source_updated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+MERGE_LOG_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("logged_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("action", pa.string(), nullable=False),
+        pa.field("unified_customer_id", pa.string(), nullable=False),
+        pa.field("related_unified_customer_id", pa.string()),
+        pa.field("source_system", pa.string()),
+        pa.field("source_id", pa.string()),
+        pa.field("record_count", pa.int64(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+    ]
+)
+
+#: merge-log actions
+ACTION_NEW, ACTION_MERGE, ACTION_SPLIT, ACTION_MOVE, ACTION_REMOVE = (
+    "new",
+    "merge",
+    "split",
+    "move",
+    "remove",
+)
+
+
+@dataclass
+class ChangeSummary:
+    """What a resolution run changes compared with the previous map."""
+
+    records: int = 0
+    affected_records: int = 0
+    candidate_pairs: int = 0
+    refused_edges: int = 0
+    clusters: int = 0
+    new_ids: int = 0
+    new_records: int = 0
+    merged_ids: int = 0
+    splits: int = 0
+    moved_records: int = 0
+    removed_records: int = 0
+    changed_rows: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_rows(self) -> list[tuple[str, int]]:
+        """(what, count) rows for a CLI table."""
+        return [
+            ("records", self.records),
+            ("records re-resolved", self.affected_records),
+            ("candidate pairs scored", self.candidate_pairs),
+            ("unified customers", self.clusters),
+            ("new ids", self.new_ids),
+            ("new records", self.new_records),
+            ("merged ids", self.merged_ids),
+            ("splits", self.splits),
+            ("moved records", self.moved_records),
+            ("removed records", self.removed_records),
+            ("map rows changed", self.changed_rows),
+        ]
+
+
+@dataclass
+class Resolution:
+    """Result of one resolution run."""
+
+    identity_map: pa.Table
+    merge_log: pa.Table
+    changes: ChangeSummary
+    scored_pairs: ScoredPairs | None = None
+
+
+def _prepare_records(records: pa.Table) -> pa.Table:
+    """Contract columns as text/timestamps, one row per source record, in key order."""
+    columns: dict[str, pa.Array] = {}
+    for name in RECORD_COLUMNS:
+        if name in ("created_at", "updated_at"):
+            if name in records.column_names:
+                col = records.column(name).combine_chunks()
+                if pa.types.is_timestamp(col.type) and col.type.tz is None:
+                    col = col.cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
+                columns[name] = col.cast(pa.timestamp("us", tz="UTC"))
+            else:
+                columns[name] = pa.nulls(records.num_rows, pa.timestamp("us", tz="UTC"))
+        elif name in records.column_names:
+            columns[name] = records.column(name).combine_chunks().cast(pa.string())
+        else:
+            columns[name] = pa.nulls(records.num_rows, pa.string())
+    table = pa.table(columns)
+    table = table.sort_by(
+        [("source_system", "ascending"), ("source_id", "ascending"), ("updated_at", "descending")]
+    )
+    # one row per source record: the newest version wins
+    ss = table.column("source_system").to_numpy(zero_copy_only=False)
+    sid = table.column("source_id").to_numpy(zero_copy_only=False)
+    if len(ss) > 1:
+        keep = np.ones(len(ss), dtype=bool)
+        keep[1:] = (ss[1:] != ss[:-1]) | (sid[1:] != sid[:-1])
+        if not keep.all():
+            table = table.filter(pa.array(keep))
+    return table
+
+
+def _previous_by_key(
+    records: pa.Table, previous_map: pa.Table | None
+) -> dict[str, npt.NDArray[Any]]:
+    """Previous-map columns aligned to ``records`` (None where a record is new)."""
+    n = records.num_rows
+    empty = np.full(n, None, dtype=object)
+    if previous_map is None or previous_map.num_rows == 0:
+        return {
+            "unified_customer_id": empty,
+            "match_rule": empty.copy(),
+            "match_score": empty.copy(),
+            "first_seen_at": empty.copy(),
+            "updated_at": empty.copy(),
+            "source_updated_at": empty.copy(),
+            "found": np.zeros(n, dtype=bool),
+        }
+    keys = pa.table(
+        {
+            "source_system": records.column("source_system"),
+            "source_id": records.column("source_id"),
+            "_pos": pa.array(np.arange(n, dtype=np.int64)),
+        }
+    )
+    prev_cols = [
+        "source_system",
+        "source_id",
+        "unified_customer_id",
+        "match_rule",
+        "match_score",
+        "first_seen_at",
+        "updated_at",
+    ]
+    prev = previous_map.select(prev_cols)
+    if "source_updated_at" in previous_map.column_names:
+        prev = prev.append_column("source_updated_at", previous_map.column("source_updated_at"))
+    else:
+        prev = prev.append_column(
+            "source_updated_at", pa.nulls(prev.num_rows, pa.timestamp("us", tz="UTC"))
+        )
+    joined = keys.join(prev, ["source_system", "source_id"], join_type="left outer")
+    joined = joined.sort_by("_pos")
+    out: dict[str, npt.NDArray[Any]] = {}
+    for name in (
+        "unified_customer_id",
+        "match_rule",
+        "match_score",
+        "first_seen_at",
+        "updated_at",
+        "source_updated_at",
+    ):
+        out[name] = np.array(joined.column(name).to_pylist(), dtype=object)
+    out["found"] = np.array([v is not None for v in out["unified_customer_id"]], dtype=bool)
+    return out
+
+
+def mint_id(source_system: str, source_id: str, issued: set[str]) -> str:
+    """A new ``unified_customer_id`` derived from its founding record, never issued before.
+
+    Args:
+        source_system: System of the founding record.
+        source_id: Id of the founding record in that system.
+        issued: Every id issued so far (previous map, merge log, this run); updated.
+
+    Returns:
+        ``uc_`` followed by 16 hex digits.
+    """
+    salt = 0
+    while True:
+        digest = hashlib.sha256(f"{source_system}:{source_id}#{salt}".encode()).hexdigest()
+        candidate = f"uc_{digest[:16]}"
+        if candidate not in issued:
+            issued.add(candidate)
+            return candidate
+        salt += 1
+
+
+def _changed_mask(records: pa.Table, prev: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.bool_]:
+    current = np.array(records.column("updated_at").to_pylist(), dtype=object)
+    changed = ~prev["found"]
+    differs = np.array(
+        [a != b for a, b in zip(current, prev["source_updated_at"], strict=True)], dtype=bool
+    )
+    return changed | differs
+
+
+def _affected(
+    matcher: Matcher,
+    changed: npt.NDArray[np.bool_],
+    prev_ids: npt.NDArray[Any],
+) -> npt.NDArray[np.bool_]:
+    """Changed records, their candidates, and every record of the clusters they touch."""
+    focus = np.flatnonzero(changed).astype(np.int64)
+    affected = changed.copy()
+    if focus.size:
+        pairs = matcher.candidate_pairs(focus)
+        affected[pairs.column("l").to_numpy()] = True
+        affected[pairs.column("r").to_numpy()] = True
+    touched = {i for i in prev_ids[affected] if i is not None}
+    if touched:
+        affected |= np.array([i in touched for i in prev_ids], dtype=bool)
+    return affected
+
+
+def _subset_pairs(pairs: ScoredPairs, keep: npt.NDArray[np.bool_]) -> ScoredPairs:
+    mask = keep[pairs.left] & keep[pairs.right]
+    local = np.cumsum(keep) - 1
+    return ScoredPairs(
+        left=local[pairs.left[mask]],
+        right=local[pairs.right[mask]],
+        levels={k: v[mask] for k, v in pairs.levels.items()},
+        weight=pairs.weight[mask],
+        probability=pairs.probability[mask],
+        rule=pairs.rule[mask],
+        cannot_link=pairs.cannot_link[mask],
+        stats=pairs.stats,
+    )
+
+
+@dataclass
+class _Cluster:
+    members: list[int]
+    old_ids: dict[str, int]
+
+
+def resolve_identities(
+    records: pa.Table,
+    previous_map: pa.Table | None = None,
+    *,
+    issued_ids: Iterable[str] = (),
+    mode: Mode = "incremental",
+    resolved_at: datetime | None = None,
+    run_id: str | None = None,
+    match_threshold: float = 0.95,
+    default_region: str = "US",
+    keep_pairs: bool = False,
+) -> Resolution:
+    """Resolve source customer records into unified customers with stable ids.
+
+    Args:
+        records: One row per source customer record (columns of
+            :data:`~lakehook.resolve.normalize.RECORD_COLUMNS`; missing ones are null).
+        previous_map: The current ``semantic.customer_identity_map`` (None on first run).
+        issued_ids: Ids issued in earlier runs that may no longer be in the map (from the
+            merge log), so that they are never handed out again.
+        mode: ``incremental`` re-resolves only what new and changed records touch;
+            ``full`` re-scores everything (ids stay stable either way).
+        resolved_at: Timestamp stamped on new and changed rows (default: now, UTC).
+        run_id: Id of this run in the merge log (default: derived from ``resolved_at``).
+        match_threshold: Posterior probability from which a scored pair is a match.
+        default_region: Country for phone numbers of records without one.
+        keep_pairs: Keep the scored pairs on the result (benchmarks, diagnostics).
+
+    Returns:
+        The new identity map (every input record, :data:`IDENTITY_MAP_SCHEMA`), the
+        merge-log rows of this run (:data:`MERGE_LOG_SCHEMA`) and a change summary.
+    """
+    import time
+
+    now = resolved_at or datetime.now(UTC)
+    run = run_id or f"resolve-{now.strftime('%Y%m%dT%H%M%S%fZ')}"
+    timings: dict[str, float] = {}
+    tick = time.perf_counter()
+
+    table = _prepare_records(records)
+    n = table.num_rows
+    prev = _previous_by_key(table, previous_map)
+    prev_ids = prev["unified_customer_id"]
+    normalized = normalize_records(table, default_region=default_region)
+    normalized = normalized.append_column("rid", pa.array(np.arange(n, dtype=np.int64)))
+    timings["normalize_s"] = time.perf_counter() - tick
+
+    summary = ChangeSummary(records=n)
+    tick = time.perf_counter()
+    incremental = mode == "incremental" and previous_map is not None and previous_map.num_rows
+    changed = _changed_mask(table, prev) if incremental else np.ones(n, dtype=bool)
+
+    matcher: Matcher | None = None
+    scored: ScoredPairs | None = None
+    try:
+        if changed.any():
+            matcher = Matcher(normalized, match_threshold=match_threshold)
+            timings["calibrate_s"] = time.perf_counter() - tick
+            tick = time.perf_counter()
+            if incremental:
+                affected = _affected(matcher, changed, prev_ids)
+                pairs = matcher.candidate_pairs(np.flatnonzero(affected).astype(np.int64))
+                both = (
+                    affected[pairs.column("l").to_numpy()] & affected[pairs.column("r").to_numpy()]
+                )
+                pairs = pairs.filter(pa.array(both))
+            else:
+                affected = np.ones(n, dtype=bool)
+                pairs = matcher.candidate_pairs()
+            timings["block_s"] = time.perf_counter() - tick
+            tick = time.perf_counter()
+            scored = matcher.score(pairs)
+            timings["score_s"] = time.perf_counter() - tick
+        else:
+            affected = np.zeros(n, dtype=bool)
+    finally:
+        if matcher is not None:
+            matcher.close()
+
+    tick = time.perf_counter()
+    affected_rids = np.flatnonzero(affected)
+    local_pairs = _subset_pairs(scored, affected) if scored is not None else None
+    summary.affected_records = int(affected_rids.size)
+    summary.candidate_pairs = len(local_pairs) if local_pairs is not None else 0
+
+    # ------------------------------------------------------------ clusters
+    new_id = np.array(prev_ids, dtype=object)
+    rule_out = np.array(prev["match_rule"], dtype=object)
+    score_out = np.array(prev["match_score"], dtype=object)
+    log_rows: list[dict[str, Any]] = []
+    issued: set[str] = set(issued_ids) | {i for i in prev_ids if i is not None}
+    if previous_map is not None and previous_map.num_rows:
+        issued |= set(previous_map.column("unified_customer_id").to_pylist())
+
+    if local_pairs is not None and affected_rids.size:
+        clustering = cluster_records(int(affected_rids.size), local_pairs)
+        summary.refused_edges = clustering.refused_edges
+        for local, rid in enumerate(affected_rids.tolist()):
+            code = int(clustering.best_rule[local])
+            if code:
+                rule_out[rid] = RULE_NAMES[code]
+                score_out[rid] = round(float(clustering.best_score[local]), 6)
+            else:
+                rule_out[rid] = SINGLETON_RULE
+                score_out[rid] = 1.0
+        clusters: dict[int, _Cluster] = {}
+        for local, label in enumerate(clustering.label.tolist()):
+            rid = int(affected_rids[local])
+            cluster = clusters.setdefault(label, _Cluster(members=[], old_ids={}))
+            cluster.members.append(rid)
+            old = prev_ids[rid]
+            if old is not None:
+                cluster.old_ids[old] = cluster.old_ids.get(old, 0) + 1
+        _assign_ids(clusters, table, prev, new_id, issued, log_rows)
+
+    # ------------------------------------------------------------ the map
+    if previous_map is not None and previous_map.num_rows:
+        present = set(
+            zip(
+                table.column("source_system").to_pylist(),
+                table.column("source_id").to_pylist(),
+                strict=True,
+            )
+        )
+        for ss, sid, uc in zip(
+            previous_map.column("source_system").to_pylist(),
+            previous_map.column("source_id").to_pylist(),
+            previous_map.column("unified_customer_id").to_pylist(),
+            strict=True,
+        ):
+            if (ss, sid) not in present:
+                summary.removed_records += 1
+                log_rows.append(
+                    _log(ACTION_REMOVE, uc, None, ss, sid, 1, "source record no longer in staging")
+                )
+
+    first_seen = np.array(prev["first_seen_at"], dtype=object)
+    updated = np.array(prev["updated_at"], dtype=object)
+    changed_rows = 0
+    for rid in affected_rids.tolist():
+        if first_seen[rid] is None:
+            first_seen[rid] = now
+        same = (
+            prev["found"][rid]
+            and prev_ids[rid] == new_id[rid]
+            and prev["match_rule"][rid] == rule_out[rid]
+            and prev["match_score"][rid] == score_out[rid]
+            and prev["source_updated_at"][rid] == table.column("updated_at")[rid].as_py()
+        )
+        if not same:
+            updated[rid] = now
+            changed_rows += 1
+    summary.changed_rows = changed_rows
+
+    identity_map = pa.table(
+        {
+            "source_system": table.column("source_system"),
+            "source_id": table.column("source_id"),
+            "unified_customer_id": pa.array(new_id.tolist(), pa.string()),
+            "match_rule": pa.array(rule_out.tolist(), pa.string()),
+            "match_score": pa.array(score_out.tolist(), pa.float64()),
+            "first_seen_at": pa.array(first_seen.tolist(), pa.timestamp("us", tz="UTC")),
+            "updated_at": pa.array(updated.tolist(), pa.timestamp("us", tz="UTC")),
+            "source_updated_at": table.column("updated_at"),
+        },
+        schema=IDENTITY_MAP_SCHEMA,
+    )
+    summary.clusters = int(pc.count_distinct(identity_map.column("unified_customer_id")).as_py())
+    for row in log_rows:
+        row["run_id"] = run
+        row["logged_at"] = now
+    summary.new_ids = sum(1 for r in log_rows if r["action"] in (ACTION_NEW, ACTION_SPLIT))
+    summary.new_records = int((~prev["found"]).sum())
+    summary.merged_ids = sum(1 for r in log_rows if r["action"] == ACTION_MERGE)
+    summary.splits = sum(1 for r in log_rows if r["action"] == ACTION_SPLIT)
+    summary.moved_records = sum(1 for r in log_rows if r["action"] == ACTION_MOVE)
+    merge_log = pa.Table.from_pylist(log_rows, schema=MERGE_LOG_SCHEMA)
+    timings["cluster_and_ids_s"] = time.perf_counter() - tick
+    summary.timings = timings
+    return Resolution(
+        identity_map=identity_map,
+        merge_log=merge_log,
+        changes=summary,
+        scored_pairs=scored if keep_pairs else None,
+    )
+
+
+def _log(
+    action: str,
+    uc: str,
+    related: str | None,
+    source_system: str | None,
+    source_id: str | None,
+    count: int,
+    reason: str,
+) -> dict[str, Any]:
+    return {
+        "action": action,
+        "unified_customer_id": uc,
+        "related_unified_customer_id": related,
+        "source_system": source_system,
+        "source_id": source_id,
+        "record_count": count,
+        "reason": reason,
+    }
+
+
+def _assign_ids(
+    clusters: dict[int, _Cluster],
+    table: pa.Table,
+    prev: dict[str, npt.NDArray[Any]],
+    new_id: npt.NDArray[Any],
+    issued: set[str],
+    log_rows: list[dict[str, Any]],
+) -> None:
+    """Give each cluster its id: inherit, keep the oldest on merge, mint on split/new."""
+    systems = table.column("source_system").to_pylist()
+    source_ids = table.column("source_id").to_pylist()
+    created = table.column("created_at").to_pylist()
+    prev_ids = prev["unified_customer_id"]
+    far_future = datetime.max.replace(tzinfo=UTC)
+
+    # age of each old id: its earliest first_seen_at, then its earliest source record
+    age: dict[str, tuple[datetime, datetime, str]] = {}
+    for label_cluster in clusters.values():
+        for rid in label_cluster.members:
+            old = prev_ids[rid]
+            if old is None:
+                continue
+            key = (prev["first_seen_at"][rid] or far_future, created[rid] or far_future, old)
+            if old not in age or key < age[old]:
+                age[old] = key
+
+    # heir of each old id: the cluster holding most of its records (ties: lowest label)
+    heir: dict[str, tuple[int, int]] = {}
+    for label, cluster in sorted(clusters.items()):
+        for old, count in cluster.old_ids.items():
+            if old not in heir or count > heir[old][1]:
+                heir[old] = (label, count)
+
+    for label, cluster in sorted(clusters.items()):
+        inherited = sorted(
+            (old for old in cluster.old_ids if heir[old][0] == label), key=lambda o: age[o]
+        )
+        founder = min(
+            cluster.members,
+            key=lambda r: (created[r] or far_future, systems[r], source_ids[r]),
+        )
+        if inherited:
+            uc = inherited[0]
+            for absorbed in inherited[1:]:
+                log_rows.append(
+                    _log(
+                        ACTION_MERGE,
+                        uc,
+                        absorbed,
+                        None,
+                        None,
+                        cluster.old_ids[absorbed],
+                        f"{absorbed} joined {uc} by new evidence; the oldest id survives",
+                    )
+                )
+        else:
+            uc = mint_id(systems[founder], source_ids[founder], issued)
+            if cluster.old_ids:
+                parent = max(cluster.old_ids.items(), key=lambda kv: (kv[1], kv[0]))[0]
+                log_rows.append(
+                    _log(
+                        ACTION_SPLIT,
+                        uc,
+                        parent,
+                        systems[founder],
+                        source_ids[founder],
+                        len(cluster.members),
+                        f"split from {parent}: the records no longer match the rest",
+                    )
+                )
+            else:
+                log_rows.append(
+                    _log(
+                        ACTION_NEW,
+                        uc,
+                        None,
+                        systems[founder],
+                        source_ids[founder],
+                        len(cluster.members),
+                        "new customer: no existing cluster matches",
+                    )
+                )
+        for rid in cluster.members:
+            old = prev_ids[rid]
+            if old is not None and old != uc and heir[old][0] != label and inherited:
+                log_rows.append(
+                    _log(
+                        ACTION_MOVE,
+                        uc,
+                        old,
+                        systems[rid],
+                        source_ids[rid],
+                        1,
+                        f"record moved from {old}: it matches {uc} better",
+                    )
+                )
+            new_id[rid] = uc

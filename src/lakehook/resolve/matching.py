@@ -1,0 +1,407 @@
+"""Candidate pairs and their scores: the blocking index and the calibrated comparisons.
+
+Blocking: every record emits a few keys (normalised email, phone, family name + postal
+code, canonical full name, email local part, street + postal code, email prefix/suffix
+with domain); records sharing a key become a candidate pair. Blocks larger than a cap
+are skipped (a key shared by hundreds of records identifies nobody), so the number of
+pairs grows near-linearly with the records.
+
+Scoring is Fellegi-Sunter: each comparison (email, phone, given name, family name,
+address) falls in a level; a level adds ``log2(m / u)`` bits, where ``m`` is the chance
+of that level among true matches (priors below) and ``u`` the chance among random pairs,
+**measured on the data being resolved** from a random sample of pairs. Exact levels use
+the frequency of the shared value instead (term-frequency adjustment), so a phone shared
+by a whole office or a common surname counts for little. Everything runs in DuckDB over
+Arrow; only the final arithmetic is numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+#: columns of the normalised records the matcher reads
+MATCH_COLUMNS: tuple[str, ...] = (
+    "rid",
+    "email_norm",
+    "email_local",
+    "email_domain",
+    "phone_key",
+    "first_norm",
+    "first_canon",
+    "last_norm",
+    "address_norm",
+    "postal_norm",
+)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One compared attribute: its levels as SQL, the ``m`` prior of each level.
+
+    ``levels_sql`` is a CASE expression over aliases ``a`` and ``b`` giving an int level,
+    NULL when either side is missing (no evidence). ``tf_level`` is the level whose
+    ``u`` is the frequency of the shared value (column ``tf_column`` of the records).
+    """
+
+    name: str
+    levels_sql: str
+    m: dict[int, float]
+    u_default: dict[int, float]
+    tf_level: int | None = None
+    tf_column: str | None = None
+    #: levels whose ``u_default`` is a count of chance agreements *per record*: their
+    #: chance among random pairs shrinks as the data grows (identifiers, not names)
+    rare_levels: frozenset[int] = frozenset()
+    #: levels that carry no evidence either way (weight 0)
+    neutral_levels: frozenset[int] = frozenset()
+
+    def default_u(self, level: int, records: int) -> float:
+        """The prior guess of ``u`` for a level, on data of ``records`` records."""
+        if level in self.rare_levels:
+            return min(self.u_default[level] / max(records, 1), 0.5)
+        return self.u_default[level]
+
+
+_FIRST_LEVELS = """CASE
+  WHEN a.first_norm IS NULL OR b.first_norm IS NULL THEN NULL
+  WHEN a.first_norm = b.first_norm THEN 4
+  WHEN a.first_norm = b.last_norm AND a.last_norm = b.first_norm THEN 4
+  WHEN a.first_canon = b.first_canon THEN 3
+  WHEN jaro_winkler_similarity(a.first_norm, b.first_norm) >= 0.88 THEN 2
+  WHEN (length(a.first_norm) = 1 OR length(b.first_norm) = 1)
+       AND a.first_norm[1] = b.first_norm[1] THEN 1
+  WHEN starts_with(a.first_norm, b.first_norm) OR starts_with(b.first_norm, a.first_norm) THEN 1
+  ELSE 0 END"""
+
+COMPARISONS: tuple[Comparison, ...] = (
+    Comparison(
+        "email",
+        """CASE
+  WHEN a.email_norm IS NULL OR b.email_norm IS NULL THEN NULL
+  WHEN a.email_norm = b.email_norm THEN 3
+  WHEN regexp_replace(a.email_local, '[0-9]+', '', 'g')
+       = regexp_replace(b.email_local, '[0-9]+', '', 'g') THEN 0
+  WHEN a.email_domain = b.email_domain
+       AND jaro_winkler_similarity(a.email_local, b.email_local) >= 0.93 THEN 2
+  WHEN a.email_local = b.email_local
+       AND damerau_levenshtein(a.email_domain, b.email_domain) <= 2 THEN 2
+  WHEN a.email_local = b.email_local AND length(a.email_local) >= 5 THEN 1
+  ELSE 0 END""",
+        {3: 0.78, 2: 0.08, 1: 0.04, 0: 0.10},
+        {3: 0.01, 2: 0.05, 1: 0.5, 0: 1.0},
+        tf_level=3,
+        tf_column="email_norm",
+        rare_levels=frozenset({3, 2, 1}),
+        # the same local part at another domain mostly repeats the name (first.last@)
+        neutral_levels=frozenset({1}),
+    ),
+    Comparison(
+        "phone",
+        """CASE
+  WHEN a.phone_key IS NULL OR b.phone_key IS NULL THEN NULL
+  WHEN a.phone_key = b.phone_key THEN 2
+  WHEN damerau_levenshtein(a.phone_key, b.phone_key) <= 1 THEN 1
+  ELSE 0 END""",
+        {2: 0.75, 1: 0.05, 0: 0.20},
+        {2: 0.01, 1: 0.05, 0: 1.0},
+        tf_level=2,
+        tf_column="phone_key",
+        rare_levels=frozenset({2, 1}),
+    ),
+    Comparison(
+        "first_name",
+        _FIRST_LEVELS,
+        {4: 0.82, 3: 0.08, 2: 0.05, 1: 0.02, 0: 0.03},
+        {4: 0.01, 3: 0.003, 2: 0.01, 1: 0.02, 0: 0.95},
+    ),
+    Comparison(
+        "last_name",
+        """CASE
+  WHEN a.last_norm IS NULL OR b.last_norm IS NULL THEN NULL
+  WHEN a.last_norm = b.last_norm THEN 3
+  WHEN a.first_norm = b.last_norm AND a.last_norm = b.first_norm THEN 3
+  WHEN jaro_winkler_similarity(a.last_norm, b.last_norm) >= 0.90 THEN 2
+  ELSE 0 END""",
+        {3: 0.86, 2: 0.08, 0: 0.06},
+        {3: 0.005, 2: 0.01, 0: 0.98},
+        tf_level=3,
+        tf_column="last_norm",
+    ),
+    Comparison(
+        "address",
+        """CASE
+  WHEN a.address_norm IS NULL OR b.address_norm IS NULL THEN NULL
+  WHEN a.address_norm = b.address_norm
+       AND (a.postal_norm IS NULL OR b.postal_norm IS NULL OR a.postal_norm = b.postal_norm)
+       THEN 3
+  WHEN jaro_winkler_similarity(a.address_norm, b.address_norm) >= 0.90
+       AND a.postal_norm = b.postal_norm THEN 2
+  WHEN a.postal_norm = b.postal_norm THEN 1
+  ELSE 0 END""",
+        {3: 0.55, 2: 0.12, 1: 0.06, 0: 0.27},
+        {3: 0.02, 2: 0.05, 1: 0.005, 0: 0.99},
+        tf_level=3,
+        tf_column="address_norm",
+        rare_levels=frozenset({3, 2}),
+    ),
+)
+
+#: (kind, SQL key expression over the records, largest block kept)
+BLOCKING_KEYS: tuple[tuple[str, str, int], ...] = (
+    ("email", "email_norm", 200),
+    ("phone", "phone_key", 200),
+    ("name_postal", "last_norm || '|' || postal_norm", 60),
+    ("full_name", "first_canon || '|' || last_norm", 40),
+    ("email_local", "CASE WHEN length(email_local) >= 5 THEN email_local END", 40),
+    ("address", "address_norm || '|' || postal_norm", 60),
+    ("email_head", "left(email_local, 5) || '@' || email_domain", 40),
+    ("email_tail", "right(email_local, 5) || '@' || email_domain", 40),
+    ("phone_name", "right(phone_key, 6) || '|' || last_norm", 40),
+)
+
+
+@dataclass
+class ScoredPairs:
+    """Candidate pairs with their evidence, score and decision, as parallel numpy arrays."""
+
+    left: npt.NDArray[np.int64]
+    right: npt.NDArray[np.int64]
+    levels: dict[str, npt.NDArray[np.int8]]
+    weight: npt.NDArray[np.float64]
+    probability: npt.NDArray[np.float64]
+    rule: npt.NDArray[np.int8]
+    cannot_link: npt.NDArray[np.bool_]
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.left.shape[0])
+
+
+#: decision codes of :attr:`ScoredPairs.rule`
+RULE_NONE, RULE_EMAIL, RULE_PHONE, RULE_PROBABILISTIC = 0, 1, 2, 3
+RULE_NAMES: dict[int, str] = {
+    RULE_EMAIL: "email_exact",
+    RULE_PHONE: "phone_exact_name",
+    RULE_PROBABILISTIC: "probabilistic",
+}
+
+_NULL_LEVEL = -1
+#: pseudo-counts blending the measured u with ``u_default`` (matters on small inputs only)
+_U_PSEUDO_PAIRS = 10_000.0
+_TF_PSEUDO_RECORDS = 1_000.0
+
+
+def _levels_select() -> str:
+    return ",\n".join(
+        f"coalesce(({c.levels_sql}), {_NULL_LEVEL})::TINYINT AS lvl_{c.name}" for c in COMPARISONS
+    )
+
+
+def _tf_select() -> str:
+    return ",\n".join(
+        f"CASE WHEN a.{c.tf_column} = b.{c.tf_column} THEN a.tf_{c.tf_column} END AS tf_{c.name}"
+        for c in COMPARISONS
+        if c.tf_column
+    )
+
+
+class Matcher:
+    """Blocking and scoring over one set of normalised records held in DuckDB.
+
+    Args:
+        records: Normalised records (:func:`~lakehook.resolve.normalize.normalize_records`)
+            with an int64 ``rid`` column numbering them 0..n-1.
+        match_threshold: Posterior probability from which a pair is a match.
+        u_sample_pairs: Random pairs drawn to measure the ``u`` probabilities.
+        seed: Seed of that sample, so that a rerun scores identically.
+        connection: DuckDB connection to use (a fresh in-memory one by default).
+    """
+
+    def __init__(
+        self,
+        records: pa.Table,
+        *,
+        match_threshold: float = 0.95,
+        u_sample_pairs: int = 1_000_000,
+        seed: int = 20261126,
+        connection: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
+        self.db = connection or duckdb.connect()
+        self.n = records.num_rows
+        self.match_threshold = match_threshold
+        self.db.register("records_arrow", records.select(list(MATCH_COLUMNS)))
+        tf_columns = sorted({c.tf_column for c in COMPARISONS if c.tf_column})
+        tf_windows = ", ".join(
+            f"count({col}) OVER (PARTITION BY {col}) / "
+            f"(count({col}) OVER () + {_TF_PSEUDO_RECORDS})::DOUBLE AS tf_{col}, "
+            f"count({col}) OVER (PARTITION BY {col}) AS n_{col}"
+            for col in tf_columns
+        )
+        self.db.execute(
+            f"CREATE OR REPLACE TEMP TABLE recs AS SELECT *, {tf_windows} FROM records_arrow"
+        )
+        self.db.unregister("records_arrow")
+        self.u = self._measure_u(u_sample_pairs, seed)
+        self.log2_prior = self._estimate_prior()
+
+    # ------------------------------------------------------------------ calibration
+    def _level_counts(self, pairs_sql: str) -> tuple[dict[str, dict[int, float]], int]:
+        rel = self.db.sql(
+            f"""SELECT {_levels_select()} FROM ({pairs_sql}) p
+                JOIN recs a ON a.rid = p.l JOIN recs b ON b.rid = p.r"""
+        )
+        table = rel.to_arrow_table()
+        total = table.num_rows
+        counts: dict[str, dict[int, float]] = {}
+        for c in COMPARISONS:
+            values, freq = np.unique(
+                np.asarray(table.column(f"lvl_{c.name}").to_numpy(), dtype=np.int64),
+                return_counts=True,
+            )
+            counts[c.name] = {int(v): float(f) for v, f in zip(values, freq, strict=True)}
+        return counts, total
+
+    def _measure_u(self, sample_pairs: int, seed: int) -> dict[str, dict[int, float]]:
+        """u per level: its share among random pairs of the records being resolved."""
+        n = self.n
+        if n < 2:
+            return {c.name: {lvl: c.default_u(lvl, n) for lvl in c.m} for c in COMPARISONS}
+        all_pairs = n * (n - 1) // 2
+        if all_pairs <= sample_pairs:
+            pairs_sql = (
+                f"SELECT a.i AS l, b.i AS r FROM range({n}) a(i), range({n}) b(i) WHERE a.i < b.i"
+            )
+        else:
+            rng = np.random.default_rng(seed)
+            left = rng.integers(0, n, size=sample_pairs, dtype=np.int64)
+            right = rng.integers(0, n - 1, size=sample_pairs, dtype=np.int64)
+            right = right + (right >= left)  # never a record with itself
+            self.db.register("u_pairs", pa.table({"l": left, "r": right}))
+            pairs_sql = "SELECT l, r FROM u_pairs"
+        counts, _ = self._level_counts(pairs_sql)
+        u: dict[str, dict[int, float]] = {}
+        for c in COMPARISONS:
+            observed = counts[c.name]
+            non_null = sum(v for k, v in observed.items() if k != _NULL_LEVEL)
+            u[c.name] = {
+                lvl: (observed.get(lvl, 0.0) + _U_PSEUDO_PAIRS * c.default_u(lvl, n))
+                / (non_null + _U_PSEUDO_PAIRS)
+                for lvl in c.m
+            }
+        return u
+
+    def _estimate_prior(self) -> float:
+        """log2 prior odds that a random pair is a match.
+
+        Pairs sharing a normalised email are nearly all matches and occur in a known
+        share ``m`` of matching pairs, so their count divided by that ``m`` estimates
+        the number of matching pairs.
+        """
+        n = self.n
+        all_pairs = max(n * (n - 1) / 2, 1.0)
+        row = self.db.sql(
+            "SELECT coalesce(sum(c * (c - 1) / 2), 0) FROM "
+            "(SELECT count(*) AS c FROM recs WHERE email_norm IS NOT NULL GROUP BY email_norm)"
+        ).fetchone()
+        email_pairs = float(row[0]) if row else 0.0
+        m_email = next(c.m[3] for c in COMPARISONS if c.name == "email")
+        expected = max(email_pairs / m_email, n * 0.05, 1.0)
+        prior = min(expected / all_pairs, 0.5)
+        return math.log2(prior / (1 - prior))
+
+    # ------------------------------------------------------------------ blocking
+    def candidate_pairs(self, focus: npt.NDArray[np.int64] | None = None) -> pa.Table:
+        """Distinct candidate pairs ``(l, r)`` with ``l < r`` from all blocking keys.
+
+        Args:
+            focus: When given, only pairs with at least one record among these rids
+                (incremental resolution: new and changed records against everything).
+
+        Returns:
+            An Arrow table of int64 columns ``l`` and ``r``.
+        """
+        selects = " UNION ALL ".join(
+            f"SELECT rid, '{kind}' AS kind, {expr} AS k, {cap} AS cap FROM recs "
+            f"WHERE {expr} IS NOT NULL"
+            for kind, expr, cap in BLOCKING_KEYS
+        )
+        self.db.execute(f"CREATE OR REPLACE TEMP TABLE keys AS {selects}")
+        self.db.execute(
+            """CREATE OR REPLACE TEMP TABLE blocks AS
+               SELECT kind, k FROM keys GROUP BY kind, k, cap
+               HAVING count(*) BETWEEN 2 AND any_value(cap)"""
+        )
+        self.db.execute(
+            "CREATE OR REPLACE TEMP TABLE kept AS SELECT keys.rid, keys.kind, keys.k "
+            "FROM keys SEMI JOIN blocks USING (kind, k)"
+        )
+        if focus is None:
+            sql = """SELECT DISTINCT a.rid AS l, b.rid AS r FROM kept a JOIN kept b
+                     ON a.kind = b.kind AND a.k = b.k AND a.rid < b.rid"""
+        else:
+            self.db.register("focus_arrow", pa.table({"rid": focus}))
+            sql = """WITH f AS (SELECT kept.* FROM kept SEMI JOIN focus_arrow USING (rid))
+                     SELECT DISTINCT least(f.rid, o.rid) AS l, greatest(f.rid, o.rid) AS r
+                     FROM f JOIN kept o ON f.kind = o.kind AND f.k = o.k AND f.rid <> o.rid"""
+        return self.db.sql(sql).to_arrow_table()
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, pairs: pa.Table) -> ScoredPairs:
+        """Evidence, weight, match probability and decision for each candidate pair."""
+        self.db.register("cand", pairs)
+        table = self.db.sql(
+            f"""SELECT p.l, p.r, {_levels_select()}, {_tf_select()},
+                       a.n_phone_key AS phone_users
+                FROM cand p JOIN recs a ON a.rid = p.l JOIN recs b ON b.rid = p.r
+                ORDER BY p.l, p.r"""
+        ).to_arrow_table()
+        self.db.unregister("cand")
+        levels = {
+            c.name: np.asarray(table.column(f"lvl_{c.name}").to_numpy(), dtype=np.int8)
+            for c in COMPARISONS
+        }
+        weight = np.full(table.num_rows, self.log2_prior, dtype=np.float64)
+        for c in COMPARISONS:
+            lvl = levels[c.name]
+            for level, m in c.m.items():
+                if level in c.neutral_levels:
+                    continue
+                mask = lvl == level
+                if c.tf_level == level:
+                    tf = np.asarray(
+                        table.column(f"tf_{c.name}").fill_null(1.0).to_numpy(), dtype=np.float64
+                    )
+                    u = np.maximum(tf[mask], self.u[c.name][level])
+                    weight[mask] += np.log2(m / u)
+                else:
+                    weight[mask] += math.log2(m / self.u[c.name][level])
+        probability = 1.0 / (1.0 + np.exp2(-np.clip(weight, -60, 60)))
+
+        first, last = levels["first_name"], levels["last_name"]
+        names_conflict = first == 0
+        names_agree = (first >= 2) & ((last >= 2) | (last == _NULL_LEVEL))
+        phone_users = np.asarray(table.column("phone_users").fill_null(0).to_numpy())
+        rule = np.zeros(table.num_rows, dtype=np.int8)
+        rule[(probability >= self.match_threshold) & ~names_conflict] = RULE_PROBABILISTIC
+        rule[(levels["phone"] == 2) & (phone_users <= 3) & names_agree] = RULE_PHONE
+        rule[(levels["email"] == 3) & ~names_conflict] = RULE_EMAIL
+        return ScoredPairs(
+            left=np.asarray(table.column("l").to_numpy(), dtype=np.int64),
+            right=np.asarray(table.column("r").to_numpy(), dtype=np.int64),
+            levels=levels,
+            weight=weight,
+            probability=probability,
+            rule=rule,
+            cannot_link=names_conflict,
+            stats={"log2_prior": self.log2_prior},
+        )
+
+    def close(self) -> None:
+        """Release the DuckDB connection."""
+        self.db.close()
