@@ -27,5 +27,8 @@ TBLPROPERTIES (
   'write.format.default' = 'parquet',
   'write.parquet.compression-codec' = 'zstd',
   'write.target-file-size-bytes' = '134217728',
+  'commit.manifest-merge.enabled' = 'true',
+  'write.metadata.delete-after-commit.enabled' = 'true',
+  'write.metadata.previous-versions-max' = '50',
   'commit.retry.num-retries' = '0'
 );

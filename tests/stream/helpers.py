@@ -1,0 +1,63 @@
+"""Envelopes and event-log filling shared by the loader, crash and maintenance tests."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from lakehook.contracts import Envelope, Provider, new_raw_id
+from lakehook.log.sqlite import SqliteEventLog
+
+BASE_TIME = datetime(2026, 10, 30, 12, 0, tzinfo=UTC)
+
+
+def envelope(provider: Provider, n: int, *, received_at: datetime | None = None) -> Envelope:
+    """The n-th test event of a provider; spread over two months so partitions matter."""
+    received = received_at or BASE_TIME + timedelta(minutes=n)
+    return Envelope(
+        raw_id=new_raw_id(),
+        event_id=f"{provider.value}-evt-{n}",
+        provider=provider,
+        topic="orders/create" if provider is Provider.SHOPIFY else "customer.updated",
+        object_id=f"obj-{n % 97}",
+        source_account="acct-test",
+        occurred_at=received - timedelta(seconds=3),
+        received_at=received,
+        api_version="2026-01",
+        headers={"content-type": "application/json", "x-n": str(n)},
+        payload=json.dumps({"id": n, "amount": "12.30", "name": "Zoë"}).encode(),
+        quarantine_reason="unknown topic" if n % 50 == 49 else None,
+    )
+
+
+def fill_log(
+    log: SqliteEventLog,
+    per_stream: int,
+    *,
+    start: int = 0,
+    chunk: int = 2000,
+    received_at: datetime | None = None,
+) -> None:
+    """Append ``per_stream`` events to each of the three streams, in chunks."""
+    for first in range(start, start + per_stream, chunk):
+        last = min(first + chunk, start + per_stream)
+        log.append_sync(
+            [envelope(p, n, received_at=received_at) for n in range(first, last) for p in Provider]
+        )
+
+
+def log_event_ids(log_path: Path) -> dict[str, list[str]]:
+    """Every event id in the log file, per stream, in offset order (reads SQLite directly)."""
+    conn = sqlite3.connect(log_path)
+    try:
+        rows = conn.execute(
+            "SELECT stream, event_id FROM events ORDER BY stream, offset"
+        ).fetchall()
+    finally:
+        conn.close()
+    out: dict[str, list[str]] = {p.value: [] for p in Provider}
+    for stream, event_id in rows:
+        out[stream].append(event_id)
+    return out

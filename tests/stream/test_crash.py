@@ -1,0 +1,110 @@
+"""Exactly once under fire: the loader is SIGKILLed at random moments while events arrive.
+
+At the end raw must hold every event of the log exactly once per stream, with contiguous
+offsets. Also: two loaders started at once never duplicate or lose an event.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from pyiceberg.catalog import Catalog
+
+from lakehook.contracts import RAW_TABLES, Provider
+from lakehook.lake import open_catalog
+from lakehook.log.sqlite import SqliteEventLog
+from lakehook.settings import Settings
+from lakehook.stream import committed_offsets
+from tests.stream.helpers import fill_log, log_event_ids
+
+PER_STREAM = 34_000  # x 3 streams = 102,000 events
+KILLS = 20
+
+
+def start_loader(home: Path, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "from lakehook.cli.main import main; main()",
+         "--home", str(home), "stream", "--prune-every", "0", "--quiet", *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LAKEHOOK_")},
+    )  # fmt: skip
+
+
+def assert_exactly_once(catalog: Catalog, log_path: Path) -> None:
+    expected = log_event_ids(log_path)
+    for provider in Provider:
+        table = catalog.load_table(RAW_TABLES[provider])
+        rows = table.scan(selected_fields=("_event_id", "_log_offset")).to_arrow()
+        ids = rows.column("_event_id").to_pylist()
+        duplicated = [e for e, n in Counter(ids).items() if n > 1]
+        assert not duplicated, f"{provider.value}: {len(duplicated)} duplicated events"
+        assert len(ids) == len(expected[provider.value])
+        assert set(ids) == set(expected[provider.value])
+        assert sorted(rows.column("_log_offset").to_pylist()) == list(range(len(ids)))
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(settings: Settings) -> None:
+    rng = random.Random(20261126)
+    log_path = settings.log_dir / "events.db"
+    log = SqliteEventLog(log_path)
+    fill_log(log, PER_STREAM // 2)
+    # the rest arrives while the loader is being killed
+    feeder = threading.Thread(
+        target=fill_log,
+        args=(log, PER_STREAM - PER_STREAM // 2),
+        kwargs={"start": PER_STREAM // 2, "chunk": 500},
+    )
+    feeder.start()
+    catalog = open_catalog(settings)
+    progress = []
+    try:
+        for _ in range(KILLS):
+            loader = start_loader(settings.home, "--max-batch", "3000", "--commit-interval", "0.3")
+            time.sleep(rng.uniform(1.0, 3.0))  # startup is ~1 s: kills land anywhere after
+            assert loader.poll() is None, loader.stderr.read() if loader.stderr else ""
+            loader.send_signal(signal.SIGKILL)
+            loader.wait(timeout=30)
+            progress.append(sum(committed_offsets(catalog).values()))
+        feeder.join(timeout=120)
+        assert not feeder.is_alive()
+        final = start_loader(settings.home, "--until-idle")
+        _, stderr = final.communicate(timeout=180)
+        assert final.returncode == 0, stderr.decode()
+    finally:
+        feeder.join(timeout=120)
+        log.close()
+    assert progress == sorted(progress) and progress[-1] > 0, progress
+    assert committed_offsets(catalog) == {(p.value, 0): PER_STREAM for p in Provider}
+    assert_exactly_once(catalog, log_path)
+
+
+def test_two_loaders_started_at_once(settings: Settings) -> None:
+    log_path = settings.log_dir / "events.db"
+    log = SqliteEventLog(log_path)
+    try:
+        fill_log(log, 3000)
+    finally:
+        log.close()
+    loaders = [
+        start_loader(
+            settings.home, "--until-idle", "--max-batch", "400", "--commit-interval", "0.1"
+        )
+        for _ in range(2)
+    ]
+    for loader in loaders:
+        _, stderr = loader.communicate(timeout=180)
+        assert loader.returncode == 0, stderr.decode()
+    catalog = open_catalog(settings)
+    assert committed_offsets(catalog) == {(p.value, 0): 3000 for p in Provider}
+    assert_exactly_once(catalog, log_path)
