@@ -269,7 +269,8 @@ class BatchRunner:
             table = self._commit(model, table, result, reads, mode, candidates)
         finally:
             for read in reads:
-                self.engine.unregister(read.name)
+                if read.name not in REFERENCE_TABLES:
+                    self.engine.unregister(read.name)
         return ModelRun(
             model.target,
             "built",
