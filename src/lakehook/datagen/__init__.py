@@ -6,9 +6,12 @@ Public surface (stable; see ``docs/simulator.md``):
   :class:`ActivityRates`): what to simulate, from one seed.
 - :func:`generate_population` → :class:`Population`: people, their source records in
   Shopify, Stripe and HubSpot (noisy, with the truth ``person_id``), as objects or Arrow.
+- :func:`generate_events` → iterator of :class:`Delivery`: the webhooks those people cause,
+  exact body bytes plus unsigned headers and scheduling metadata, in delivery order.
 """
 
 from lakehook.datagen.config import ActivityRates, DeliveryRates, NoiseRates, SimulationConfig
+from lakehook.datagen.events import Delivery, generate_events
 from lakehook.datagen.population import (
     NOISE_KINDS,
     SOURCE_RECORD_COLUMNS,
@@ -22,11 +25,13 @@ __all__ = [
     "NOISE_KINDS",
     "SOURCE_RECORD_COLUMNS",
     "ActivityRates",
+    "Delivery",
     "DeliveryRates",
     "NoiseRates",
     "Person",
     "Population",
     "SimulationConfig",
     "SourceRecord",
+    "generate_events",
     "generate_population",
 ]
