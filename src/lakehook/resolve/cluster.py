@@ -15,11 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from lakehook.resolve.matching import RULE_EMAIL, RULE_NONE, RULE_PHONE, ScoredPairs
+from lakehook.resolve.matching import (
+    RULE_EMAIL,
+    RULE_EMAIL_TYPO,
+    RULE_NONE,
+    RULE_PHONE,
+    ScoredPairs,
+)
 
 #: order in which decision rules are applied: the most certain first
-_RULE_PRIORITY = {RULE_EMAIL: 0, RULE_PHONE: 1}
-_RANK_OF_RULE = np.array([9, 0, 1, 2], dtype=np.int8)
+_RULE_PRIORITY = {RULE_EMAIL: 0, RULE_PHONE: 1, RULE_EMAIL_TYPO: 2}
+#: rank by rule code (index): email 0, phone 1, probabilistic 3, email one-edit 2
+_RANK_OF_RULE = np.array([9, 0, 1, 3, 2], dtype=np.int8)
 
 
 @dataclass
@@ -94,9 +101,7 @@ def cluster_records(n: int, pairs: ScoredPairs) -> Clustering:
         uf.forbid(a, b)
 
     accepted = np.flatnonzero(pairs.rule != RULE_NONE)
-    priority = np.full(accepted.shape[0], 2, dtype=np.int8)
-    for rule, rank in _RULE_PRIORITY.items():
-        priority[pairs.rule[accepted] == rule] = rank
+    priority = _RANK_OF_RULE[pairs.rule[accepted]]
     order = np.lexsort(
         (
             pairs.right[accepted],

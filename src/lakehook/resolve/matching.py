@@ -84,20 +84,24 @@ COMPARISONS: tuple[Comparison, ...] = (
         "email",
         """CASE
   WHEN a.email_norm IS NULL OR b.email_norm IS NULL THEN NULL
-  WHEN a.email_norm = b.email_norm THEN 3
-  WHEN regexp_replace(a.email_local, '[0-9]+', '', 'g')
-       = regexp_replace(b.email_local, '[0-9]+', '', 'g') THEN 0
-  WHEN a.email_domain = b.email_domain
-       AND jaro_winkler_similarity(a.email_local, b.email_local) >= 0.93 THEN 2
-  WHEN a.email_local = b.email_local
-       AND damerau_levenshtein(a.email_domain, b.email_domain) <= 2 THEN 2
+  WHEN a.email_norm = b.email_norm THEN 4
+  WHEN a.email_alpha = b.email_alpha AND a.email_domain = b.email_domain THEN 0
+  WHEN a.email_local[1] = b.email_local[1]
+       AND least(length(a.email_local), length(b.email_local)) >= 6
+       AND abs(length(a.email_norm) - length(b.email_norm)) <= 1
+       AND damerau_levenshtein(a.email_norm, b.email_norm) <= 1 THEN 3
+  WHEN a.email_domain = b.email_domain AND a.email_local[1] = b.email_local[1]
+       AND least(length(a.email_local), length(b.email_local)) >= 8
+       AND abs(length(a.email_local) - length(b.email_local)) <= 2
+       AND damerau_levenshtein(a.email_local, b.email_local) <= 2 THEN 2
   WHEN a.email_local = b.email_local AND length(a.email_local) >= 5 THEN 1
   ELSE 0 END""",
-        {3: 0.78, 2: 0.08, 1: 0.04, 0: 0.10},
-        {3: 0.01, 2: 0.05, 1: 0.5, 0: 1.0},
-        tf_level=3,
+        # people use a personal and a work address: different emails are weak evidence
+        {4: 0.60, 3: 0.04, 2: 0.03, 1: 0.04, 0: 0.29},
+        {4: 0.01, 3: 0.01, 2: 0.05, 1: 0.5, 0: 1.0},
+        tf_level=4,
         tf_column="email_norm",
-        rare_levels=frozenset({3, 2, 1}),
+        rare_levels=frozenset({4, 3, 2, 1}),
         # the same local part at another domain mostly repeats the name (first.last@)
         neutral_levels=frozenset({1}),
     ),
@@ -106,7 +110,8 @@ COMPARISONS: tuple[Comparison, ...] = (
         """CASE
   WHEN a.phone_key IS NULL OR b.phone_key IS NULL THEN NULL
   WHEN a.phone_key = b.phone_key THEN 2
-  WHEN damerau_levenshtein(a.phone_key, b.phone_key) <= 1 THEN 1
+  WHEN left(a.phone_key, 3) = left(b.phone_key, 3)
+       AND damerau_levenshtein(a.phone_key, b.phone_key) <= 1 THEN 1
   ELSE 0 END""",
         {2: 0.75, 1: 0.05, 0: 0.20},
         {2: 0.01, 1: 0.05, 0: 1.0},
@@ -184,9 +189,10 @@ class ScoredPairs:
 
 
 #: decision codes of :attr:`ScoredPairs.rule`
-RULE_NONE, RULE_EMAIL, RULE_PHONE, RULE_PROBABILISTIC = 0, 1, 2, 3
+RULE_NONE, RULE_EMAIL, RULE_PHONE, RULE_PROBABILISTIC, RULE_EMAIL_TYPO = 0, 1, 2, 3, 4
 RULE_NAMES: dict[int, str] = {
     RULE_EMAIL: "email_exact",
+    RULE_EMAIL_TYPO: "email_one_edit",
     RULE_PHONE: "phone_exact_name",
     RULE_PROBABILISTIC: "probabilistic",
 }
@@ -228,13 +234,14 @@ class Matcher:
         records: pa.Table,
         *,
         match_threshold: float = 0.95,
-        u_sample_pairs: int = 1_000_000,
+        u_sample_pairs: int = 500_000,
         seed: int = 20261126,
         connection: duckdb.DuckDBPyConnection | None = None,
     ) -> None:
         self.db = connection or duckdb.connect()
         self.n = records.num_rows
         self.match_threshold = match_threshold
+        self.phone_only_probability = 0.0
         self.db.register("records_arrow", records.select(list(MATCH_COLUMNS)))
         tf_columns = sorted({c.tf_column for c in COMPARISONS if c.tf_column})
         tf_windows = ", ".join(
@@ -244,7 +251,9 @@ class Matcher:
             for col in tf_columns
         )
         self.db.execute(
-            f"CREATE OR REPLACE TEMP TABLE recs AS SELECT *, {tf_windows} FROM records_arrow"
+            "CREATE OR REPLACE TEMP TABLE recs AS SELECT *, "
+            "regexp_replace(email_local, '[0-9]+', '', 'g') AS email_alpha, "
+            f"{tf_windows} FROM records_arrow"
         )
         self.db.unregister("records_arrow")
         self.u = self._measure_u(u_sample_pairs, seed)
@@ -310,7 +319,7 @@ class Matcher:
             "(SELECT count(*) AS c FROM recs WHERE email_norm IS NOT NULL GROUP BY email_norm)"
         ).fetchone()
         email_pairs = float(row[0]) if row else 0.0
-        m_email = next(c.m[3] for c in COMPARISONS if c.name == "email")
+        m_email = next(c.m[4] for c in COMPARISONS if c.name == "email")
         expected = max(email_pairs / m_email, n * 0.05, 1.0)
         prior = min(expected / all_pairs, 0.5)
         return math.log2(prior / (1 - prior))
@@ -385,12 +394,20 @@ class Matcher:
 
         first, last = levels["first_name"], levels["last_name"]
         names_conflict = first == 0
-        names_agree = (first >= 2) & ((last >= 2) | (last == _NULL_LEVEL))
+        # no name conflict: given names compatible or unknown, family names equal/close/unknown
+        names_compatible = (first != 0) & (last != 0)
         phone_users = np.asarray(table.column("phone_users").fill_null(0).to_numpy())
         rule = np.zeros(table.num_rows, dtype=np.int8)
         rule[(probability >= self.match_threshold) & ~names_conflict] = RULE_PROBABILISTIC
-        rule[(levels["phone"] == 2) & (phone_users <= 3) & names_agree] = RULE_PHONE
-        rule[(levels["email"] == 3) & ~names_conflict] = RULE_EMAIL
+        names_agree = (first >= 2) & (last >= 2)
+        rule[
+            (levels["phone"] == 2)
+            & (phone_users <= 3)
+            & names_compatible
+            & (names_agree | (probability >= self.phone_only_probability))
+        ] = RULE_PHONE
+        rule[(levels["email"] == 3) & names_compatible] = RULE_EMAIL_TYPO
+        rule[(levels["email"] == 4) & ~names_conflict] = RULE_EMAIL
         return ScoredPairs(
             left=np.asarray(table.column("l").to_numpy(), dtype=np.int64),
             right=np.asarray(table.column("r").to_numpy(), dtype=np.int64),
