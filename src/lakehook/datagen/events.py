@@ -19,7 +19,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -39,7 +38,6 @@ from lakehook.datagen.population import (
     Person,
     Population,
     SourceRecord,
-    base62,
 )
 from lakehook.datagen.vocabulary import COUNTRIES, MINOR_PER_MAJOR, PRICE_LEVEL
 
@@ -99,6 +97,11 @@ class Delivery:
 
 _Action = Callable[..., None]
 
+#: byte → base-62 character (Stripe-like id suffixes from random bytes)
+_BASE62 = bytes(
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[i % 62] for i in range(256)
+)
+
 
 class _Ids:
     """Deterministic provider ids."""
@@ -122,10 +125,13 @@ class _Ids:
         return self.counters[kind]
 
     def stripe(self, prefix: str, length: int = 24) -> str:
-        return f"{prefix}_{base62(self.rng.getrandbits(6 * length), length)}"
+        return f"{prefix}_{self.rng.randbytes(length).translate(_BASE62).decode()}"
 
     def uuid(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        """A version-4 UUID drawn from the simulation's generator."""
+        h = f"{self.rng.getrandbits(128):032x}"
+        variant = "89ab"[int(h[16], 16) & 3]
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
 
 def _add_month(ts: int) -> int:
@@ -182,7 +188,7 @@ class _Simulation:
             return
         self.emitted += 1
         webhook_id = self.ids.uuid()
-        triggered = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+        triggered = sh.utc_time_micros(t)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": SHOPIFY_USER_AGENT,
@@ -949,7 +955,10 @@ def _with_realism(deliveries: Iterator[Delivery], config: SimulationConfig) -> I
         elif rng.random() < rates.burst:
             burst_left = rates.burst_size - 1
             burst = True
-        out = replace(d, sequence=position, burst=burst)
+        out = Delivery(
+            d.provider, d.topic, d.body, d.headers, d.delivery_id, d.simulated_at,
+            d.event_count, d.attempt, position, burst, d.delay,
+        )  # fmt: skip
         position += 1
         return out
 

@@ -8,40 +8,91 @@ with ``*_set`` twins, timestamps in the shop's UTC offset).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
-from functools import lru_cache
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lakehook.datagen.population import SourceRecord
 from lakehook.datagen.vocabulary import CURRENCY_EXPONENT
 
+_DATES: dict[int, str] = {}
+_MONEY: dict[tuple[int, str], str] = {}
+_MONEY_SETS: dict[tuple[int, str], dict[str, Any]] = {}
+_MONEY_CACHE_MAX = 200_000
 
-@lru_cache(maxsize=32)
-def _tz(offset_hours: int) -> timezone:
-    return UTC if offset_hours == 0 else timezone(timedelta(hours=offset_hours))
+
+def _date(day: int) -> str:
+    text = _DATES.get(day)
+    if text is None:
+        text = _DATES[day] = (EPOCH_DATE + timedelta(days=day)).isoformat()
+    return text
+
+
+EPOCH_DATE = datetime(1970, 1, 1, tzinfo=UTC).date()
+
+
+_SHOP_TIMES: dict[tuple[int, int], str] = {}
 
 
 def shop_time(t: float, offset_hours: int) -> str:
     """ISO-8601 time in the shop's offset, as Shopify writes it (``2026-01-05T10:11:12-05:00``)."""
-    return datetime.fromtimestamp(int(t), _tz(offset_hours)).isoformat()
+    key = (int(t), offset_hours)
+    text = _SHOP_TIMES.get(key)
+    if text is None:
+        if len(_SHOP_TIMES) > 50_000:
+            _SHOP_TIMES.clear()
+        text = _SHOP_TIMES[key] = _shop_time(key[0], offset_hours)
+    return text
+
+
+def _shop_time(t: int, offset_hours: int) -> str:
+    day, second = divmod(t + offset_hours * 3600, 86_400)
+    hour, second = divmod(second, 3600)
+    minute, second = divmod(second, 60)
+    sign = "-" if offset_hours < 0 else "+"
+    return f"{_date(day)}T{hour:02d}:{minute:02d}:{second:02d}{sign}{abs(offset_hours):02d}:00"
+
+
+def utc_time_micros(t: float) -> str:
+    """``2026-01-05T15:11:12.123456Z`` (``X-Shopify-Triggered-At``)."""
+    micros = round(t * 1_000_000)
+    seconds, micros = divmod(micros, 1_000_000)
+    day, second = divmod(seconds, 86_400)
+    hour, second = divmod(second, 3600)
+    minute, second = divmod(second, 60)
+    return f"{_date(day)}T{hour:02d}:{minute:02d}:{second:02d}.{micros:06d}Z"
 
 
 def money(minor: int, currency: str) -> str:
     """Decimal string of an amount in minor units (``1234`` USD → ``"12.34"``)."""
+    key = (minor, currency)
+    text = _MONEY.get(key)
+    if text is not None:
+        return text
     exponent = CURRENCY_EXPONENT.get(currency, 2)
     if exponent == 0:
-        return str(minor)
-    sign = "-" if minor < 0 else ""
-    units, cents = divmod(abs(minor), 10**exponent)
-    return f"{sign}{units}.{cents:0{exponent}d}"
+        text = str(minor)
+    else:
+        sign = "-" if minor < 0 else ""
+        units, cents = divmod(abs(minor), 10**exponent)
+        text = f"{sign}{units}.{cents:0{exponent}d}"
+    if len(_MONEY) < _MONEY_CACHE_MAX:
+        _MONEY[key] = text
+    return text
 
 
 def money_set(minor: int, currency: str) -> dict[str, Any]:
-    amount = money(minor, currency)
-    return {
-        "shop_money": {"amount": amount, "currency_code": currency},
-        "presentment_money": {"amount": amount, "currency_code": currency},
-    }
+    """The ``*_set`` twin of an amount (shop and presentment money; shared, never mutate)."""
+    key = (minor, currency)
+    twin = _MONEY_SETS.get(key)
+    if twin is None:
+        amount = money(minor, currency)
+        twin = {
+            "shop_money": {"amount": amount, "currency_code": currency},
+            "presentment_money": {"amount": amount, "currency_code": currency},
+        }
+        if len(_MONEY_SETS) < _MONEY_CACHE_MAX:
+            _MONEY_SETS[key] = twin
+    return twin
 
 
 @dataclass(slots=True)
@@ -128,6 +179,10 @@ class Order:
     closed_t: float | None = None
     refunds: list[Refund] = field(default_factory=list)
     fulfillment_id: int | None = None
+    #: line items never change after creation: rendered once
+    rendered_lines: list[dict[str, Any]] | None = None
+    #: the payload as first rendered (its static parts are reused)
+    rendered: dict[str, Any] | None = None
     stripe_charge_id: str | None = None
 
     @property
@@ -261,6 +316,12 @@ def _line_item(line: LineItem, currency: str) -> dict[str, Any]:
     }
 
 
+def _line_items(order: Order) -> list[dict[str, Any]]:
+    if order.rendered_lines is None:
+        order.rendered_lines = [_line_item(li, order.shop.currency) for li in order.lines]
+    return order.rendered_lines
+
+
 def refund_payload(order: Order, refund: Refund) -> dict[str, Any]:
     """``refunds/create`` body: one refund with its money-moving transaction."""
     currency = order.shop.currency
@@ -315,7 +376,58 @@ def refund_payload(order: Order, refund: Refund) -> dict[str, Any]:
 
 
 def order_payload(order: Order) -> dict[str, Any]:
-    """``orders/*`` body: the whole order as it is now."""
+    """``orders/*`` body: the whole order as it is now.
+
+    The parts of an order that never change (lines, addresses, totals, the customer as it
+    was at checkout) are rendered once; later topics only refresh the fields that move.
+    """
+    if order.rendered is None:
+        order.rendered = _render_order(order)
+        return order.rendered
+    currency = order.shop.currency
+    offset = order.shop.utc_offset_hours
+    current_total = order.total_minor - order.refunded_minor if order.cancelled_t is None else 0
+    payload = dict(order.rendered)
+    payload.update(
+        cancel_reason=order.cancel_reason,
+        cancelled_at=shop_time(order.cancelled_t, offset) if order.cancelled_t else None,
+        closed_at=shop_time(order.closed_t, offset) if order.closed_t else None,
+        current_total_price=money(current_total, currency),
+        current_total_price_set=money_set(current_total, currency),
+        financial_status=order.financial_status,
+        fulfillment_status=order.fulfillment_status,
+        processed_at=shop_time(order.processed_t or order.created_t, offset),
+        total_outstanding=money(
+            0 if order.financial_status != "pending" else order.total_minor, currency
+        ),
+        updated_at=shop_time(order.updated_t, offset),
+        fulfillments=_fulfillments(order),
+        payment_gateway_names=["stripe" if order.stripe_charge_id else "shopify_payments"],
+        note_attributes=[{"name": "stripe_charge", "value": order.stripe_charge_id}]
+        if order.stripe_charge_id
+        else [],
+        refunds=[refund_payload(order, r) for r in order.refunds],
+    )
+    return payload
+
+
+def _fulfillments(order: Order) -> list[dict[str, Any]]:
+    if not order.fulfillment_id:
+        return []
+    return [
+        {
+            "id": order.fulfillment_id,
+            "order_id": order.id,
+            "status": "success",
+            "created_at": shop_time(order.updated_t, order.shop.utc_offset_hours),
+            "service": "manual",
+            "tracking_company": "UPS",
+            "tracking_number": f"1Z{order.fulfillment_id}",
+        }
+    ]
+
+
+def _render_order(order: Order) -> dict[str, Any]:
     shop = order.shop
     currency = shop.currency
     offset = shop.utc_offset_hours
@@ -390,20 +502,8 @@ def order_payload(order: Order) -> dict[str, Any]:
         "updated_at": shop_time(order.updated_t, offset),
         "billing_address": address,
         "customer": _nested_customer(order.customer, shop) if order.customer else None,
-        "fulfillments": [
-            {
-                "id": order.fulfillment_id,
-                "order_id": order.id,
-                "status": "success",
-                "created_at": shop_time(order.updated_t, offset),
-                "service": "manual",
-                "tracking_company": "UPS",
-                "tracking_number": f"1Z{order.fulfillment_id}",
-            }
-        ]
-        if order.fulfillment_id
-        else [],
-        "line_items": [_line_item(li, currency) for li in order.lines],
+        "fulfillments": _fulfillments(order),
+        "line_items": _line_items(order),
         "payment_gateway_names": ["stripe" if order.stripe_charge_id else "shopify_payments"],
         "note_attributes": [{"name": "stripe_charge", "value": order.stripe_charge_id}]
         if order.stripe_charge_id
