@@ -325,12 +325,13 @@ def default_sql_root() -> Path:
     return Path(__file__).resolve().parents[3] / "sql"
 
 
-def load_project(sql_root: Path | None = None, extra: Iterable[Model] = ()) -> Project:
+def load_project(sql_root: Path | None = None, extra: Iterable[Model] | None = None) -> Project:
     """Read every SQL model of the layer folders, add Python models, order them.
 
     Args:
         sql_root: folder holding ``01_staging`` … ``05_marts``; default the checkout's.
-        extra: Python models; one whose target a SQL model also builds replaces the SQL one.
+        extra: Python models (default: the semantic layer's, see ``transform.identity``);
+            one whose target a SQL model also builds replaces the SQL one.
 
     Returns:
         The ordered project.
@@ -348,6 +349,10 @@ def load_project(sql_root: Path | None = None, extra: Iterable[Model] = ()) -> P
             if model.config.layer != layer:
                 raise ConfigurationError(f"{path}: target {model.target} is not in layer {layer}")
             models[model.target] = model
+    if extra is None:
+        from lakehook.transform.identity import semantic_models
+
+        extra = semantic_models()
     for model in extra:
         models[model.target] = model
     return Project(order_models(models.values()))

@@ -505,7 +505,7 @@ class BatchRunner:
             log.debug("namespace %s exists", namespace)
         table = self.catalog.create_table_if_not_exists(
             model.target,
-            schema=schema,
+            schema=pa.schema([fld.with_nullable(True) for fld in schema]),
             properties={**TABLE_PROPERTIES, "comment": model.config.description},
         )
         if model.config.partition_by and table.spec().is_unpartitioned():
