@@ -1,0 +1,116 @@
+"""The lake adapter of entity resolution: read staging and the previous map, write the log.
+
+The batch runner (``lakehook.transform``) runs :func:`batch_models`' model for the
+``semantic`` layer: it registers ``staging.stg_customer_records``, calls
+:func:`compute_identity_map`, and commits the returned ``semantic.customer_identity_map``
+in one Iceberg commit. The merge-log rows of the run go to ``semantic.identity_merge_log``
+in one append of their own, just before. :func:`dry_run` resolves the same way and
+writes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from lakehook.resolve.core import (
+    IDENTITY_MAP_SCHEMA,
+    MERGE_LOG_SCHEMA,
+    Resolution,
+    resolve_identities,
+)
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+
+    from lakehook.settings import Settings
+    from lakehook.transform.engine import BatchEngine
+    from lakehook.transform.models import Model
+
+IDENTITY_INPUT = "staging.stg_customer_records"
+IDENTITY_MAP = "semantic.customer_identity_map"
+MERGE_LOG = "semantic.identity_merge_log"
+#: bump when the resolution logic changes (the runner then rebuilds the map)
+MODEL_VERSION = "resolve-1"
+
+
+def _scan(catalog: Catalog, name: str) -> pa.Table | None:
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        return catalog.load_table(name).scan().to_arrow()
+    except NoSuchTableError:
+        return None
+
+
+def previous_state(catalog: Catalog) -> tuple[pa.Table | None, set[str]]:
+    """The current identity map and every id the merge log ever mentions."""
+    previous = _scan(catalog, IDENTITY_MAP)
+    log = _scan(catalog, MERGE_LOG)
+    issued: set[str] = set()
+    if log is not None:
+        for column in ("unified_customer_id", "related_unified_customer_id"):
+            issued |= {v for v in log.column(column).to_pylist() if v is not None}
+    if previous is not None:
+        previous = previous.select(
+            [f.name for f in IDENTITY_MAP_SCHEMA if f.name in previous.column_names]
+        )
+    return previous, issued
+
+
+def resolve_from_lake(records: pa.Table, catalog: Catalog) -> Resolution:
+    """Resolve staging records against the map and merge log held in the lake."""
+    previous, issued = previous_state(catalog)
+    return resolve_identities(records, previous, issued_ids=issued, mode="incremental")
+
+
+def append_merge_log(catalog: Catalog, merge_log: pa.Table) -> None:
+    """Append the run's merge-log rows in one commit (creating the table on first use)."""
+    if merge_log.num_rows == 0:
+        return
+    table = catalog.create_table_if_not_exists(MERGE_LOG, schema=MERGE_LOG_SCHEMA)
+    table.append(merge_log.cast(table.schema().as_arrow()))
+
+
+def compute_identity_map(engine: BatchEngine) -> pa.Table:
+    """The semantic model's compute step: resolve, log the changes, return the new map."""
+    from lakehook.lake.catalog import open_catalog
+
+    records = engine.query(f"SELECT * FROM {IDENTITY_INPUT}", target=IDENTITY_MAP)
+    catalog = open_catalog(engine.settings)
+    resolution = resolve_from_lake(records, catalog)
+    append_merge_log(catalog, resolution.merge_log)
+    return resolution.identity_map
+
+
+def batch_models() -> list[Model]:
+    """The semantic layer's models for the batch runner (entity resolution)."""
+    from lakehook.transform.models import ModelConfig, python_model
+
+    config = ModelConfig(
+        target=IDENTITY_MAP,
+        strategy="overwrite",
+        keys=("source_system", "source_id"),
+        description="One row per source customer record with its stable unified_customer_id "
+        "(entity resolution, docs/entity-resolution.md).",
+    )
+    return [python_model(config, [IDENTITY_INPUT], compute_identity_map, version=MODEL_VERSION)]
+
+
+def dry_run(settings: Settings) -> Resolution:
+    """What a semantic run would change (new, merged, split, moved), writing nothing.
+
+    Args:
+        settings: Locates the catalog holding staging and the current map.
+
+    Returns:
+        The resolution; its ``changes`` and ``merge_log`` say what would change.
+    """
+    from lakehook.lake.catalog import open_catalog
+
+    catalog = open_catalog(settings)
+    records = _scan(catalog, IDENTITY_INPUT)
+    if records is None:
+        records = pa.table({"source_system": pa.array([], pa.string())})
+    return resolve_from_lake(records, catalog)
