@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/entity_resolution.py quality   [--people 20000] [--splink]
     .venv/bin/python benchmarks/entity_resolution.py stability [--people 20000]
-    .venv/bin/python benchmarks/entity_resolution.py scale     [--records 1000000] [--engine lakehook|splink]
+    .venv/bin/python benchmarks/entity_resolution.py scale     [--records 1000000] [--engine E]
 
 ``quality`` prints pairwise precision, recall and F1 over source records on simulator data
 (default noise) and the confusion per kind of noise; with ``--splink`` the same records go

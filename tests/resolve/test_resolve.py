@@ -96,13 +96,18 @@ def test_scoring_rewards_nicknames_and_rejects_conflicting_names() -> None:
     assert pairs.cannot_link.any()
 
 
+def colleague(sid: str, first: str, last: str, phone: str) -> dict[str, Any]:
+    email = f"{first.lower()}@acme.com"
+    return rec("hubspot", sid, email=email, phone=phone, first_name=first, last_name=last)
+
+
 def test_shared_company_phone_does_not_chain_colleagues() -> None:
     switchboard = "+1 212 555 0100"
     rows = [
         *BACKGROUND,
-        rec("hubspot", "h1", email="ann@acme.com", phone=switchboard, first_name="Ann", last_name="Lee"),
-        rec("hubspot", "h2", email="raj@acme.com", phone=switchboard, first_name="Raj", last_name="Patel"),
-        rec("hubspot", "h3", email="tom@acme.com", phone=switchboard, first_name="Tom", last_name="Wu"),
+        colleague("h1", "Ann", "Lee", switchboard),
+        colleague("h2", "Raj", "Patel", switchboard),
+        colleague("h3", "Tom", "Wu", switchboard),
         # a record with only the switchboard: may join one colleague, never glue them
         rec("stripe", "c1", phone=switchboard),
     ]  # fmt: skip

@@ -234,7 +234,8 @@ def _changed_mask(records: pa.Table, prev: dict[str, npt.NDArray[Any]]) -> npt.N
     differs = np.array(
         [a != b for a, b in zip(current, prev["source_updated_at"], strict=True)], dtype=bool
     )
-    return changed | differs
+    result: npt.NDArray[np.bool_] = changed | differs
+    return result
 
 
 def _affected(
