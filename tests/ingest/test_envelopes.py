@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from lakehook.contracts import Provider
 from lakehook.ingest.envelopes import (
     MalformedEventError,
+    element_bytes,
     hubspot_envelopes,
     shopify_envelopes,
     split_json_array,
@@ -260,13 +261,22 @@ json_values = st.recursive(
     indent=st.sampled_from([None, 0, 2, "\t"]),
     ascii_only=st.booleans(),
     separators=st.sampled_from([(",", ":"), (", ", ": "), (" ,\r\n", " : ")]),
+    compact=st.booleans(),
 )
-def test_split_json_array_gives_each_element_byte_exact(
-    elements: list[Any], indent: int | str | None, ascii_only: bool, separators: tuple[str, str]
+def test_element_bytes_gives_each_element_byte_exact(
+    elements: list[Any],
+    indent: int | str | None,
+    ascii_only: bool,
+    separators: tuple[str, str],
+    compact: bool,
 ) -> None:
-    text = json.dumps(elements, indent=indent, ensure_ascii=ascii_only, separators=separators)
-    body = text.encode()
-    parts = split_json_array(body)
+    if compact:  # what HubSpot sends: the re-serialisation fast path applies
+        body = orjson.dumps(elements)
+    else:
+        text = json.dumps(elements, indent=indent, ensure_ascii=ascii_only, separators=separators)
+        body = text.encode()
+    parts = element_bytes(body, orjson.loads(body))
+    assert parts == split_json_array(body)
     assert len(parts) == len(elements)
     assert [json.loads(p) for p in parts] == elements
     # every part is a verbatim slice of the body, in order

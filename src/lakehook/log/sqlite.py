@@ -1,9 +1,18 @@
 """The embedded event log: one SQLite file in WAL mode, group commit, dedupe in the same commit.
 
-One writer thread owns the write connection. Appends from any number of requests queue up;
-the writer drains the queue, writes everything it took in ONE transaction and commits with
-``synchronous=FULL`` (one fsync), then wakes every waiter. So concurrent requests share an
+Appends are grouped: everything waiting is written in ONE transaction and committed with
+``synchronous=FULL`` (one fsync), then every waiter is woken. So concurrent requests share an
 fsync and a 2xx is only ever sent for events already on disk.
+
+Two paths feed the same write connection, serialised by one lock:
+- async callers (the ingestion routes) queue on their event loop; a flush task writes the
+  queued batch on the loop thread (CPU work, no thread hand-off per request) and runs only the
+  COMMIT, i.e. the fsync, in a worker thread. While that fsync runs the loop keeps serving and
+  the next batch builds up. Keeping the inserts on the loop thread matters: a separate writer
+  thread fights the loop for the GIL on every statement and cost more than half the service's
+  throughput in ``benchmarks/ingest_throughput.py``;
+- sync callers (``append_sync``, tools, other threads) go through a writer thread that does
+  the same group commit.
 
 Dedupe lives in the same database and the same transaction as the append: a crash can never
 record an event as seen without storing it, or store it without recording it.
@@ -19,7 +28,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -88,7 +97,30 @@ _DEDUPE_PURGE_EVERY_S = 60.0
 class _Job:
     envelopes: Sequence[Envelope] | None
     letter: DeadLetter | None
-    future: concurrent.futures.Future[list[AppendOutcome]]
+    future: concurrent.futures.Future[list[AppendOutcome]] | asyncio.Future[list[AppendOutcome]]
+
+    @property
+    def events(self) -> int:
+        return len(self.envelopes or ())
+
+
+@dataclass(slots=True)
+class _LoopQueue:
+    """Appends waiting on one event loop, and whether a flush task is draining them."""
+
+    jobs: list[_Job] = field(default_factory=list)
+    flushing: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+def _take_batch(jobs: list[_Job], max_events: int) -> tuple[list[_Job], list[_Job]]:
+    """Split off the first jobs holding up to ``max_events`` events (at least one job)."""
+    events = 0
+    for i, job in enumerate(jobs):
+        events += job.events
+        if events >= max_events:
+            return jobs[: i + 1], jobs[i + 1 :]
+    return jobs, []
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -115,7 +147,13 @@ class SqliteEventLog(EventLog):
         self._writer_conn = _connect(self.path)
         self._writer_conn.executescript(_SCHEMA)
         self._reader_local = threading.local()
+        #: held for a whole write transaction, by the writer thread or a loop's flush
+        self._write_lock = threading.Lock()
+        self._loop_queues: dict[asyncio.AbstractEventLoop, _LoopQueue] = {}
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._committer = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="eventlog-commit"
+        )
         self._last_purge = 0.0
         self._closed = False
         self._thread = threading.Thread(
@@ -128,6 +166,7 @@ class SqliteEventLog(EventLog):
     def _submit(self, job: _Job) -> concurrent.futures.Future[list[AppendOutcome]]:
         if self._closed:
             raise RuntimeError("event log is closed")
+        assert isinstance(job.future, concurrent.futures.Future)
         self._queue.put(job)
         return job.future
 
@@ -135,14 +174,90 @@ class SqliteEventLog(EventLog):
         return self._submit(_Job(envelopes, None, concurrent.futures.Future())).result()
 
     async def append(self, envelopes: Sequence[Envelope]) -> list[AppendOutcome]:
-        future = self._submit(_Job(envelopes, None, concurrent.futures.Future()))
-        return await asyncio.wrap_future(future)
+        return await self._enqueue_on_loop(envelopes, None)
 
     def dead_letter_sync(self, letter: DeadLetter) -> None:
         self._submit(_Job(None, letter, concurrent.futures.Future())).result()
 
     async def dead_letter(self, letter: DeadLetter) -> None:
-        await asyncio.wrap_future(self._submit(_Job(None, letter, concurrent.futures.Future())))
+        await self._enqueue_on_loop(None, letter)
+
+    # --- async path: group commit on the caller's event loop ---------------------------
+
+    async def _enqueue_on_loop(
+        self, envelopes: Sequence[Envelope] | None, letter: DeadLetter | None
+    ) -> list[AppendOutcome]:
+        if self._closed:
+            raise RuntimeError("event log is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[AppendOutcome]] = loop.create_future()
+        waiting = self._loop_queues.get(loop)
+        if waiting is None:
+            waiting = self._loop_queues.setdefault(loop, _LoopQueue())
+        waiting.jobs.append(_Job(envelopes, letter, future))
+        if not waiting.flushing:
+            # The flush starts on the next loop iteration, after every request that is ready
+            # now has queued its events: they all share one transaction and one fsync.
+            waiting.flushing = True
+            waiting.task = loop.create_task(self._flush_loop_queue(loop, waiting))
+        # a cancelled request cancels only its own wait; the shared write goes on
+        return await future
+
+    async def _flush_loop_queue(self, loop: asyncio.AbstractEventLoop, waiting: _LoopQueue) -> None:
+        try:
+            while waiting.jobs:
+                jobs, waiting.jobs = _take_batch(waiting.jobs, self.max_batch)
+                await self._write_on_loop(jobs)
+        finally:
+            waiting.flushing = False
+            if not waiting.jobs:
+                self._loop_queues.pop(loop, None)
+
+    async def _write_on_loop(self, jobs: list[_Job]) -> None:
+        if not self._write_lock.acquire(blocking=False):
+            # the writer thread (a sync caller) is mid-transaction: wait off the loop
+            await asyncio.to_thread(self._write_lock.acquire)
+        try:
+            outcome: list[list[AppendOutcome]] | BaseException
+            try:
+                if self._closed:
+                    raise RuntimeError("event log is closed")
+                results = self._write_uncommitted(jobs)
+            except BaseException as exc:
+                self._rollback()
+                outcome = exc
+            else:
+                # the fsync runs off the loop, which meanwhile serves and queues the next batch
+                outcome = await self._commit_off_loop(results)
+        finally:
+            self._write_lock.release()
+        for i, job in enumerate(jobs):
+            if job.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome[i])
+        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+            raise outcome
+
+    async def _commit_off_loop(
+        self, results: list[list[AppendOutcome]]
+    ) -> list[list[AppendOutcome]] | BaseException:
+        committing = self._committer.submit(self._commit)
+        try:
+            await asyncio.wait([asyncio.wrap_future(committing)])
+        except asyncio.CancelledError:
+            # the loop is going away mid-fsync: the commit still finishes before the
+            # connection is touched again, and the waiters hear how it ended
+            concurrent.futures.wait([committing])
+        error = committing.exception()
+        if error is not None:
+            self._rollback()
+            return error
+        return results
+
+    # --- sync path: the writer thread --------------------------------------------------
 
     def _writer_loop(self) -> None:
         while True:
@@ -150,7 +265,7 @@ class SqliteEventLog(EventLog):
             if job is None:
                 return
             jobs = [job]
-            events = len(job.envelopes or ())
+            events = job.events
             # Group commit: take whatever else is already waiting, up to max_batch events.
             while events < self.max_batch:
                 try:
@@ -161,7 +276,7 @@ class SqliteEventLog(EventLog):
                     self._queue.put(None)
                     break
                 jobs.append(nxt)
-                events += len(nxt.envelopes or ())
+                events += nxt.events
             try:
                 results = self._write(jobs)
             except BaseException as exc:  # every waiter must hear about it
@@ -172,35 +287,49 @@ class SqliteEventLog(EventLog):
                 j.future.set_result(res)
 
     def _write(self, jobs: list[_Job]) -> list[list[AppendOutcome]]:
+        """One whole transaction, committed (used by the writer thread)."""
+        with self._write_lock:
+            try:
+                results = self._write_uncommitted(jobs)
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+        return results
+
+    def _commit(self) -> None:
+        self._writer_conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self._writer_conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._writer_conn.execute("ROLLBACK")
+
+    def _write_uncommitted(self, jobs: list[_Job]) -> list[list[AppendOutcome]]:
+        """BEGIN and write every job; the caller commits (or rolls back). Lock held."""
         conn = self._writer_conn
         now_us = to_micros_now()
         cutoff = now_us - self.dedupe_window_us
         conn.execute("BEGIN IMMEDIATE")
-        try:
-            heads = dict(conn.execute("SELECT stream, next_offset FROM heads").fetchall())
-            results: list[list[AppendOutcome]] = []
-            for job in jobs:
-                if job.letter is not None:
-                    self._insert_letter(conn, job.letter)
-                    results.append([])
-                    continue
-                outcomes = []
-                for env in job.envelopes or ():
-                    outcomes.append(self._insert_envelope(conn, env, heads, now_us, cutoff))
-                results.append(outcomes)
-            conn.executemany(
-                "INSERT INTO heads (stream, next_offset) VALUES (?, ?) "
-                "ON CONFLICT (stream) DO UPDATE SET next_offset = excluded.next_offset",
-                list(heads.items()),
-            )
-            if time.monotonic() - self._last_purge > _DEDUPE_PURGE_EVERY_S:
-                conn.execute("DELETE FROM dedupe WHERE seen_at_us < ?", (cutoff,))
-                self._last_purge = time.monotonic()
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
+        heads = dict(conn.execute("SELECT stream, next_offset FROM heads").fetchall())
+        results: list[list[AppendOutcome]] = []
+        for job in jobs:
+            if job.letter is not None:
+                self._insert_letter(conn, job.letter)
+                results.append([])
+                continue
+            outcomes = []
+            for env in job.envelopes or ():
+                outcomes.append(self._insert_envelope(conn, env, heads, now_us, cutoff))
+            results.append(outcomes)
+        conn.executemany(
+            "INSERT INTO heads (stream, next_offset) VALUES (?, ?) "
+            "ON CONFLICT (stream) DO UPDATE SET next_offset = excluded.next_offset",
+            list(heads.items()),
+        )
+        if time.monotonic() - self._last_purge > _DEDUPE_PURGE_EVERY_S:
+            conn.execute("DELETE FROM dedupe WHERE seen_at_us < ?", (cutoff,))
+            self._last_purge = time.monotonic()
         return results
 
     @staticmethod
@@ -383,7 +512,9 @@ class SqliteEventLog(EventLog):
         self._closed = True
         self._queue.put(None)
         self._thread.join(timeout=10)
-        self._writer_conn.close()
+        with self._write_lock:  # let a loop's flush in progress finish its commit
+            self._committer.shutdown(wait=True)
+            self._writer_conn.close()
 
 
 def to_micros_now() -> int:

@@ -1,0 +1,453 @@
+"""Ingestion throughput: signed webhooks per second with durable acknowledgement.
+
+Runs ``lakehook``'s ingestion app under uvicorn (uvloop + httptools, one process, exactly
+as ``lakehook serve``) with the benchmark-only no-op route enabled, and drives it from a
+separate load-generator process speaking raw HTTP/1.1 over keep-alive connections:
+
+1. ceiling: the same signed requests to ``POST /_benchmark/noop`` (reads the body, answers
+   200, verifies and stores nothing): what the server stack alone can do;
+2. ingest: ``POST /webhooks/{shopify,stripe,hubspot}`` (verify, split, dedupe, append with
+   group commit + fsync, 2xx only once durable), closed loop, as fast as it goes;
+3. ingest at half the measured maximum rate, open loop (latency counted from the scheduled
+   send time, so queueing is not hidden);
+4. the server is killed with SIGKILL and every event that got a 2xx is looked up in the
+   SQLite log: each must be there exactly once.
+
+Requests rotate Shopify / Stripe / HubSpot (HubSpot batches carry 5 events), every one with a
+fresh delivery id. Figures are printed as a table and as ratios to the no-op ceiling.
+
+    .venv/bin/python benchmarks/ingest_throughput.py [--duration 8] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from lakehook.ingest.signing import hubspot_headers, shopify_headers, stripe_headers
+
+NOOP_PATH = "/_benchmark/noop"
+HUBSPOT_BATCH = 5
+
+
+# --- server ------------------------------------------------------------------------------
+
+
+def serve(port: int) -> None:
+    """Run the ingestion app (secrets and home from LAKEHOOK_* env) with the no-op route."""
+    import uvicorn
+
+    from lakehook.ingest.app import create_app
+    from lakehook.settings import load_settings
+
+    app = create_app(load_settings(), benchmark_noop_route=True)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
+
+
+# --- requests ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SignedRequest:
+    raw: bytes  # the whole HTTP/1.1 request
+    keys: tuple[str, ...]  # "stream\tevent_id" of every event it carries
+
+
+def build_request(
+    i: int, tag: str, run: int, port: int, noop: bool, keys: dict[str, bytes]
+) -> SignedRequest:
+    """The i-th signed delivery of a run (rotating providers, unique delivery ids).
+
+    ``run`` is a random number of the load process: it is the HubSpot subscription id, so
+    the composite keys of different runs never collide (a collision would be a duplicate,
+    answered without a write, and flatter the figures).
+    """
+    base = f"http://127.0.0.1:{port}"
+    kind = i % 3
+    if kind == 0:
+        provider = "shopify"
+        wid = f"{tag}-{i}"
+        body = orjson.dumps(
+            {
+                "id": 5_000_000 + i,
+                "email": f"customer{i}@example.com",
+                "total_price": "129.90",
+                "currency": "EUR",
+                "updated_at": "2026-11-26T12:00:00+01:00",
+                "line_items": [{"id": i, "sku": "SKU-1", "quantity": 2, "price": "64.95"}],
+            }
+        )
+        headers = shopify_headers(body, keys["shopify"], topic="orders/create", webhook_id=wid)
+        event_keys: tuple[str, ...] = (f"shopify\t{wid}",)
+    elif kind == 1:
+        provider = "stripe"
+        eid = f"evt_{tag}_{i}"
+        body = orjson.dumps(
+            {
+                "id": eid,
+                "object": "event",
+                "api_version": "2024-06-20",
+                "created": int(time.time()),
+                "type": "charge.succeeded",
+                "data": {"object": {"id": f"ch_{tag}_{i}", "amount": 12990, "currency": "eur"}},
+            }
+        )
+        headers = stripe_headers(body, [keys["stripe"]])
+        event_keys = (f"stripe\t{eid}",)
+    else:
+        provider = "hubspot"
+        events = [
+            {
+                "objectId": i * 10 + j,
+                "propertyName": "lifecyclestage",
+                "propertyValue": "customer",
+                "eventId": i * 10 + j,
+                "subscriptionId": run,
+                "portalId": 4242,
+                "occurredAt": 1_764_000_000_000 + i,
+                "subscriptionType": "contact.propertyChange",
+                "attemptNumber": 0,
+            }
+            for j in range(HUBSPOT_BATCH)
+        ]
+        body = orjson.dumps(events)
+        headers = hubspot_headers(f"{base}/webhooks/hubspot", body, keys["hubspot"])
+        event_keys = tuple(
+            f"hubspot\t4242:{run}:{e['eventId']}:{e['occurredAt']}:{e['objectId']}" for e in events
+        )
+    path = NOOP_PATH if noop else f"/webhooks/{provider}"
+    head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(body)}"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    raw = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+    return SignedRequest(raw, () if noop else event_keys)
+
+
+# --- load generator (separate process) ---------------------------------------------------
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> int:
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _load(args: argparse.Namespace) -> dict[str, Any]:
+    keys = {
+        p: os.environ[f"BENCH_{p.upper()}_KEY"].encode() for p in ("shopify", "stripe", "hubspot")
+    }
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    acked: list[str] = []
+    counter = 0
+    tag = f"{args.tag}{secrets.token_hex(3)}"
+    run = secrets.randbits(40)
+
+    def next_request() -> SignedRequest:
+        nonlocal counter
+        counter += 1
+        return build_request(counter, tag, run, args.port, args.noop, keys)
+
+    # pre-build requests so signing does not compete with sending inside the timed window
+    budget = int((args.rate or 4000) * args.duration * 1.2) + 1000
+    prebuilt = [next_request() for _ in range(budget)]
+    prebuilt.reverse()
+
+    def take() -> SignedRequest:
+        return prebuilt.pop() if prebuilt else next_request()
+
+    async def one(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, scheduled: float
+    ) -> None:
+        req = take()
+        status = await _exchange(reader, writer, req.raw)
+        latencies.append(time.perf_counter() - scheduled)
+        statuses[status] = statuses.get(status, 0) + 1
+        if 200 <= status < 300:
+            acked.extend(req.keys)
+
+    connections = [
+        await asyncio.open_connection("127.0.0.1", args.port) for _ in range(args.connections)
+    ]
+    start = time.perf_counter()
+    end = start + args.duration
+    if not args.rate:  # closed loop: every connection sends back to back
+
+        async def closed(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+            while time.perf_counter() < end:
+                await one(*conn, time.perf_counter())
+
+        await asyncio.gather(*(closed(c) for c in connections))
+    else:  # open loop at a fixed rate over a pool of idle connections
+        idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+        for c in connections:
+            idle.put_nowait(c)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def scheduled_send(at: float) -> None:
+            conn = await idle.get()
+            try:
+                await one(*conn, at)
+            finally:
+                idle.put_nowait(conn)
+
+        k = 0
+        while True:
+            at = start + k / args.rate
+            if at >= end:
+                break
+            delay = at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(scheduled_send(at))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            k += 1
+        if tasks:
+            await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    for _, writer in connections:
+        writer.close()
+    Path(args.acked_file).write_text("\n".join(acked) + ("\n" if acked else ""))
+    latencies.sort()
+    n = len(latencies)
+    events = sum(1 for _ in acked)
+    return {
+        "requests": n,
+        "seconds": elapsed,
+        "rps": n / elapsed,
+        "events_per_s": events / elapsed,
+        "p50_ms": latencies[n // 2] * 1000 if n else 0.0,
+        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0.0,
+        "statuses": statuses,
+    }
+
+
+def load_main(args: argparse.Namespace) -> None:
+    import uvloop
+
+    result = uvloop.run(_load(args))
+    print(json.dumps(result))
+
+
+# --- orchestration -----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(port: int, timeout: float = 30.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not become ready")
+
+
+def _run_load(
+    port: int,
+    env: dict[str, str],
+    *,
+    noop: bool,
+    duration: float,
+    connections: int,
+    rate: float,
+    acked_file: Path,
+    tag: str,
+) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        __file__,
+        "load",
+        "--port",
+        str(port),
+        "--duration",
+        str(duration),
+        "--connections",
+        str(connections),
+        "--rate",
+        str(rate),
+        "--acked-file",
+        str(acked_file),
+        "--tag",
+        tag,
+    ]
+    if noop:
+        cmd.append("--noop")
+    out = subprocess.run(cmd, env=env, capture_output=True, check=True, timeout=duration * 10 + 120)
+    return dict(json.loads(out.stdout))
+
+
+def _cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def orchestrate(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="lakehook-bench-"))
+    keys = {p: secrets.token_hex(16) for p in ("shopify", "stripe", "hubspot")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOOK_")}
+    env.update(
+        {
+            "LAKEHOOK_HOME": str(work / "home"),
+            "LAKEHOOK_SHOPIFY_SECRET": keys["shopify"],
+            "LAKEHOOK_STRIPE_SECRETS": "whsec_" + keys["stripe"],
+            "LAKEHOOK_HUBSPOT_CLIENT_SECRET": keys["hubspot"],
+            "BENCH_SHOPIFY_KEY": keys["shopify"],
+            "BENCH_STRIPE_KEY": "whsec_" + keys["stripe"],
+            "BENCH_HUBSPOT_KEY": keys["hubspot"],
+        }
+    )
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, __file__, "serve", "--port", str(port)], env=env)
+    acked_files: list[Path] = []
+    try:
+        _wait_ready(port)
+        common = {"duration": args.duration, "connections": args.connections}
+        # warm-up (imports, caches, SQLite pages), not measured
+        _run_load(
+            port,
+            env,
+            noop=True,
+            rate=0,
+            acked_file=work / "w0",
+            tag="w0",
+            duration=1.5,
+            connections=args.connections,
+        )
+        noop_runs, ingest_runs = [], []
+        for r in range(args.rounds):
+            noop_runs.append(
+                _run_load(
+                    port, env, noop=True, rate=0, acked_file=work / f"n{r}", tag=f"n{r}", **common
+                )
+            )
+            acked_files.append(work / f"i{r}")
+            ingest_runs.append(
+                _run_load(
+                    port, env, noop=False, rate=0, acked_file=acked_files[-1], tag=f"i{r}", **common
+                )
+            )
+        noop = max(noop_runs, key=lambda x: x["rps"])
+        ingest = max(ingest_runs, key=lambda x: x["rps"])
+        half_rate = ingest["rps"] / 2
+        acked_files.append(work / "h")
+        half = _run_load(
+            port, env, noop=False, rate=half_rate, acked_file=acked_files[-1], tag="h", **common
+        )
+    finally:
+        server.send_signal(signal.SIGKILL)  # acked means durable: prove it the hard way
+        server.wait(timeout=10)
+
+    acked = [line for f in acked_files for line in f.read_text().splitlines() if line]
+    conn = sqlite3.connect(work / "home" / "log" / "events.db")
+    stored: dict[str, int] = {}
+    for stream, event_id in conn.execute("SELECT stream, event_id FROM events"):
+        key = f"{stream}\t{event_id}"
+        stored[key] = stored.get(key, 0) + 1
+    conn.close()
+    lost = sum(1 for key in acked if stored.get(key, 0) != 1)
+
+    print(
+        f"machine: {_cpu_model()}, {os.cpu_count()} CPUs; server: 1 uvicorn process "
+        f"(uvloop, httptools); load: 1 process, {args.connections} keep-alive connections"
+    )
+    print(f"{'run':<34}{'req/s':>9}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}  statuses")
+    rows = [
+        ("no-op route (ceiling)", noop),
+        ("ingest, max rate (durable ack)", ingest),
+        (f"ingest at half max ({half_rate:.0f}/s)", half),
+    ]
+    for name, r in rows:
+        print(
+            f"{name:<34}{r['rps']:>9.0f}{r['events_per_s']:>10.0f}{r['p50_ms']:>9.1f}"
+            f"{r['p99_ms']:>9.1f}  {r['statuses']}"
+        )
+    ratio = ingest["rps"] / noop["rps"]
+    print(f"ingest / no-op ceiling: {ratio:.2f} (goal >= 0.6)")
+    print(f"p99 at half max rate: {half['p99_ms']:.1f} ms (goal <= 50 ms)")
+    print(f"acknowledged events: {len(acked)}, lost or doubled after kill -9: {lost} (goal 0)")
+    median_ratio = statistics.median(r["rps"] for r in ingest_runs) / statistics.median(
+        r["rps"] for r in noop_runs
+    )
+    print(
+        f"noop runs req/s: {[round(r['rps']) for r in noop_runs]}, "
+        f"ingest runs req/s: {[round(r['rps']) for r in ingest_runs]}, "
+        f"median ratio {median_ratio:.2f}"
+    )
+    ok = lost == 0 and all(set(r["statuses"]) <= {"200"} for _, r in rows)
+    return 0 if ok else 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd")
+    p_serve = sub.add_parser("serve")
+    p_serve.add_argument("--port", type=int, required=True)
+    p_load = sub.add_parser("load")
+    p_load.add_argument("--port", type=int, required=True)
+    p_load.add_argument("--duration", type=float, required=True)
+    p_load.add_argument("--connections", type=int, required=True)
+    p_load.add_argument("--rate", type=float, default=0.0)
+    p_load.add_argument("--noop", action="store_true")
+    p_load.add_argument("--acked-file", required=True)
+    p_load.add_argument("--tag", required=True)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating no-op/ingest rounds")
+    args = parser.parse_args()
+    if args.cmd == "serve":
+        serve(args.port)
+    elif args.cmd == "load":
+        load_main(args)
+    else:
+        sys.exit(orchestrate(args))
+
+
+if __name__ == "__main__":
+    main()
