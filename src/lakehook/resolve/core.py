@@ -185,6 +185,10 @@ def _previous_by_key(
         "updated_at",
     ]
     prev = previous_map.select(prev_cols)
+    for key in ("source_system", "source_id"):  # Iceberg reads strings back as large_string
+        prev = prev.set_column(
+            prev.schema.get_field_index(key), key, prev.column(key).cast(pa.string())
+        )
     if "source_updated_at" in previous_map.column_names:
         prev = prev.append_column("source_updated_at", previous_map.column("source_updated_at"))
     else:

@@ -10,19 +10,17 @@ writes nothing.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from lakehook.resolve.core import (
-    IDENTITY_MAP_SCHEMA,
-    MERGE_LOG_SCHEMA,
-    Resolution,
-    resolve_identities,
-)
+from lakehook.resolve.core import IDENTITY_MAP_SCHEMA, Resolution, resolve_identities
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
 
     from lakehook.settings import Settings
     from lakehook.transform.engine import BatchEngine
@@ -33,6 +31,20 @@ IDENTITY_MAP = "semantic.customer_identity_map"
 MERGE_LOG = "semantic.identity_merge_log"
 #: bump when the resolution logic changes (the runner then rebuilds the map)
 MODEL_VERSION = "resolve-1"
+#: the Spark-SQL DDL of both tables (one source of truth for every engine)
+DDL_FILES: dict[str, str] = {
+    IDENTITY_MAP: "customer_identity_map.ddl.sql",
+    MERGE_LOG: "identity_merge_log.ddl.sql",
+}
+
+
+def ensure_semantic_table(catalog: Catalog, name: str) -> Table:
+    """Create ``name`` from its DDL in ``sql/02_semantic`` unless it exists."""
+    from lakehook.lake.ddl import ensure_table, load_ddl
+    from lakehook.transform.models import default_sql_root
+
+    path = Path(default_sql_root()) / "02_semantic" / DDL_FILES[name]
+    return ensure_table(catalog, load_ddl(path)[0])
 
 
 def _scan(catalog: Catalog, name: str) -> pa.Table | None:
@@ -69,8 +81,10 @@ def append_merge_log(catalog: Catalog, merge_log: pa.Table) -> None:
     """Append the run's merge-log rows in one commit (creating the table on first use)."""
     if merge_log.num_rows == 0:
         return
-    table = catalog.create_table_if_not_exists(MERGE_LOG, schema=MERGE_LOG_SCHEMA)
-    table.append(merge_log.cast(table.schema().as_arrow()))
+    table = ensure_semantic_table(catalog, MERGE_LOG)
+    loaded_at = pa.array([datetime.now(UTC)] * merge_log.num_rows, pa.timestamp("us", tz="UTC"))
+    rows = merge_log.append_column("_loaded_at", loaded_at)
+    table.append(rows.cast(table.schema().as_arrow()))
 
 
 def compute_identity_map(engine: BatchEngine) -> pa.Table:
@@ -80,6 +94,7 @@ def compute_identity_map(engine: BatchEngine) -> pa.Table:
     records = engine.query(f"SELECT * FROM {IDENTITY_INPUT}", target=IDENTITY_MAP)
     catalog = open_catalog(engine.settings)
     resolution = resolve_from_lake(records, catalog)
+    ensure_semantic_table(catalog, IDENTITY_MAP)
     append_merge_log(catalog, resolution.merge_log)
     return resolution.identity_map
 

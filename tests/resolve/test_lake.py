@@ -1,0 +1,80 @@
+"""Lake adapter: the semantic model writes the map and the merge log; dry runs write nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+
+from lakehook.lake.catalog import open_catalog
+from lakehook.resolve import batch_models, dry_run
+from lakehook.resolve.lake import IDENTITY_INPUT, IDENTITY_MAP, MERGE_LOG, compute_identity_map
+from lakehook.settings import Settings
+
+T0 = datetime(2026, 2, 1, tzinfo=UTC)
+
+
+def _records(extra: int = 0) -> pa.Table:
+    rows: list[dict[str, Any]] = [
+        {"source_system": "shopify", "source_id": "1", "email": "Ann@X.com", "first_name": "Ann"},
+        {"source_system": "stripe", "source_id": "cus_1", "email": "ann@x.com", "first_name": "Ann"},
+        {"source_system": "hubspot", "source_id": "7", "email": "raj@y.com", "first_name": "Raj"},
+    ]  # fmt: skip
+    rows += [
+        {"source_system": "hubspot", "source_id": f"n{i}", "email": f"new{i}@z.com"}
+        for i in range(extra)
+    ]
+    for i, row in enumerate(rows):
+        row["created_at"] = row["updated_at"] = T0 + timedelta(hours=i)
+    return pa.Table.from_pylist(rows)
+
+
+class _Engine:
+    """The part of a batch engine the semantic model uses: settings and a staging query."""
+
+    def __init__(self, settings: Settings, records: pa.Table) -> None:
+        self.settings = settings
+        self.records = records
+
+    def query(self, sql: str, *, target: str = "query") -> pa.Table:
+        assert IDENTITY_INPUT in sql
+        return self.records
+
+
+def _commit_map(settings: Settings, identity_map: pa.Table) -> None:
+    table = open_catalog(settings).load_table(IDENTITY_MAP)
+    loaded = identity_map.append_column(
+        "_loaded_at", pa.array([T0] * identity_map.num_rows, pa.timestamp("us", tz="UTC"))
+    )
+    table.overwrite(loaded.cast(table.schema().as_arrow()))
+
+
+def test_semantic_model_registers_with_the_runner() -> None:
+    (model,) = batch_models()
+    assert model.target == IDENTITY_MAP
+    assert model.inputs == (IDENTITY_INPUT,)
+    assert model.config.keys == ("source_system", "source_id")
+
+
+def test_model_writes_log_and_map_then_dry_run_reports_without_writing(
+    settings: Settings,
+) -> None:
+    first = compute_identity_map(_Engine(settings, _records()))  # type: ignore[arg-type]
+    assert first.num_rows == 3
+    _commit_map(settings, first)
+    catalog = open_catalog(settings)
+    log = catalog.load_table(MERGE_LOG).scan().to_arrow()
+    assert log.column("action").to_pylist().count("new") == 2
+
+    # staging grows: the dry run says what would change and writes nothing
+    staging = catalog.create_table("staging.stg_customer_records", schema=_records(2).schema)
+    staging.append(_records(2))
+    snapshots = {
+        name: catalog.load_table(name).current_snapshot() for name in (IDENTITY_MAP, MERGE_LOG)
+    }
+    preview = dry_run(settings)
+    assert preview.changes.new_records == 2
+    assert preview.changes.new_ids == 2
+    for name, snapshot in snapshots.items():
+        assert catalog.load_table(name).current_snapshot() == snapshot
