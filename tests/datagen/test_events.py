@@ -1,0 +1,151 @@
+"""Generated deliveries: real shapes (JSON Schemas), determinism, lifecycle invariants."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+from referencing import Registry, Resource
+
+from lakehook.contracts import Provider
+from lakehook.datagen import Delivery, Population, SimulationConfig, generate_events
+from lakehook.datagen.truth import major
+from tests.datagen.conftest import SMALL
+
+SCHEMAS = Path(__file__).parents[2] / "schemas"
+
+
+def _validators() -> dict[str, jsonschema.Draft202012Validator]:
+    resources = {}
+    for path in SCHEMAS.rglob("*.json"):
+        schema = json.loads(path.read_text())
+        resources[schema["$id"]] = Resource.from_contents(schema)
+    registry: Registry = Registry().with_resources(resources.items())
+    base = "https://lakehook.dev/schemas/"
+    return {
+        name: jsonschema.Draft202012Validator(
+            resources[base + name].contents, registry=registry, format_checker=None
+        )
+        for name in (
+            "shopify/order.json",
+            "shopify/customer.json",
+            "shopify/refund.json",
+            "shopify/product.json",
+            "stripe/event.json",
+            "hubspot/events.json",
+        )
+    }
+
+
+def _schema_of(delivery: Delivery) -> str:
+    if delivery.provider is Provider.SHOPIFY:
+        return f"shopify/{delivery.topic.split('/')[0].rstrip('s')}.json".replace(
+            "order.json", "order.json"
+        )
+    return "stripe/event.json" if delivery.provider is Provider.STRIPE else "hubspot/events.json"
+
+
+def test_every_payload_validates_against_its_schema(deliveries: list[Delivery]) -> None:
+    validators = _validators()
+    seen: Counter[str] = Counter()
+    for delivery in deliveries:
+        name = _schema_of(delivery)
+        validators[name].validate(orjson.loads(delivery.body))
+        seen[delivery.topic] += 1
+    expected = {
+        "customers/create", "customers/update", "orders/create", "orders/paid",
+        "orders/fulfilled", "refunds/create", "products/create",
+        "customer.created", "payment_intent.succeeded", "charge.succeeded", "invoice.paid",
+        "customer.subscription.created", "customer.subscription.updated",
+    }  # fmt: skip
+    assert expected <= set(seen)
+
+
+def test_a_broken_payload_fails_the_schema(deliveries: list[Delivery]) -> None:
+    validators = _validators()
+    order = next(d for d in deliveries if d.topic == "orders/create")
+    payload = orjson.loads(order.body)
+    payload["total_price"] = 12.5  # money must be a decimal string
+    with pytest.raises(jsonschema.ValidationError):
+        validators["shopify/order.json"].validate(payload)
+
+
+def test_same_seed_same_bodies_in_the_same_order(population: Population) -> None:
+    config = SimulationConfig(seed=SMALL.seed, people=SMALL.people, events=1_500)
+    first = [(d.delivery_id, d.body, d.sequence) for d in generate_events(config, population)]
+    again = [(d.delivery_id, d.body, d.sequence) for d in generate_events(config, population)]
+    assert first == again
+
+
+def test_event_limit_is_exact_and_retries_come_on_top(deliveries: list[Delivery]) -> None:
+    originals = [d for d in deliveries if not d.is_retry]
+    assert sum(d.event_count for d in originals) == SMALL.events
+    retries = [d for d in deliveries if d.is_retry]
+    assert retries, "delivery realism should produce provider retries"
+    first_ids = {(d.provider, d.delivery_id) for d in originals}
+    assert all((r.provider, r.delivery_id) in first_ids for r in retries)
+    assert [d.sequence for d in deliveries] == list(range(len(deliveries)))
+    assert {d.delay for d in deliveries} >= {None, "out_of_order"}
+
+
+def test_shopify_headers_and_hubspot_batches(deliveries: list[Delivery]) -> None:
+    for delivery in deliveries:
+        if delivery.provider is Provider.SHOPIFY:
+            assert delivery.headers["X-Shopify-Topic"] == delivery.topic
+            assert delivery.headers["X-Shopify-Webhook-Id"] == delivery.delivery_id
+            for name in ("Shop-Domain", "API-Version", "Event-Id", "Triggered-At"):
+                assert delivery.headers[f"X-Shopify-{name}"]
+        elif delivery.provider is Provider.HUBSPOT:
+            events = orjson.loads(delivery.body)
+            assert 1 <= len(events) <= 100 == SMALL.hubspot_batch_max
+            assert {e["attemptNumber"] for e in events} == {delivery.attempt}
+
+
+def _latest(deliveries: list[Delivery], topic_prefix: str) -> dict[int, dict]:  # type: ignore[type-arg]
+    latest: dict[int, dict] = {}  # type: ignore[type-arg]
+    for d in deliveries:
+        if d.topic.startswith(topic_prefix):
+            p = orjson.loads(d.body)
+            if p["id"] not in latest or p["updated_at"] >= latest[p["id"]]["updated_at"]:
+                latest[p["id"]] = p
+    return latest
+
+
+def test_refunds_never_exceed_what_was_paid(deliveries: list[Delivery]) -> None:
+    orders = _latest(deliveries, "orders/")
+    refunded: dict[int, Decimal] = defaultdict(Decimal)
+    for d in deliveries:
+        if d.topic == "refunds/create" and not d.is_retry:
+            r = orjson.loads(d.body)
+            refunded[r["order_id"]] += sum(Decimal(t["amount"]) for t in r["transactions"])
+    assert refunded
+    for order_id, amount in refunded.items():
+        assert amount <= Decimal(orders[order_id]["total_price"])
+    charges: dict[str, dict] = {}  # type: ignore[type-arg]
+    for d in deliveries:
+        if d.topic.startswith("charge.") and d.topic != "charge.dispute.created":
+            e = orjson.loads(d.body)
+            charges[e["data"]["object"]["id"]] = e["data"]["object"]
+    assert all(0 <= c["amount_refunded"] <= c["amount"] for c in charges.values())
+
+
+def test_stripe_payments_link_to_shopify_orders(deliveries: list[Delivery]) -> None:
+    orders = _latest(deliveries, "orders/")
+    linked = 0
+    for d in deliveries:
+        if d.topic == "charge.succeeded":
+            charge = orjson.loads(d.body)["data"]["object"]
+            order_id = charge["metadata"].get("shopify_order_id")
+            if order_id is None or int(order_id) not in orders:
+                continue
+            order = orders[int(order_id)]
+            linked += 1
+            assert order["financial_status"] in ("paid", "partially_refunded", "refunded")
+            assert major(charge["amount"], charge["currency"]) == Decimal(order["total_price"])
+            assert charge["currency"].upper() == order["currency"]
+    assert linked > 10
