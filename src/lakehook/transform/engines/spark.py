@@ -21,7 +21,7 @@ import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import exp, transforms
 
 from lakehook.errors import ConfigurationError
 from lakehook.jvm import ensure_jars, java_home
@@ -151,12 +151,11 @@ class SparkEngine(BatchEngine):
 
     def translate(self, sql: str) -> str:
         """Model SQL in Spark's dialect, reading the registered views by their qualified names."""
-        statements = sqlglot.parse(sql, read=MODEL_DIALECT)
         out = []
-        for statement in statements:
+        for statement in sqlglot.parse(sql, read=MODEL_DIALECT):
             if statement is None:
                 continue
-            for table in statement.find_all(exp.Table):
+            for table in list(statement.find_all(exp.Table)):
                 qualified = ".".join(p for p in (table.db, table.name) if p)
                 view = self._views.get(qualified)
                 if view is not None and not table.catalog:
@@ -165,7 +164,7 @@ class SparkEngine(BatchEngine):
                     if alias:
                         replacement.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
                     table.replace(replacement)
-            out.append(statement.sql(dialect=self.capabilities.sql_dialect))
+            out.append(to_spark_sql(statement))
         return ";\n".join(out)
 
     def dataframe(self, sql: str) -> DataFrame:
@@ -188,6 +187,147 @@ class SparkEngine(BatchEngine):
         view = self._views.pop(relation, None)
         if view is not None:
             self.session.catalog.dropTempView(view)
+
+
+# --- the dialect layer: DuckDB model SQL → Spark SQL ----------------------------------------
+#
+# sqlglot translates most of the model dialect; these rewrites cover what it does not, or
+# translates with other semantics. Each one keeps DuckDB's meaning exactly (the parity test
+# compares every table of both engines).
+
+
+def _spark(sql: str, **parts: exp.Expr) -> exp.Expr:
+    """A Spark SQL snippet with ``{name}`` placeholders replaced by expressions."""
+    tree = sqlglot.parse_one(sql, read="spark")
+    return tree.transform(
+        lambda node: (
+            parts[node.name].copy()
+            if isinstance(node, exp.Column) and node.name in parts and not node.table
+            else node
+        )
+    )
+
+
+def _json_valid(node: exp.Expr) -> exp.Expr:
+    # DuckDB json_valid(x): x parses as JSON (NULL for NULL input)
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "json_valid":
+        (arg,) = node.expressions
+        return _spark(
+            "CASE WHEN __x IS NULL THEN NULL ELSE TRY_PARSE_JSON(__x) IS NOT NULL END", __x=arg
+        )
+    return node
+
+
+def _json_array_elements(node: exp.Expr) -> exp.Expr:
+    # CAST(… AS JSON[]): Spark's from_json with array<string> keeps each element's JSON text
+    if (
+        isinstance(node, exp.DataType)
+        and node.this == exp.DataType.Type.ARRAY
+        and node.expressions
+        and isinstance(node.expressions[0], exp.DataType)
+        and node.expressions[0].this == exp.DataType.Type.JSON
+    ):
+        return exp.DataType.build("ARRAY<STRING>", dialect="spark")
+    return node
+
+
+def _ordered_list(node: exp.Expr) -> exp.Expr:
+    """DuckDB ``list(x ORDER BY k) [FILTER (…)]`` → a sorted Spark array, NULL when empty."""
+    agg = node.this if isinstance(node, exp.Filter) else node
+    if not isinstance(agg, exp.ArrayAgg) or isinstance(node.parent, exp.Filter):
+        return node
+    inner = agg.this
+    if isinstance(inner, exp.Order):
+        value = inner.this
+        keys = inner.expressions
+    else:
+        value, keys = inner, []
+    collected: exp.Expr = exp.Anonymous(this="COLLECT_LIST", expressions=[value.copy()])
+    if isinstance(node, exp.Filter):
+        collected = exp.Filter(this=collected, expression=node.expression.copy())
+    if keys and len(keys) == 1 and keys[0].this == value and not keys[0].args.get("desc"):
+        collected = exp.Anonymous(this="ARRAY_SORT", expressions=[collected])
+    elif keys:
+        pairs: exp.Expr = exp.Anonymous(
+            this="COLLECT_LIST",
+            expressions=[
+                exp.Anonymous(
+                    this="STRUCT",
+                    expressions=[
+                        *(exp.alias_(k.this.copy(), f"k{i}") for i, k in enumerate(keys)),
+                        exp.alias_(value.copy(), "v"),
+                    ],
+                )
+            ],
+        )
+        if isinstance(node, exp.Filter):
+            pairs = exp.Filter(this=pairs, expression=node.expression.copy())
+        if any(k.args.get("desc") for k in keys):
+            return node  # not used by the models; left to sqlglot
+        collected = _spark("TRANSFORM(ARRAY_SORT(__p), e -> e.v)", __p=pairs)
+    # DuckDB's list over no rows is NULL, Spark's collect_list is []
+    return _spark("IF(SIZE(__l) = 0, NULL, __l)", __l=collected)
+
+
+def _date_diff(node: exp.Expr) -> exp.Expr:
+    # DuckDB datediff counts unit boundaries crossed; Spark's counts whole units
+    if not isinstance(node, exp.DateDiff):
+        return node
+    unit = (node.text("unit") or "day").lower()
+    start, end = node.expression, node.this
+    if unit == "day":
+        return _spark("DATEDIFF(CAST(__e AS DATE), CAST(__s AS DATE))", __s=start, __e=end)
+    if unit == "month":
+        return _spark(
+            "((YEAR(__e) - YEAR(__s)) * 12 + (MONTH(__e) - MONTH(__s)))", __s=start, __e=end
+        )
+    if unit == "year":
+        return _spark("(YEAR(__e) - YEAR(__s))", __s=start, __e=end)
+    return node
+
+
+def _epoch(node: exp.Expr) -> exp.Expr:
+    # DuckDB epoch(ts) is fractional seconds; Spark's unix_timestamp truncates
+    if isinstance(node, exp.TimeToUnix):
+        return _spark("(CAST(UNIX_MICROS(__t) AS DOUBLE) / 1000000.0D)", __t=node.this)
+    return node
+
+
+_REWRITES = (_json_valid, _json_array_elements, _ordered_list, _date_diff, _epoch)
+
+
+def _rewrite(node: exp.Expr) -> exp.Expr:
+    for rewrite in _REWRITES:
+        node = rewrite(node)
+    return node
+
+
+def _hide_qualify_columns(tree: exp.Expr) -> exp.Expr:
+    """sqlglot turns QUALIFY into a subquery with window columns ``_w…``; ``SELECT *`` over it
+    would leak them, so the outer star excludes them (Spark's ``* EXCEPT``)."""
+    for select in tree.find_all(exp.Select):
+        source = select.args.get("from_") or select.args.get("from")
+        subquery = source.this if source is not None else None
+        if not isinstance(subquery, exp.Subquery) or not isinstance(subquery.this, exp.Select):
+            continue
+        hidden = [
+            e.alias for e in subquery.this.expressions if e.alias and e.alias.startswith("_w")
+        ]
+        stars = [e for e in select.expressions if isinstance(e, exp.Star)]
+        if hidden and stars and select.args.get("where") is not None:
+            stars[0].set(
+                "except_" if "except_" in exp.Star.arg_types else "except",
+                [exp.column(name) for name in hidden],
+            )
+    return tree
+
+
+def to_spark_sql(statement: exp.Expr) -> str:
+    """One parsed model statement (DuckDB dialect) as Spark SQL."""
+    tree = statement.copy().transform(_rewrite)
+    tree = transforms.eliminate_qualify(tree)
+    tree = _hide_qualify_columns(tree)
+    return tree.sql(dialect="spark")
 
 
 def _spark_safe(data: pa.Table) -> pa.Table:
