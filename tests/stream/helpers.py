@@ -15,7 +15,7 @@ BASE_TIME = datetime(2026, 10, 30, 12, 0, tzinfo=UTC)
 
 def envelope(provider: Provider, n: int, *, received_at: datetime | None = None) -> Envelope:
     """The n-th test event of a provider; spread over two months so partitions matter."""
-    received = received_at or BASE_TIME + timedelta(minutes=n)
+    received = received_at or BASE_TIME + timedelta(minutes=5 * n)
     return Envelope(
         raw_id=new_raw_id(),
         event_id=f"{provider.value}-evt-{n}",

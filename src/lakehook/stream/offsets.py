@@ -18,6 +18,7 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
 from lakehook.contracts import RAW_TABLES, StreamPartition, offset_key
+from lakehook.errors import LakehookError
 
 #: prefix of the snapshot-summary keys that hold offsets
 OFFSET_PREFIX = "lakehook.offsets."
@@ -42,19 +43,57 @@ def parse_offset_properties(summary: Mapping[str, str]) -> dict[StreamPartition,
     return offsets
 
 
-def offsets_snapshot(table: Table) -> Snapshot | None:
-    """The newest snapshot in the current lineage that carries offsets, if any."""
+class OffsetsLostError(LakehookError):
+    """The snapshot lineage is cut before any snapshot carrying offsets: refuse to guess."""
+
+
+def carries_offsets(snapshot: Snapshot) -> bool:
+    """Whether a snapshot's summary records loader offsets."""
+    return snapshot.summary is not None and any(
+        key.startswith(OFFSET_PREFIX) for key in snapshot.summary.additional_properties
+    )
+
+
+def offsets_lineage(table: Table) -> list[Snapshot]:
+    """Snapshots from the current one back to the newest carrying offsets (inclusive).
+
+    Maintenance must keep every one of them: the walk that finds the offsets goes through
+    them. Empty when the table has no snapshot, or no snapshot ever carried offsets.
+
+    Raises:
+        OffsetsLostError: ancestors were expired before a snapshot with offsets was found;
+            restarting from offset 0 would duplicate everything, so nothing is guessed.
+    """
     metadata = table.metadata
     snapshot = table.current_snapshot()
+    lineage: list[Snapshot] = []
     while snapshot is not None:
-        if snapshot.summary is not None and any(
-            key.startswith(OFFSET_PREFIX) for key in snapshot.summary.additional_properties
-        ):
-            return snapshot
+        lineage.append(snapshot)
+        if carries_offsets(snapshot):
+            return lineage
         if snapshot.parent_snapshot_id is None:
-            return None
-        snapshot = metadata.snapshot_by_id(snapshot.parent_snapshot_id)
-    return None
+            # Expiry re-roots the lineage (the child loses its parent id), so a root that is
+            # not the table's first commit means history before it was expired.
+            if (snapshot.sequence_number or 0) > 1:
+                raise OffsetsLostError(
+                    f"{table.name()}: the snapshots before {snapshot.snapshot_id} were expired "
+                    "and none after them carries loader offsets"
+                )
+            return []
+        parent = metadata.snapshot_by_id(snapshot.parent_snapshot_id)
+        if parent is None:
+            raise OffsetsLostError(
+                f"{table.name()}: snapshot {snapshot.parent_snapshot_id} was expired before a "
+                "snapshot carrying loader offsets was found"
+            )
+        snapshot = parent
+    return []
+
+
+def offsets_snapshot(table: Table) -> Snapshot | None:
+    """The newest snapshot in the current lineage that carries offsets, if any."""
+    lineage = offsets_lineage(table)
+    return lineage[-1] if lineage else None
 
 
 def table_offsets(table: Table) -> dict[StreamPartition, int]:
