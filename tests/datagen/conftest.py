@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from lakehook.datagen import Delivery, Population, SimulationConfig
-from lakehook.datagen import generate_events, generate_population
+from lakehook.datagen import (
+    Delivery,
+    Population,
+    SimulationConfig,
+    generate_events,
+    generate_population,
+)
 
 SMALL = SimulationConfig(seed=11, people=300, events=6_000)
 

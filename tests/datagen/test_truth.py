@@ -87,13 +87,13 @@ WITH orders AS (
     UNION ALL
     SELECT CAST(to_timestamp(CAST(obj->>'created' AS BIGINT)) AS DATE), 'stripe',
            upper(obj->>'currency'),
-           CAST(obj->>'amount' AS DECIMAL(18, 2)) * coalesce(e.scale, CAST(0.01 AS DECIMAL(3, 2))), 0, 1
+           CAST(obj->>'amount' AS DECIMAL(18, 2)) * coalesce(e.scale, 0.01::DECIMAL(3, 2)), 0, 1
     FROM charges LEFT JOIN exponent e ON e.currency = upper(obj->>'currency')
     WHERE (obj->>'status') = 'succeeded' AND CAST(obj->>'paid' AS BOOLEAN)
     UNION ALL
     SELECT CAST(to_timestamp(CAST(obj->>'created' AS BIGINT)) AS DATE), 'stripe',
            upper(obj->>'currency'), 0,
-           CAST(obj->>'amount' AS DECIMAL(18, 2)) * coalesce(e.scale, CAST(0.01 AS DECIMAL(3, 2))), 0
+           CAST(obj->>'amount' AS DECIMAL(18, 2)) * coalesce(e.scale, 0.01::DECIMAL(3, 2)), 0
     FROM refunds LEFT JOIN exponent e ON e.currency = upper(obj->>'currency')
     WHERE (obj->>'status') = 'succeeded'
 )
