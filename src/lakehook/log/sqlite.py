@@ -90,6 +90,33 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 _PARTITION = 0  # SQLite streams have one partition
+_LOOKUP_CHUNK = 400  # event ids per dedupe lookup (well under SQLite's variable limit)
+_INSERT_EVENT = (
+    "INSERT INTO events (stream, offset, raw_id, event_id, topic, object_id, source_account, "
+    "occurred_at_us, received_at_us, appended_at_us, api_version, headers, payload, "
+    "quarantine_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _event_row(env: Envelope, stream: str, offset: int, now_us: int) -> tuple[object, ...]:
+    return (
+        stream,
+        offset,
+        env.raw_id,
+        env.event_id,
+        env.topic,
+        env.object_id,
+        env.source_account,
+        to_micros(env.occurred_at) if env.occurred_at else None,
+        to_micros(env.received_at),
+        now_us,
+        env.api_version,
+        orjson.dumps(env.headers).decode(),
+        env.payload,
+        env.quarantine_reason,
+    )
+
+
 _DEDUPE_PURGE_EVERY_S = 60.0
 
 
@@ -306,12 +333,20 @@ class SqliteEventLog(EventLog):
                 self._writer_conn.execute("ROLLBACK")
 
     def _write_uncommitted(self, jobs: list[_Job]) -> list[list[AppendOutcome]]:
-        """BEGIN and write every job; the caller commits (or rolls back). Lock held."""
+        """BEGIN and write every job; the caller commits (or rolls back). Lock held.
+
+        The batch is written with a handful of statements whatever its size: one dedupe
+        lookup per stream, one ``executemany`` for the events and one for the dedupe keys.
+        """
         conn = self._writer_conn
         now_us = to_micros_now()
         cutoff = now_us - self.dedupe_window_us
         conn.execute("BEGIN IMMEDIATE")
-        heads = dict(conn.execute("SELECT stream, next_offset FROM heads").fetchall())
+        heads: dict[str, int] = dict(conn.execute("SELECT stream, next_offset FROM heads"))
+        seen = self._seen_within_window(
+            conn, [env for job in jobs for env in job.envelopes or ()], cutoff
+        )
+        event_rows: list[tuple[object, ...]] = []
         results: list[list[AppendOutcome]] = []
         for job in jobs:
             if job.letter is not None:
@@ -320,63 +355,56 @@ class SqliteEventLog(EventLog):
                 continue
             outcomes = []
             for env in job.envelopes or ():
-                outcomes.append(self._insert_envelope(conn, env, heads, now_us, cutoff))
+                stream = env.stream
+                prior = seen.get((stream, env.event_id))
+                if prior is not None:
+                    outcomes.append(AppendOutcome(env.event_id, True, _PARTITION, prior))
+                    continue
+                offset = heads.get(stream, 0)
+                heads[stream] = offset + 1
+                seen[(stream, env.event_id)] = offset
+                event_rows.append(_event_row(env, stream, offset, now_us))
+                outcomes.append(AppendOutcome(env.event_id, False, _PARTITION, offset))
             results.append(outcomes)
-        conn.executemany(
-            "INSERT INTO heads (stream, next_offset) VALUES (?, ?) "
-            "ON CONFLICT (stream) DO UPDATE SET next_offset = excluded.next_offset",
-            list(heads.items()),
-        )
+        if event_rows:
+            conn.executemany(_INSERT_EVENT, event_rows)
+            conn.executemany(
+                "INSERT INTO dedupe (stream, event_id, seen_at_us, offset) VALUES (?,?,?,?) "
+                "ON CONFLICT (stream, event_id) DO UPDATE SET seen_at_us = excluded.seen_at_us, "
+                "offset = excluded.offset",
+                [(row[0], row[3], now_us, row[1]) for row in event_rows],
+            )
+            conn.executemany(
+                "INSERT INTO heads (stream, next_offset) VALUES (?, ?) "
+                "ON CONFLICT (stream) DO UPDATE SET next_offset = excluded.next_offset",
+                list(heads.items()),
+            )
         if time.monotonic() - self._last_purge > _DEDUPE_PURGE_EVERY_S:
             conn.execute("DELETE FROM dedupe WHERE seen_at_us < ?", (cutoff,))
             self._last_purge = time.monotonic()
         return results
 
     @staticmethod
-    def _insert_envelope(
-        conn: sqlite3.Connection,
-        env: Envelope,
-        heads: dict[str, int],
-        now_us: int,
-        cutoff_us: int,
-    ) -> AppendOutcome:
-        stream = env.stream
-        seen = conn.execute(
-            "SELECT seen_at_us, offset FROM dedupe WHERE stream = ? AND event_id = ?",
-            (stream, env.event_id),
-        ).fetchone()
-        if seen is not None and seen[0] >= cutoff_us:
-            return AppendOutcome(env.event_id, duplicate=True, partition=_PARTITION, offset=seen[1])
-        offset = heads.get(stream, 0)
-        heads[stream] = offset + 1
-        conn.execute(
-            "INSERT INTO events (stream, offset, raw_id, event_id, topic, object_id, "
-            "source_account, occurred_at_us, received_at_us, appended_at_us, api_version, "
-            "headers, payload, quarantine_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                stream,
-                offset,
-                env.raw_id,
-                env.event_id,
-                env.topic,
-                env.object_id,
-                env.source_account,
-                to_micros(env.occurred_at) if env.occurred_at else None,
-                to_micros(env.received_at),
-                now_us,
-                env.api_version,
-                orjson.dumps(env.headers).decode(),
-                env.payload,
-                env.quarantine_reason,
-            ),
-        )
-        conn.execute(
-            "INSERT INTO dedupe (stream, event_id, seen_at_us, offset) VALUES (?,?,?,?) "
-            "ON CONFLICT (stream, event_id) DO UPDATE SET seen_at_us = excluded.seen_at_us, "
-            "offset = excluded.offset",
-            (stream, env.event_id, now_us, offset),
-        )
-        return AppendOutcome(env.event_id, duplicate=False, partition=_PARTITION, offset=offset)
+    def _seen_within_window(
+        conn: sqlite3.Connection, envelopes: Sequence[Envelope], cutoff_us: int
+    ) -> dict[tuple[str, str], int]:
+        """(stream, event_id) → offset, for the envelopes already appended within the window."""
+        by_stream: dict[str, list[str]] = {}
+        for env in envelopes:
+            by_stream.setdefault(env.stream, []).append(env.event_id)
+        seen: dict[tuple[str, str], int] = {}
+        for stream, ids in by_stream.items():
+            unique = list(dict.fromkeys(ids))
+            for i in range(0, len(unique), _LOOKUP_CHUNK):
+                chunk = unique[i : i + _LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    "SELECT event_id, offset FROM dedupe WHERE stream = ? AND seen_at_us >= ? "
+                    f"AND event_id IN ({marks})",
+                    (stream, cutoff_us, *chunk),
+                )
+                seen.update(((stream, event_id), offset) for event_id, offset in rows)
+        return seen
 
     @staticmethod
     def _insert_letter(conn: sqlite3.Connection, letter: DeadLetter) -> None:

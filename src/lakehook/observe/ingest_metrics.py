@@ -23,7 +23,8 @@ Metric names:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -117,23 +118,28 @@ class IngestMetrics:
             registry=self.registry,
         ).labels(backend=self.backend)
         self.registry.register(EventLogCollector(event_log))
+        # label lookups cost microseconds each: the request path reuses the children
+        self._child = lru_cache(maxsize=4096)(self._lookup_child)
         # pre-create label children so every series exists from the first scrape
         for provider in Provider:
             self.duplicates.labels(provider=provider.value)
             self.dead_letters.labels(provider=provider.value)
 
+    def _lookup_child(self, metric: str, *labels: str) -> Any:
+        return getattr(self, metric).labels(*labels)
+
     def request(self, provider: Provider, outcome: str) -> None:
         """Count one webhook request."""
-        self.requests.labels(provider.value, outcome).inc()
+        self._child("requests", provider.value, outcome).inc()
 
     def verification_failed(self, provider: Provider, reason: str) -> None:
         """Count a signature failure, by reason kind."""
-        self.verification_failures.labels(provider.value, reason).inc()
+        self._child("verification_failures", provider.value, reason).inc()
         self.request(provider, "unauthorized")
 
     def dead_lettered(self, provider: Provider) -> None:
         """Count a malformed request kept as a dead letter."""
-        self.dead_letters.labels(provider.value).inc()
+        self._child("dead_letters", provider.value).inc()
         self.request(provider, "malformed")
 
     def event(self, envelope: Envelope, *, duplicate: bool) -> None:
@@ -142,12 +148,12 @@ class IngestMetrics:
         topic = envelope.topic if is_known_topic(provider, envelope.topic) else None
         if duplicate:
             outcome = "duplicate"
-            self.duplicates.labels(provider.value).inc()
+            self._child("duplicates", provider.value).inc()
         elif topic is None:
             outcome = "quarantined"
         else:
             outcome = "stored"
-        self.events.labels(provider.value, topic or UNKNOWN_TOPIC_LABEL, outcome).inc()
+        self._child("events", provider.value, topic or UNKNOWN_TOPIC_LABEL, outcome).inc()
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric (runs the log collector)."""
