@@ -101,6 +101,8 @@ def spark_conf(settings: Settings, extra: dict[str, str] | None = None) -> dict[
     conf["spark.app.name"] = "lakehook"
     conf["spark.jars"] = ",".join(str(j) for j in jars.jars)
     catalog = f"spark.sql.catalog.{settings.catalog_name}"
+    # `raw.stripe_events` means the lake's table, as in every other engine
+    conf["spark.sql.defaultCatalog"] = settings.catalog_name
     conf[catalog] = "org.apache.iceberg.spark.SparkCatalog"
     for key, value in jdbc_catalog_properties(settings).items():
         conf[f"{catalog}.{key}"] = value
