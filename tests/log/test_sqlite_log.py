@@ -65,3 +65,57 @@ def test_append_after_close_is_refused(tmp_path: Path) -> None:
     log.close()
     with pytest.raises(RuntimeError):
         log.append_sync([envelope(Provider.STRIPE)])
+
+
+def test_sync_and_async_writers_share_one_sequence(tmp_path: Path) -> None:
+    """The writer thread (sync callers) and a loop's flush never interleave transactions."""
+    import asyncio
+    import threading
+
+    log = SqliteEventLog(tmp_path / "events.db")
+    try:
+        outcomes = []
+
+        def sync_writer() -> None:
+            for _ in range(40):
+                outcomes.extend(log.append_sync([envelope(Provider.STRIPE)]))
+
+        async def async_writer() -> None:
+            batches = await asyncio.gather(
+                *(log.append([envelope(Provider.STRIPE)]) for _ in range(80))
+            )
+            outcomes.extend(o for batch in batches for o in batch)
+
+        thread = threading.Thread(target=sync_writer)
+        thread.start()
+        asyncio.run(async_writer())
+        thread.join(timeout=30)
+        assert sorted(o.offset for o in outcomes) == list(range(120))
+        assert log.head_offsets()[("stripe", 0)] == 120
+    finally:
+        log.close()
+
+
+def test_a_cancelled_waiter_does_not_undo_the_shared_commit(tmp_path: Path) -> None:
+    import asyncio
+
+    log = SqliteEventLog(tmp_path / "events.db")
+    try:
+
+        async def scenario() -> list[bool]:
+            first = asyncio.ensure_future(log.append([envelope(Provider.SHOPIFY, "wh-a")]))
+            second = asyncio.ensure_future(log.append([envelope(Provider.SHOPIFY, "wh-b")]))
+            await asyncio.sleep(0)
+            first.cancel()
+            outs = await second
+            return [o.duplicate for o in outs]
+
+        assert asyncio.run(scenario()) == [False]
+        stored = {r.envelope.event_id for r in log.read("shopify", 0, 0, 10)}
+        # the cancelled request got no answer (so the provider retries), but its event may
+        # already be in the shared transaction: a retry is then a duplicate, never lost
+        assert "wh-b" in stored
+        (retry,) = log.append_sync([envelope(Provider.SHOPIFY, "wh-a")])
+        assert ("wh-a" in stored) == retry.duplicate
+    finally:
+        log.close()
