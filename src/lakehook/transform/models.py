@@ -303,15 +303,18 @@ def order_models(models: Iterable[Model]) -> tuple[Model, ...]:
     except CycleError as exc:
         raise ConfigurationError(f"models depend on each other in a cycle: {exc.args[1]}") from exc
     layer_rank = {layer: rank for rank, layer in enumerate(LAYERS)}
+
+    def rank(target: str) -> tuple[int, str]:
+        return (layer_rank.get(target.split(".", 1)[0], 99), target)
+
     ordered: list[Model] = []
+    ready: list[tuple[int, str]] = []
     while sorter.is_active():
-        ready = sorted(
-            sorter.get_ready(),
-            key=lambda t: (layer_rank.get(t.split(".", 1)[0], 99), t),
-        )
-        for target in ready:
-            ordered.append(by_target[target])
-            sorter.done(target)
+        ready.extend(rank(t) for t in sorter.get_ready())
+        ready.sort()
+        _, target = ready.pop(0)  # earliest layer first, then name: reproducible runs
+        ordered.append(by_target[target])
+        sorter.done(target)
     return tuple(ordered)
 
 

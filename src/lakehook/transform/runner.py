@@ -392,6 +392,7 @@ class BatchRunner:
             return delta
         full = table.scan(snapshot_id=snapshot_id).to_arrow()
         affected = delta.select(keys).group_by(keys).aggregate([])
+        affected = affected.cast(pa.schema([full.schema.field(k) for k in keys]))
         return full.join(affected, keys=keys, join_type="left semi").combine_chunks()
 
     @staticmethod
@@ -430,7 +431,7 @@ class BatchRunner:
     def _merge(self, model: Model, table: Table, candidates: pa.Table) -> pa.Table:
         """The table's rows with the candidates merged in, per the model's strategy."""
         existing = table.scan().to_arrow()
-        existing = _align(existing, candidates.schema)
+        existing = _align(existing, _nullable(candidates.schema))
         keys = ", ".join(model.config.keys)
         self.engine.register("__target", existing)
         self.engine.register("__candidates", candidates)
@@ -466,7 +467,7 @@ class BatchRunner:
         finally:
             self.engine.unregister("__target")
             self.engine.unregister("__candidates")
-        return _align(iceberg_compatible(merged), candidates.schema)
+        return _align(iceberg_compatible(merged), _nullable(candidates.schema))
 
     # --- commit ------------------------------------------------------------------------
     def _commit(
@@ -527,6 +528,10 @@ class BatchRunner:
         return f"{mode} {model.config.strategy} ← {', '.join(model.inputs) or '(no inputs)'}"
 
 
+def _nullable(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([fld.with_nullable(True) for fld in schema])
+
+
 def _align(data: pa.Table, schema: pa.Schema) -> pa.Table:
     """``data`` with exactly ``schema``'s columns in its order (missing ones null), cast."""
     columns = []
@@ -538,7 +543,7 @@ def _align(data: pa.Table, schema: pa.Schema) -> pa.Table:
             columns.append(column)
         else:
             columns.append(pa.nulls(data.num_rows, fld.type))
-    return pa.Table.from_arrays(columns, schema=pa.schema([f.with_nullable(True) for f in schema]))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 # re-exported for tests and the CLI

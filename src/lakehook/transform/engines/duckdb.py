@@ -33,6 +33,9 @@ class DuckDBEngine(BatchEngine):
         super().__init__(settings)
         self._connection = duckdb.connect(":memory:")
         self._connection.execute("SET TimeZone = 'UTC'")
+        # strings come back as large_string, as PyIceberg scans return them, so Arrow
+        # tables from both sides join and concatenate without casts
+        self._connection.execute("SET arrow_large_buffer_size = true")
         if threads:
             self._connection.execute(f"SET threads = {int(threads)}")
         self._schemas: set[str] = set()
