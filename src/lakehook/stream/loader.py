@@ -129,7 +129,6 @@ class RawLoader:
         self._clock = clock
         self._stop = threading.Event()
         self._states: list[_StreamState] = []
-        self._last_lag = float("-inf")
         self._last_prune = clock()
 
     # --- control -------------------------------------------------------------------------
@@ -147,33 +146,53 @@ class RawLoader:
     def run(self, *, until_idle: bool = False) -> list[StreamReport]:
         """Load until stopped, or with ``until_idle`` until the log holds nothing new.
 
+        Each stream is loaded by its own worker thread (streams go to different tables, so
+        they never conflict; reading one while another commits overlaps I/O). This thread
+        keeps the lag metrics fresh and prunes the log.
+
         Returns:
             One report per stream.
         """
         self._open()
-        while True:
-            read_any = False
-            for state in self._states:
-                caught_up = self._fill(state)
-                read_any = read_any or not caught_up
-                if self._due(state, caught_up=caught_up, until_idle=until_idle):
-                    self._commit(state)
-            now = self._clock()
-            if now - self._last_lag >= LAG_REFRESH_SECONDS:
-                self._refresh_lag()
-            if self.prune_retention is not None and now - self._last_prune >= self.prune_every:
+        failures: list[BaseException] = []
+
+        def work(state: _StreamState) -> None:
+            try:
+                self._run_stream(state, until_idle=until_idle)
+            except BaseException as exc:  # stop the others, re-raise below
+                failures.append(exc)
+                self._stop.set()
+
+        workers = [
+            threading.Thread(target=work, args=(state,), name=f"loader-{state.stream}")
+            for state in self._states
+        ]
+        for worker in workers:
+            worker.start()
+        while alive := [worker for worker in workers if worker.is_alive()]:
+            alive[0].join(timeout=LAG_REFRESH_SECONDS)
+            self._refresh_lag()
+            due = self._clock() - self._last_prune >= self.prune_every
+            if self.prune_retention is not None and due:
                 self.prune()
-            if self.stopping:
-                break
-            if not read_any:
-                if until_idle and not any(s.pending for s in self._states):
-                    break
-                self._stop.wait(self.idle_sleep)
-        for state in self._states:
-            if state.pending:  # the batch in hand
-                self._commit(state)
+        if failures:
+            raise failures[0]
         self._refresh_lag()
         return [s.report for s in self._states]
+
+    def _run_stream(self, state: _StreamState, *, until_idle: bool) -> None:
+        while True:
+            caught_up = self._fill(state)
+            if self._due(state, caught_up=caught_up, until_idle=until_idle):
+                self._commit(state)
+            if self.stopping:
+                break
+            if caught_up:
+                if until_idle and not state.pending:
+                    break
+                self._stop.wait(self.idle_sleep)
+        if state.pending:  # the batch in hand
+            self._commit(state)
 
     def _open(self) -> None:
         tables = ensure_raw_tables(self.catalog)
@@ -341,10 +360,9 @@ class RawLoader:
     # --- lag and pruning -----------------------------------------------------------------
 
     def _refresh_lag(self) -> None:
-        self._last_lag = self._clock()
         heads = self.event_log.head_offsets()
         for state in self._states:
-            for partition, position in state.report.committed.items():
+            for partition, position in list(state.report.committed.items()):
                 head = heads.get((state.stream, partition), position)
                 self.metrics.observe_lag(state.stream, partition, position, head)
 
