@@ -97,13 +97,21 @@ def test_shopify_unprefixed_event_headers_are_understood() -> None:
         (b"not json", None, "not valid JSON"),
         (b"[1, 2]", None, "not a JSON object"),
         (b'{"id": 1}', "x-shopify-topic", "X-Shopify-Topic"),
-        (b'{"id": 1}', "x-shopify-webhook-id", "X-Shopify-Webhook-Id"),
     ],
 )
 def test_shopify_malformed(body: bytes, drop: str | None, reason: str) -> None:
     headers = {k: v for k, v in SHOPIFY_HEADERS.items() if k != drop}
     with pytest.raises(MalformedEventError, match=reason):
         shopify_envelopes(body, headers, NOW)
+
+
+def test_shopify_without_webhook_id_is_keyed_on_its_content() -> None:
+    headers = {k: v for k, v in SHOPIFY_HEADERS.items() if k != "x-shopify-webhook-id"}
+    (env,) = shopify_envelopes(b'{"id": 1}', headers, NOW)
+    (retry,) = shopify_envelopes(b'{"id": 1}', headers, NOW)
+    (other,) = shopify_envelopes(b'{"id": 2}', headers, NOW)
+    assert env.event_id.startswith("sha256:")
+    assert env.event_id == retry.event_id != other.event_id
 
 
 def test_stripe_envelope_fields() -> None:

@@ -173,7 +173,7 @@ class WebhookReceiver:
             self._verifiers[provider](request, body, headers)
         except SignatureError as exc:
             self.metrics.verification_failed(provider, exc.kind)
-            logger.info("%s webhook refused: %s", provider.value, exc.reason)
+            logger.debug("%s webhook refused: %s", provider.value, exc.reason)
             error = "stale_timestamp" if exc.kind == "stale" else "invalid_signature"
             return _problem(401, error, exc.reason)
         try:
@@ -199,7 +199,7 @@ class WebhookReceiver:
             self.metrics.request(provider, "unavailable")
             return _problem(503, "log_unavailable", "the event log could not keep the request")
         self.metrics.dead_lettered(provider)
-        logger.info("%s webhook kept as dead letter: %s", provider.value, reason)
+        logger.warning("%s webhook kept as dead letter: %s", provider.value, reason)
         return _problem(400, "malformed_event", reason)
 
     async def _append(self, provider: Provider, envelopes: list[Envelope]) -> Answer:

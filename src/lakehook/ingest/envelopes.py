@@ -12,6 +12,7 @@ A request that cannot give every envelope its dedupe key and topic raises
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -152,6 +153,11 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return headers.get(f"x-shopify-{name}") or headers.get(f"shopify-{name}")
 
 
+def _content_key(topic: str, shop_domain: str | None, body: bytes) -> str:
+    digest = hashlib.sha256(f"{topic}\n{shop_domain or ''}\n".encode() + body).hexdigest()
+    return f"sha256:{digest}"
+
+
 def shopify_envelopes(
     body: bytes, headers: Mapping[str, str], received_at: datetime
 ) -> list[Envelope]:
@@ -162,9 +168,10 @@ def shopify_envelopes(
     topic = _header(headers, "topic")
     if not topic:
         raise MalformedEventError("missing X-Shopify-Topic header")
-    webhook_id = _header(headers, "webhook-id")
-    if not webhook_id:
-        raise MalformedEventError("missing X-Shopify-Webhook-Id header (the dedupe key)")
+    shop_domain = _header(headers, "shop-domain")
+    # Shopify always sends the delivery id; a delivery without one (a hand-made request, a
+    # relay that drops headers) is keyed on its content, which retries repeat byte for byte
+    webhook_id = _header(headers, "webhook-id") or _content_key(topic, shop_domain, body)
     occurred_at = (
         _iso_time(_header(headers, "triggered-at"))
         or _iso_time(resource.get("updated_at"))
@@ -177,7 +184,7 @@ def shopify_envelopes(
             provider=Provider.SHOPIFY,
             topic=topic,
             object_id=_id_text(resource.get("id")),
-            source_account=_header(headers, "shop-domain"),
+            source_account=shop_domain,
             occurred_at=occurred_at,
             received_at=received_at,
             api_version=_header(headers, "api-version"),
