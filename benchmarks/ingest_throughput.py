@@ -16,7 +16,7 @@ separate load-generator process speaking raw HTTP/1.1 over keep-alive connection
 Requests rotate Shopify / Stripe / HubSpot (HubSpot batches carry 5 events), every one with a
 fresh delivery id. Figures are printed as a table and as ratios to the no-op ceiling.
 
-    .venv/bin/python benchmarks/ingest_throughput.py [--duration 8] [--connections 32]
+    .venv/bin/python benchmarks/ingest_throughput.py [--duration 8] [--connections 128] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -438,7 +438,7 @@ def main() -> None:
     p_load.add_argument("--acked-file", required=True)
     p_load.add_argument("--tag", required=True)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured run")
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2, help="alternating no-op/ingest rounds")
     args = parser.parse_args()
     if args.cmd == "serve":

@@ -60,7 +60,7 @@ def _any_equal(candidates: Iterable[str], expected: Iterable[str]) -> bool:
 
 def shopify_signature(body: bytes, secret: bytes) -> str:
     """base64(HMAC-SHA256(client secret, raw body))."""
-    return base64.b64encode(hmac.new(secret, body, hashlib.sha256).digest()).decode()
+    return base64.b64encode(hmac.digest(secret, body, "sha256")).decode()
 
 
 def verify_shopify(body: bytes, header: str | None, secrets: Sequence[bytes]) -> None:
@@ -76,7 +76,7 @@ def verify_shopify(body: bytes, header: str | None, secrets: Sequence[bytes]) ->
 def stripe_signature(body: bytes, secret: bytes, timestamp: int) -> str:
     """Lowercase hex HMAC-SHA256(endpoint secret, f"{t}.{body}")."""
     signed = str(timestamp).encode() + b"." + body
-    return hmac.new(secret, signed, hashlib.sha256).hexdigest()
+    return hmac.digest(secret, signed, "sha256").hex()
 
 
 def stripe_header(body: bytes, secrets: Sequence[bytes], timestamp: int | None = None) -> str:
@@ -154,7 +154,7 @@ def hubspot_v3_signature(
     """base64(HMAC-SHA256(client secret, method + decoded URI + body + timestamp))."""
     message = method.upper().encode() + hubspot_decode_uri(uri).encode() + body
     message += str(timestamp_ms).encode()
-    return base64.b64encode(hmac.new(secret, message, hashlib.sha256).digest()).decode()
+    return base64.b64encode(hmac.digest(secret, message, "sha256")).decode()
 
 
 def hubspot_v1_signature(body: bytes, secret: bytes) -> str:
