@@ -33,5 +33,5 @@ def open_event_log(settings: Settings) -> EventLog:
             from lakehook.log.kafka import KafkaEventLog  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise MissingExtraError("the Kafka event log", "kafka") from exc
-        return KafkaEventLog.from_settings(settings)  # type: ignore[no-any-return]
+        return KafkaEventLog.from_settings(settings)
     raise ValueError(f"unknown log backend {settings.log_backend!r}")
