@@ -354,8 +354,8 @@ class BatchRunner:
             start = datetime.combine(request.start_date, datetime.min.time())
             end = datetime.combine(request.end_date, datetime.min.time())
             window: BooleanExpression = And(
-                GreaterThanOrEqual("_received_at", start.isoformat()),
-                LessThan("_received_at", end.isoformat()),
+                GreaterThanOrEqual(term="_received_at", value=start.isoformat()),
+                LessThan(term="_received_at", value=end.isoformat()),
             )
             return table.scan(row_filter=window, snapshot_id=snapshot_id).to_arrow()
         consumed = state.inputs.get(name)
@@ -373,7 +373,7 @@ class BatchRunner:
         if lookback is None:
             lookback = self.settings.batch_lookback_hours if name.startswith("raw.") else 0.0
         since = _from_micros(watermark) - timedelta(hours=lookback)
-        row_filter = GreaterThan(LOADED_AT, self._timestamp_literal(table, since))
+        row_filter = GreaterThan(term=LOADED_AT, value=self._timestamp_literal(table, since))
         return table.scan(row_filter=row_filter, snapshot_id=snapshot_id).to_arrow()
 
     @staticmethod

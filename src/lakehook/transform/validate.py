@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
     from lakehook.settings import Settings
+    from lakehook.transform.engine import BatchEngine
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ _MONEY_SOURCES = (
 )  # fmt: skip
 
 
-def _scan(catalog: Catalog, name: str, engine: DuckDBEngine) -> bool:
+def _scan(catalog: Catalog, name: str, engine: BatchEngine) -> bool:
     try:
         table = catalog.load_table(name)
     except NoSuchTableError:

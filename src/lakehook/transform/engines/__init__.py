@@ -34,7 +34,7 @@ def load_engine(name: str, settings: Settings) -> BatchEngine:
         except ImportError as exc:
             raise MissingExtraError("the Spark batch engine", "spark") from exc
         try:
-            from lakehook.transform.engines import spark  # type: ignore[attr-defined]
+            from lakehook.transform.engines import spark
         except ImportError as exc:
             raise ConfigurationError("the Spark batch engine is not available yet") from exc
         engine: BatchEngine = spark.SparkEngine(settings)
