@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NoSuchTableError
 
 from lakehook.contracts import RAW_TABLES, Provider
 from lakehook.lake import open_catalog
@@ -125,23 +124,25 @@ def test_maintenance_while_the_loader_runs_keeps_exact_counts(settings: Settings
     )
     catalog = open_catalog(settings)
     loader = start_loader(settings.home, "--max-batch", "200", "--commit-interval", "0.1")
-    rewritten = 0
+    rewritten = passes = 0
     try:
+        deadline = time.monotonic() + 120
+        while len(committed_offsets(catalog)) < 3:  # the loader is up and committing
+            assert time.monotonic() < deadline and loader.poll() is None
+            time.sleep(0.2)
         feeder.start()
-        for _ in range(6):
+        while feeder.is_alive() or passes < 3:
             for identifier in RAW_TABLES.values():
-                try:
-                    report = maintain_table(
-                        catalog,
-                        identifier,
-                        expire_older_than=timedelta(0),
-                        retain_last=1,
-                        orphan_older_than=timedelta(seconds=30),
-                    )
-                except NoSuchTableError:
-                    continue  # the loader has not created it yet
+                report = maintain_table(
+                    catalog,
+                    identifier,
+                    expire_older_than=timedelta(0),
+                    retain_last=1,
+                    orphan_older_than=timedelta(seconds=30),
+                )
                 rewritten += report.files_rewritten
-            time.sleep(0.5)
+            passes += 1
+            time.sleep(0.3)
         feeder.join(timeout=120)
         loader.send_signal(signal.SIGTERM)  # graceful: commits the batch in hand
         _, stderr = loader.communicate(timeout=120)
@@ -149,7 +150,8 @@ def test_maintenance_while_the_loader_runs_keeps_exact_counts(settings: Settings
     finally:
         if loader.poll() is None:
             loader.kill()
-        feeder.join(timeout=120)
+        if feeder.is_alive():
+            feeder.join(timeout=120)
         log.close()
     final = start_loader(settings.home, "--until-idle")
     _, stderr = final.communicate(timeout=180)
