@@ -58,9 +58,9 @@ def table_names(catalog: Catalog, namespaces: tuple[str, ...]) -> list[str]:
     return sorted(names)
 
 
-def canonical_rows(data: pa.Table) -> list[tuple[Any, ...]]:
+def canonical_rows(data: pa.Table, skip: frozenset[str] = frozenset()) -> list[tuple[Any, ...]]:
     """Rows as sortable tuples without run-time columns: order-insensitive, exact values."""
-    columns = sorted(c for c in data.column_names if c not in RUN_TIME_COLUMNS)
+    columns = sorted(c for c in data.column_names if c not in RUN_TIME_COLUMNS | skip)
     rows = [tuple(_canonical(row[c]) for c in columns) for row in data.select(columns).to_pylist()]
     return sorted(rows, key=repr)
 
