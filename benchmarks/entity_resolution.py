@@ -149,9 +149,11 @@ def print_quality(name: str, q: dict[str, Any], seconds: float) -> None:
             )
 
 
-def run_lakehook(records: pa.Table) -> tuple[list[str], float]:
+def run_lakehook(records: pa.Table, threshold: float = 0.95) -> tuple[list[str], float]:
     tick = time.perf_counter()
-    resolution = resolve_identities(records, mode="full", resolved_at=START)
+    resolution = resolve_identities(
+        records, mode="full", resolved_at=START, match_threshold=threshold
+    )
     seconds = time.perf_counter() - tick
     ids = dict(
         zip(
@@ -237,7 +239,7 @@ def cmd_quality(args: argparse.Namespace) -> None:
     keys = _keys(records)
     truth = records.column("person_id").to_pylist()
     noise = records.column("noise_kinds").to_pylist()
-    ids, seconds = run_lakehook(records)
+    ids, seconds = run_lakehook(records, args.threshold)
     q = pairwise_quality(keys, truth, ids, noise)
     print_quality("lakehook", q, seconds)
     if args.splink:
@@ -384,6 +386,7 @@ def main() -> None:
     q.add_argument("--people", type=int, default=20_000)
     q.add_argument("--seed", type=int, default=7)
     q.add_argument("--splink", action="store_true")
+    q.add_argument("--threshold", type=float, default=0.95)
     s = sub.add_parser("stability")
     s.add_argument("--people", type=int, default=20_000)
     s.add_argument("--seed", type=int, default=7)

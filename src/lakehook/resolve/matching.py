@@ -31,7 +31,10 @@ MATCH_COLUMNS: tuple[str, ...] = (
     "email_norm",
     "email_local",
     "email_domain",
+    "email_key",
+    "email_key_local",
     "phone_key",
+    "phone_known",
     "first_norm",
     "first_canon",
     "last_norm",
@@ -84,32 +87,44 @@ COMPARISONS: tuple[Comparison, ...] = (
         "email",
         """CASE
   WHEN a.email_norm IS NULL OR b.email_norm IS NULL THEN NULL
+  WHEN a.email_key = b.email_key THEN 5
   WHEN a.email_norm = b.email_norm THEN 4
-  WHEN a.email_alpha = b.email_alpha AND a.email_domain = b.email_domain THEN 0
-  WHEN a.email_local[1] = b.email_local[1]
-       AND least(length(a.email_local), length(b.email_local)) >= 6
-       AND abs(length(a.email_norm) - length(b.email_norm)) <= 1
-       AND damerau_levenshtein(a.email_norm, b.email_norm) <= 1 THEN 3
-  WHEN a.email_domain = b.email_domain AND a.email_local[1] = b.email_local[1]
-       AND least(length(a.email_local), length(b.email_local)) >= 8
-       AND abs(length(a.email_local) - length(b.email_local)) <= 2
-       AND damerau_levenshtein(a.email_local, b.email_local) <= 2 THEN 2
+  WHEN a.email_domain = b.email_domain
+       AND (a.email_alpha = b.email_alpha OR a.email_nodot = b.email_nodot) THEN 0
+  WHEN a.email_key_local = b.email_key_local AND length(a.email_key_local) >= 4
+       AND abs(length(a.email_domain) - length(b.email_domain)) <= 1
+       AND damerau_levenshtein(a.email_domain, b.email_domain) <= 1
+       AND (a.first_norm IS NULL OR b.first_norm IS NULL OR a.first_canon = b.first_canon)
+       AND (a.last_norm IS NULL OR b.last_norm IS NULL OR a.last_norm = b.last_norm)
+       THEN 3
+  WHEN a.email_key_local[1] = b.email_key_local[1]
+       AND least(length(a.email_key_local), length(b.email_key_local)) >= 8
+       AND a.email_digits = b.email_digits
+       AND abs(length(a.email_key) - length(b.email_key)) <= 1
+       AND damerau_levenshtein(a.email_key, b.email_key) <= 1
+       -- a given or family name that differs by a letter explains the edit (Naoko/Naoki)
+       AND (a.first_norm IS NULL OR b.first_norm IS NULL OR a.first_canon = b.first_canon)
+       AND (a.last_norm IS NULL OR b.last_norm IS NULL OR a.last_norm = b.last_norm)
+       THEN 3
   WHEN a.email_local = b.email_local AND length(a.email_local) >= 5 THEN 1
   ELSE 0 END""",
         # people use a personal and a work address: different emails are weak evidence
-        {4: 0.60, 3: 0.04, 2: 0.03, 1: 0.04, 0: 0.29},
-        {4: 0.01, 3: 0.01, 2: 0.05, 1: 0.5, 0: 1.0},
-        tf_level=4,
-        tf_column="email_norm",
-        rare_levels=frozenset({4, 3, 2, 1}),
-        # the same local part at another domain mostly repeats the name (first.last@)
-        neutral_levels=frozenset({1}),
+        {5: 0.60, 4: 0.01, 3: 0.04, 1: 0.04, 0: 0.31},
+        {5: 0.01, 4: 0.01, 3: 0.01, 1: 0.5, 0: 1.0},
+        tf_level=5,
+        tf_column="email_key",
+        rare_levels=frozenset({5, 4, 3, 1}),
+        # the same local part at another domain mostly repeats the name (first.last@), and
+        # Gmail dot variants are one mailbox yet often different people's habits: no evidence
+        neutral_levels=frozenset({4, 1}),
     ),
     Comparison(
         "phone",
         """CASE
   WHEN a.phone_key IS NULL OR b.phone_key IS NULL THEN NULL
-  WHEN a.phone_key = b.phone_key THEN 2
+  WHEN a.phone_key = b.phone_key
+       AND (a.phone_known IS NULL OR b.phone_known IS NULL OR a.phone_known = b.phone_known)
+       THEN 2
   WHEN left(a.phone_key, 3) = left(b.phone_key, 3)
        AND damerau_levenshtein(a.phone_key, b.phone_key) <= 1 THEN 1
   ELSE 0 END""",
@@ -203,6 +218,17 @@ _U_PSEUDO_PAIRS = 10_000.0
 _TF_PSEUDO_RECORDS = 1_000.0
 
 
+#: frequency of the full name (canonical given name + family name) among records *other
+#: than the pair compared*: two people called "Maria Garcia" are far more common than the
+#: product of the two names' frequencies says, while a full name held by the pair alone
+#: says nothing against it
+_FULL_NAME = "(first_canon || '|' || last_norm)"
+_FULL_NAME_TF = (
+    f"greatest(count({_FULL_NAME}) OVER (PARTITION BY {_FULL_NAME}) - 2, 0) / "
+    f"(count({_FULL_NAME}) OVER () + {_TF_PSEUDO_RECORDS})::DOUBLE AS tf_full_name"
+)
+
+
 def _levels_select() -> str:
     return ",\n".join(
         f"coalesce(({c.levels_sql}), {_NULL_LEVEL})::TINYINT AS lvl_{c.name}" for c in COMPARISONS
@@ -252,8 +278,10 @@ class Matcher:
         )
         self.db.execute(
             "CREATE OR REPLACE TEMP TABLE recs AS SELECT *, "
-            "regexp_replace(email_local, '[0-9]+', '', 'g') AS email_alpha, "
-            f"{tf_windows} FROM records_arrow"
+            "regexp_replace(email_key_local, '[0-9]+', '', 'g') AS email_alpha, "
+            "replace(email_key_local, '.', '') AS email_nodot, "
+            "regexp_replace(email_key_local, '[^0-9]+', '', 'g') AS email_digits, "
+            f"{tf_windows}, {_FULL_NAME_TF} FROM records_arrow"
         )
         self.db.unregister("records_arrow")
         self.u = self._measure_u(u_sample_pairs, seed)
@@ -316,10 +344,10 @@ class Matcher:
         all_pairs = max(n * (n - 1) / 2, 1.0)
         row = self.db.sql(
             "SELECT coalesce(sum(c * (c - 1) / 2), 0) FROM "
-            "(SELECT count(*) AS c FROM recs WHERE email_norm IS NOT NULL GROUP BY email_norm)"
+            "(SELECT count(*) AS c FROM recs WHERE email_key IS NOT NULL GROUP BY email_key)"
         ).fetchone()
         email_pairs = float(row[0]) if row else 0.0
-        m_email = next(c.m[4] for c in COMPARISONS if c.name == "email")
+        m_email = next(c.m[5] for c in COMPARISONS if c.name == "email")
         expected = max(email_pairs / m_email, n * 0.05, 1.0)
         prior = min(expected / all_pairs, 0.5)
         return math.log2(prior / (1 - prior))
@@ -366,7 +394,8 @@ class Matcher:
         self.db.register("cand", pairs)
         table = self.db.sql(
             f"""SELECT p.l, p.r, {_levels_select()}, {_tf_select()},
-                       a.n_phone_key AS phone_users
+                       a.n_phone_key AS phone_users,
+                       a.tf_full_name AS tf_full_name
                 FROM cand p JOIN recs a ON a.rid = p.l JOIN recs b ON b.rid = p.r
                 ORDER BY p.l, p.r"""
         ).to_arrow_table()
@@ -390,9 +419,10 @@ class Matcher:
                     weight[mask] += np.log2(m / u)
                 else:
                     weight[mask] += math.log2(m / self.u[c.name][level])
+        first, last = levels["first_name"], levels["last_name"]
+        weight += self._full_name_correction(first, last, table)
         probability = 1.0 / (1.0 + np.exp2(-np.clip(weight, -60, 60)))
 
-        first, last = levels["first_name"], levels["last_name"]
         names_conflict = first == 0
         # no name conflict: given names compatible or unknown, family names equal/close/unknown
         names_compatible = (first != 0) & (last != 0)
@@ -406,8 +436,13 @@ class Matcher:
             & names_compatible
             & (names_agree | (probability >= self.phone_only_probability))
         ] = RULE_PHONE
-        rule[(levels["email"] == 3) & names_compatible] = RULE_EMAIL_TYPO
-        rule[(levels["email"] == 4) & ~names_conflict] = RULE_EMAIL
+        # a one-edit email links only when the names say nothing else (a name that differs
+        # by a letter, Naoko/Naoki, explains the edit)
+        names_exact = ((first >= 3) | (first == _NULL_LEVEL)) & (
+            (last == 3) | (last == _NULL_LEVEL)
+        )
+        rule[(levels["email"] == 3) & names_exact] = RULE_EMAIL_TYPO
+        rule[(levels["email"] == 5) & ~names_conflict] = RULE_EMAIL
         return ScoredPairs(
             left=np.asarray(table.column("l").to_numpy(), dtype=np.int64),
             right=np.asarray(table.column("r").to_numpy(), dtype=np.int64),
@@ -418,6 +453,31 @@ class Matcher:
             cannot_link=names_conflict,
             stats={"log2_prior": self.log2_prior},
         )
+
+    def _full_name_correction(
+        self,
+        first: npt.NDArray[np.int8],
+        last: npt.NDArray[np.int8],
+        table: pa.Table,
+    ) -> npt.NDArray[np.float64]:
+        """Replace the two names' separate weights by one weight from the full name's TF."""
+        correction = np.zeros(first.shape[0], dtype=np.float64)
+        first_cmp = next(c for c in COMPARISONS if c.name == "first_name")
+        last_cmp = next(c for c in COMPARISONS if c.name == "last_name")
+        tf_full = np.asarray(table.column("tf_full_name").fill_null(-1.0).to_numpy())
+        tf_last = np.asarray(table.column("tf_last_name").fill_null(1.0).to_numpy())
+        u_last = np.maximum(tf_last, self.u["last_name"][3])
+        for level in (4, 3):
+            mask = (first == level) & (last == 3) & (tf_full >= 0)
+            if not mask.any():
+                continue
+            m_both = first_cmp.m[level] * last_cmp.m[3]
+            separate = np.log2(first_cmp.m[level] / self.u["first_name"][level]) + np.log2(
+                last_cmp.m[3] / u_last[mask]
+            )
+            u_both = np.maximum(tf_full[mask], self.u["first_name"][level] * u_last[mask] * 0.5)
+            correction[mask] = np.log2(m_both / u_both) - separate
+        return correction
 
     def close(self) -> None:
         """Release the DuckDB connection."""

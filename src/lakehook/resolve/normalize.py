@@ -95,7 +95,7 @@ def strip_accents(text: str) -> str:
     return folded.replace("ß", "ss").replace("ø", "o").replace("Ø", "O").replace("ł", "l")
 
 
-def normalize_email(raw: str | None) -> str | None:
+def normalize_email(raw: str | None, *, fold_provider_dots: bool = True) -> str | None:
     """Canonical mailbox address, or None when the value is not an email.
 
     Lower-cases and trims, drops a ``+tag`` from the local part, and drops dots from the
@@ -104,6 +104,8 @@ def normalize_email(raw: str | None) -> str | None:
 
     Args:
         raw: The email as the source system holds it.
+        fold_provider_dots: Drop Gmail's dots (False keeps them: the address as typed,
+            used to tell a typo from a dot variant).
 
     Returns:
         The normalised address, or None for empty, malformed or placeholder values.
@@ -117,8 +119,9 @@ def normalize_email(raw: str | None) -> str | None:
     local = local.split("+", 1)[0]
     domain = domain.rstrip(".")
     if domain in _DOTLESS_DOMAINS:
-        local = local.replace(".", "")
         domain = _DOTLESS_DOMAINS[domain]
+        if fold_provider_dots:
+            local = local.replace(".", "")
     if not local or local in _JUNK_LOCAL_PARTS:
         return None
     return f"{local}@{domain}"
@@ -255,14 +258,19 @@ def normalize_records(records: pa.Table, *, default_region: str = "US") -> pa.Ta
         default_region: Country used to read phone numbers of records without one.
 
     Returns:
-        ``records`` plus ``email_norm``, ``email_local``, ``email_domain``,
-        ``phone_e164``, ``first_norm``, ``first_canon``, ``last_norm``,
+        ``records`` plus ``email_norm``, ``email_local``, ``email_domain``, ``email_key``
+        (dots kept), ``email_key_local``, ``phone_e164``, ``phone_known`` (E.164 when the
+        country was known), ``first_norm``, ``first_canon``, ``last_norm``,
         ``address_norm``, ``postal_norm``, ``city_norm`` and ``company_norm``.
     """
     email_norm = _map_distinct(_column(records, "email"), normalize_email)
     split = pc.split_pattern(email_norm, "@", max_splits=1)
     email_local = pc.list_element(split, 0)
     email_domain = pc.list_element(split, 1)
+    email_key = _map_distinct(
+        _column(records, "email"), lambda v: normalize_email(v, fold_provider_dots=False)
+    )
+    email_key_local = pc.list_element(pc.split_pattern(email_key, "@", max_splits=1), 0)
 
     country = pc.fill_null(pc.utf8_upper(_column(records, "country_code")), default_region)
     phone_key = pc.binary_join_element_wise(country, _column(records, "phone"), "|")
@@ -273,12 +281,20 @@ def normalize_records(records: pa.Table, *, default_region: str = "US") -> pa.Ta
 
     phone_e164 = _map_distinct(phone_key, phone_from_key)
     phone_either = pc.coalesce(phone_e164, _column(records, "phone"))
+    # the E.164 form is only trusted when the country was known or the number international
+    raw_phone = pc.utf8_trim_whitespace(_column(records, "phone"))
+    country_known = pc.is_valid(_column(records, "country_code"))
+    international = pc.fill_null(pc.match_substring_regex(raw_phone, r"^(\+|00)"), False)
+    phone_known = pc.if_else(pc.or_(country_known, international), phone_e164, None)
 
     columns: dict[str, pa.Array] = {
         "email_norm": email_norm,
         "email_local": email_local,
         "email_domain": email_domain,
+        "email_key": email_key,
+        "email_key_local": email_key_local,
         "phone_e164": phone_e164,
+        "phone_known": phone_known,
         "phone_key": _map_distinct(phone_either, lambda v: phone_match_key(v, None)),
         "first_norm": _map_distinct(_column(records, "first_name"), normalize_given_name),
         "first_canon": _map_distinct(_column(records, "first_name"), canonical_first_name),
