@@ -237,6 +237,7 @@ def stripe_envelopes(
 
 #: fields of HubSpot's composite dedupe key (specs/webhooks.md §3), in key order
 HUBSPOT_KEY_FIELDS = ("portalId", "subscriptionId", "eventId", "occurredAt", "objectId")
+_HUBSPOT_REQUIRED = ("portalId", "subscriptionId", "eventId", "occurredAt")
 
 
 def hubspot_event_id(event: Mapping[str, Any], object_id: str | None) -> str:
@@ -245,12 +246,42 @@ def hubspot_event_id(event: Mapping[str, Any], object_id: str | None) -> str:
     ``eventId`` alone is "not guaranteed to be unique", hence the composite. Association
     events carry no ``objectId``; their ``fromObjectId`` stands in (``object_id``).
     """
-    parts = [_id_text(event.get(name)) for name in HUBSPOT_KEY_FIELDS[:4]]
-    return ":".join([*(p or "" for p in parts), object_id or ""])
+    parts = [_id_text(event.get(name)) or "" for name in _HUBSPOT_REQUIRED]
+    return ":".join([*parts, object_id or ""])
 
 
-def _hubspot_object_id(event: Mapping[str, Any]) -> str | None:
-    return _id_text(event.get("objectId")) or _id_text(event.get("fromObjectId"))
+def _hubspot_envelope(
+    index: int, event: Any, payload: bytes, headers: dict[str, str], received_at: datetime
+) -> Envelope:
+    if not isinstance(event, dict):
+        raise MalformedEventError(f"HubSpot event [{index}] is not a JSON object")
+    parts = [_id_text(event.get(name)) for name in _HUBSPOT_REQUIRED]
+    topic = event.get("subscriptionType")
+    if None in parts or not isinstance(topic, str) or not topic:
+        missing = [
+            name for name, part in zip(_HUBSPOT_REQUIRED, parts, strict=True) if part is None
+        ]
+        if not isinstance(topic, str) or not topic:
+            missing.append("subscriptionType")
+        raise MalformedEventError(
+            f"HubSpot event [{index}] lacks {', '.join(missing)} (needed for the dedupe key"
+            " and topic)"
+        )
+    object_id = _id_text(event.get("objectId")) or _id_text(event.get("fromObjectId"))
+    return Envelope(
+        raw_id=new_raw_id(),
+        event_id=f"{parts[0]}:{parts[1]}:{parts[2]}:{parts[3]}:{object_id or ''}",
+        provider=Provider.HUBSPOT,
+        topic=topic,
+        object_id=object_id,
+        source_account=parts[0],
+        occurred_at=_epoch_time(event.get("occurredAt"), 1000),
+        received_at=received_at,
+        api_version=None,
+        headers=headers,
+        payload=payload,
+        quarantine_reason=quarantine_reason(Provider.HUBSPOT, topic),
+    )
 
 
 def hubspot_envelopes(
@@ -266,42 +297,10 @@ def hubspot_envelopes(
     if len(payloads) != len(events):  # cannot happen for valid JSON; never store a wrong cut
         raise MalformedEventError("HubSpot array elements could not be delimited")
     kept = stored_headers(headers)
-    envelopes: list[Envelope] = []
-    for index, (event, payload) in enumerate(zip(events, payloads, strict=True)):
-        if not isinstance(event, dict):
-            raise MalformedEventError(f"HubSpot event [{index}] is not a JSON object")
-        missing = [
-            name
-            for name in ("portalId", "subscriptionId", "eventId", "occurredAt")
-            if _id_text(event.get(name)) is None
-        ]
-        topic = event.get("subscriptionType")
-        if not isinstance(topic, str) or not topic:
-            missing.append("subscriptionType")
-        if missing:
-            raise MalformedEventError(
-                f"HubSpot event [{index}] lacks {', '.join(missing)} (needed for the dedupe key"
-                " and topic)"
-            )
-        assert isinstance(topic, str)
-        object_id = _hubspot_object_id(event)
-        envelopes.append(
-            Envelope(
-                raw_id=new_raw_id(),
-                event_id=hubspot_event_id(event, object_id),
-                provider=Provider.HUBSPOT,
-                topic=topic,
-                object_id=object_id,
-                source_account=_id_text(event.get("portalId")),
-                occurred_at=_epoch_time(event.get("occurredAt"), 1000),
-                received_at=received_at,
-                api_version=None,
-                headers=kept,
-                payload=payload,
-                quarantine_reason=quarantine_reason(Provider.HUBSPOT, topic),
-            )
-        )
-    return envelopes
+    return [
+        _hubspot_envelope(index, event, payload, kept, received_at)
+        for index, (event, payload) in enumerate(zip(events, payloads, strict=True))
+    ]
 
 
 EnvelopeBuilder = Callable[[bytes, Mapping[str, str], datetime], list[Envelope]]

@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS events (
   quarantine_reason TEXT,
   PRIMARY KEY (stream, offset)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS events_received ON events (received_at_us);
+-- no index on received_at_us: prune walks the primary key up to the committed offset
 -- next offset per stream; survives pruning so offsets are never reused
 CREATE TABLE IF NOT EXISTS heads (
   stream      TEXT PRIMARY KEY,
@@ -98,7 +98,9 @@ _INSERT_EVENT = (
 )
 
 
-def _event_row(env: Envelope, stream: str, offset: int, now_us: int) -> tuple[object, ...]:
+def _event_row(
+    env: Envelope, stream: str, offset: int, now_us: int, headers_json: str
+) -> tuple[object, ...]:
     return (
         stream,
         offset,
@@ -111,7 +113,7 @@ def _event_row(env: Envelope, stream: str, offset: int, now_us: int) -> tuple[ob
         to_micros(env.received_at),
         now_us,
         env.api_version,
-        orjson.dumps(env.headers).decode(),
+        headers_json,
         env.payload,
         env.quarantine_reason,
     )
@@ -347,6 +349,7 @@ class SqliteEventLog(EventLog):
             conn, [env for job in jobs for env in job.envelopes or ()], cutoff
         )
         event_rows: list[tuple[object, ...]] = []
+        headers_text: dict[int, str] = {}
         results: list[list[AppendOutcome]] = []
         for job in jobs:
             if job.letter is not None:
@@ -363,7 +366,12 @@ class SqliteEventLog(EventLog):
                 offset = heads.get(stream, 0)
                 heads[stream] = offset + 1
                 seen[(stream, env.event_id)] = offset
-                event_rows.append(_event_row(env, stream, offset, now_us))
+                # the envelopes of one request share their headers: serialise them once
+                headers_json = headers_text.get(id(env.headers))
+                if headers_json is None:
+                    headers_json = orjson.dumps(env.headers).decode()
+                    headers_text[id(env.headers)] = headers_json
+                event_rows.append(_event_row(env, stream, offset, now_us, headers_json))
                 outcomes.append(AppendOutcome(env.event_id, False, _PARTITION, offset))
             results.append(outcomes)
         if event_rows:
