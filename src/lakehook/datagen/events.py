@@ -97,6 +97,9 @@ class Delivery:
 
 _Action = Callable[..., None]
 
+#: first hex digit of a random UUID's 4th group → the RFC 9562 variant digit (8, 9, a or b)
+_UUID_VARIANT = {f"{i:x}": "89ab"[i & 3] for i in range(16)}
+
 #: byte → base-62 character (Stripe-like id suffixes from random bytes)
 _BASE62 = bytes(
     b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[i % 62] for i in range(256)
@@ -121,17 +124,17 @@ class _Ids:
         }
 
     def next(self, kind: str, gap: int = 40) -> int:
-        self.counters[kind] += self.rng.randint(1, gap)
-        return self.counters[kind]
+        value = self.counters[kind] + 1 + int(self.rng.random() * gap)
+        self.counters[kind] = value
+        return value
 
     def stripe(self, prefix: str, length: int = 24) -> str:
         return f"{prefix}_{self.rng.randbytes(length).translate(_BASE62).decode()}"
 
     def uuid(self) -> str:
         """A version-4 UUID drawn from the simulation's generator."""
-        h = f"{self.rng.getrandbits(128):032x}"
-        variant = "89ab"[int(h[16], 16) & 3]
-        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+        h = self.rng.randbytes(16).hex()
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def _add_month(ts: int) -> int:
@@ -182,7 +185,7 @@ class _Simulation:
 
     # --- emitting -----------------------------------------------------------------------
 
-    def shopify(self, t: float, shop: sh.Shop, topic: str, payload: dict[str, Any]) -> None:
+    def shopify(self, t: float, shop: sh.Shop, topic: str, payload: dict[str, Any] | bytes) -> None:
         if not self._room():
             self.done = True
             return
@@ -199,7 +202,7 @@ class _Simulation:
             "X-Shopify-Event-Id": self.ids.uuid(),
             "X-Shopify-Triggered-At": triggered,
         }
-        body = orjson.dumps(payload)
+        body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         self.out.append(Delivery(Provider.SHOPIFY, topic, body, headers, webhook_id, t))
 
     def stripe(
@@ -397,7 +400,7 @@ class _Simulation:
             test=rng.random() < self.act.test_order_share,
         )
         shop.next_order_number += 1
-        self.shopify(t, shop, "orders/create", sh.order_payload(order))
+        self.shopify(t, shop, "orders/create", sh.order_body(order))
         cancel_unpaid = rng.random() < self.act.cancel_share / 2
         self.at(t + rng.uniform(20, 900), self.order_paid, person, order, cancel_unpaid)
         self._next_order(t, person, record, customer)
@@ -409,7 +412,7 @@ class _Simulation:
             order.financial_status = "voided"
             order.cancelled_t = order.closed_t = t
             order.cancel_reason = rng.choice(("customer", "inventory", "declined"))
-            self.shopify(t, order.shop, "orders/cancelled", sh.order_payload(order))
+            self.shopify(t, order.shop, "orders/cancelled", sh.order_body(order))
             return
         customer = self.stripe_of.get(person.index)
         if customer is not None and not customer.deleted and not order.test:
@@ -423,7 +426,7 @@ class _Simulation:
             order.stripe_charge_id = charge.id
         order.financial_status = "paid"
         order.processed_t = t
-        self.shopify(t, order.shop, "orders/paid", sh.order_payload(order))
+        self.shopify(t, order.shop, "orders/paid", sh.order_body(order))
         if order.customer is not None:
             self.at(t + 2, self.customer_updated_after_order, order)
         if rng.random() < self.act.cancel_share / 2:
@@ -450,7 +453,7 @@ class _Simulation:
         order.updated_t = t
         order.fulfillment_status = "fulfilled"
         order.fulfillment_id = self.ids.next("fulfillment")
-        self.shopify(t, order.shop, "orders/fulfilled", sh.order_payload(order))
+        self.shopify(t, order.shop, "orders/fulfilled", sh.order_body(order))
         if self.rng.random() < self.act.refund_share:
             self.at(t + self.rng.uniform(2, 20) * DAY, self.order_refunded, person, order, False)
 
@@ -460,7 +463,7 @@ class _Simulation:
         self.order_refunded(t, person, order, True)
         order.updated_t = t + 2
         order.closed_t = t + 2
-        self.shopify(t + 2, order.shop, "orders/cancelled", sh.order_payload(order))
+        self.shopify(t + 2, order.shop, "orders/cancelled", sh.order_body(order))
 
     def order_refunded(self, t: float, person: Person, order: sh.Order, full: bool) -> None:
         rng = self.rng
@@ -493,7 +496,7 @@ class _Simulation:
                 self._refund_charge(t + 1, charge, amount, "requested_by_customer")
         if order.cancelled_t is None:
             order.updated_t = t + 3
-            self.shopify(t + 3, order.shop, "orders/updated", sh.order_payload(order))
+            self.shopify(t + 3, order.shop, "orders/updated", sh.order_body(order))
         if not full and order.financial_status == "partially_refunded" and rng.random() < 0.2:
             self.at(t + rng.uniform(1, 10) * DAY, self.order_refunded, person, order, True)
 
