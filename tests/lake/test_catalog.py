@@ -11,9 +11,12 @@ import pytest
 import sqlalchemy
 from pyiceberg.exceptions import CommitFailedException
 
+from lakehook.contracts import Provider
 from lakehook.lake import NAMESPACES, ensure_raw_tables, ensure_table, open_catalog
 from lakehook.lake.arrow import conform, rows_to_arrow
 from lakehook.settings import Settings, load_settings
+from lakehook.stream import RawLoader, committed_offsets
+from tests.stream.helpers import RacingLog, fill_log
 
 EXPECTED_RAW = {"raw.shopify_webhooks", "raw.stripe_events", "raw.hubspot_events"}
 
@@ -97,6 +100,20 @@ class CatalogSuite:
         assert [f.name for f in evolved.schema().fields] == ["id", "amount", "cur"]
         evolved.append(conform(pa.table({"id": ["a"]}), evolved))
         assert evolved.scan().to_arrow().column("cur").to_pylist() == [None]
+
+    def test_racing_loaders_commit_each_event_once(self, lake_settings: Settings) -> None:
+        log = RacingLog(lake_settings.log_dir / "events.db")
+        try:
+            fill_log(log, 40)
+            mine, theirs = open_catalog(lake_settings), open_catalog(lake_settings)
+            log.rival = RawLoader(theirs, log)
+            (report,) = RawLoader(mine, log, providers=[Provider.STRIPE]).run(until_idle=True)
+        finally:
+            log.close()
+        assert report.conflicts >= 1 and report.duplicates_skipped == 40
+        rows = mine.load_table("raw.stripe_events").scan().to_arrow()
+        assert sorted(rows.column("_log_offset").to_pylist()) == list(range(40))
+        assert committed_offsets(mine) == {(p.value, 0): 40 for p in Provider}
 
     def test_catalog_tables_match_jdbc_schema(self, lake_settings: Settings) -> None:
         catalog = open_catalog(lake_settings)

@@ -6,9 +6,13 @@ import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lakehook.contracts import Envelope, Provider, new_raw_id
+from lakehook.contracts import Envelope, LogRecord, Provider, new_raw_id
 from lakehook.log.sqlite import SqliteEventLog
+
+if TYPE_CHECKING:
+    from lakehook.stream import RawLoader
 
 BASE_TIME = datetime(2026, 10, 30, 12, 0, tzinfo=UTC)
 
@@ -61,3 +65,18 @@ def log_event_ids(log_path: Path) -> dict[str, list[str]]:
     for stream, event_id in rows:
         out[stream].append(event_id)
     return out
+
+
+class RacingLog(SqliteEventLog):
+    """A log whose first read lets another loader commit the same events first."""
+
+    rival: RawLoader | None = None
+
+    def read(
+        self, stream: str, partition: int, start_offset: int, max_records: int
+    ) -> list[LogRecord]:
+        records = super().read(stream, partition, start_offset, max_records)
+        if self.rival is not None and records:
+            rival, self.rival = self.rival, None
+            rival.run(until_idle=True)  # commits everything before we do
+        return records

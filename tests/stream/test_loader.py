@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from pyiceberg.catalog import Catalog
 
 from lakehook.cli.main import cli
-from lakehook.contracts import RAW_TABLES, LogRecord, Provider
+from lakehook.contracts import RAW_TABLES, Provider
 from lakehook.lake import open_catalog
 from lakehook.log.sqlite import SqliteEventLog
 from lakehook.settings import Settings
 from lakehook.stream import OFFSET_PREFIX, RawLoader, committed_offsets, table_offsets
-from tests.stream.helpers import envelope, fill_log
+from tests.stream.helpers import RacingLog, envelope, fill_log
 
 
 @pytest.fixture
@@ -85,22 +85,6 @@ def test_restart_resumes_from_the_committed_offsets(
     for provider in Provider:
         offsets = sorted(r["_log_offset"] for r in raw_rows(catalog, provider))
         assert offsets == list(range(50))
-
-
-class RacingLog(SqliteEventLog):
-    """A log whose first read lets another loader commit the same events first."""
-
-    race: threading.Event | None = None
-    rival: RawLoader | None = None
-
-    def read(
-        self, stream: str, partition: int, start_offset: int, max_records: int
-    ) -> list[LogRecord]:
-        records = super().read(stream, partition, start_offset, max_records)
-        if self.rival is not None and records:
-            rival, self.rival = self.rival, None
-            rival.run(until_idle=True)  # commits everything before we do
-        return records
 
 
 def test_conflicting_commit_drops_what_another_loader_committed(settings: Settings) -> None:
