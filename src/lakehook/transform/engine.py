@@ -28,7 +28,7 @@ from lakehook.errors import LakehookError
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from pyiceberg.table import DataScan
+    from pyiceberg.table import DataScan, Table
 
     from lakehook.settings import Settings
 
@@ -89,6 +89,15 @@ class BatchEngine(ABC):
         data = scan.to_arrow()
         self.register(relation, data)
         return int(data.num_rows)
+
+    def register_table(self, relation: str, table: Table, snapshot_id: int) -> None:
+        """Expose a whole Iceberg table at ``snapshot_id`` under ``relation``.
+
+        The default reads it to Arrow through PyIceberg; an engine that reads Iceberg
+        itself overrides this (DuckDB's ``iceberg_scan``, Spark's catalog) and never
+        materialises the table.
+        """
+        self.register(relation, table.scan(snapshot_id=snapshot_id).to_arrow())
 
     def unregister(self, relation: str) -> None:
         """Forget a relation registered earlier (no error when unknown)."""

@@ -327,6 +327,10 @@ class BatchRunner:
             raise BatchError(
                 f"{model.target} reads {name}, which does not exist yet: build it first"
             )
+        if state is None and snapshot_id is not None:
+            # a full read: the engine reads the table in place; figures come from SQL
+            self.engine.register_table(name, table, snapshot_id)
+            return self._read_figures(name, snapshot_id)
         data = self._read(table, name, model, state, request, snapshot_id)
         if state is not None and model.config.incremental == "affected_keys":
             data = self._affected_rows(model, name, table, snapshot_id, data)
@@ -335,6 +339,19 @@ class BatchRunner:
             watermark = state.watermarks.get(name)
         self.engine.register(name, data)
         return _InputRead(name, snapshot_id, watermark, data.num_rows)
+
+    def _read_figures(self, name: str, snapshot_id: int) -> _InputRead:
+        figures = self.engine.query(
+            f"SELECT count(*) AS row_count, max({LOADED_AT}) AS watermark FROM {name}",
+            target=f"{name} (watermark)",
+        ).to_pylist()[0]
+        watermark = figures["watermark"]
+        return _InputRead(
+            name,
+            snapshot_id,
+            _micros(watermark) if watermark is not None else None,
+            int(figures["row_count"]),
+        )
 
     def _read(
         self,

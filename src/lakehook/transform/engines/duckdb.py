@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, ClassVar
 
 import duckdb
 
+from lakehook.query.duckdb import load_iceberg_extension
 from lakehook.transform.engine import BatchEngine, EngineCapabilities
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from pyiceberg.table import Table
 
     from lakehook.settings import Settings
 
@@ -39,12 +41,15 @@ class DuckDBEngine(BatchEngine):
         if threads:
             self._connection.execute(f"SET threads = {int(threads)}")
         self._schemas: set[str] = set()
+        self._native_iceberg = load_iceberg_extension(self._connection)
+        self._views: set[str] = set()
 
     @staticmethod
     def _internal_name(relation: str) -> str:
         return "__arrow_" + relation.replace(".", "__")
 
     def _register_arrow(self, relation: str, data: pa.Table) -> None:
+        self._views.discard(relation)
         if not _SAFE_NAME.match(relation):
             raise ValueError(f"not a relation name: {relation!r}")
         internal = self._internal_name(relation)
@@ -56,12 +61,35 @@ class DuckDBEngine(BatchEngine):
                 self._schemas.add(schema)
         self._connection.execute(f"CREATE OR REPLACE VIEW {relation} AS SELECT * FROM {internal}")
 
+    def register_table(self, relation: str, table: Table, snapshot_id: int) -> None:
+        """Read the table in place with ``iceberg_scan`` at the pinned snapshot (streamed,
+        never materialised); PyIceberg → Arrow when the extension is not installed."""
+        if not self._native_iceberg:
+            super().register_table(relation, table, snapshot_id)
+            return
+        if not _SAFE_NAME.match(relation):
+            raise ValueError(f"not a relation name: {relation!r}")
+        schema = relation.split(".", 1)[0]
+        if "." in relation and schema not in self._schemas:
+            self._connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            self._schemas.add(schema)
+        location = str(table.metadata_location).replace("'", "''")
+        self._connection.execute(
+            f"CREATE OR REPLACE VIEW {relation} AS SELECT * FROM "
+            f"iceberg_scan('{location}', snapshot_from_id = {int(snapshot_id)})"
+        )
+        self._registered.add(relation)
+        self._views.add(relation)
+
     def _query_arrow(self, sql: str) -> pa.Table:
         return self._connection.sql(sql).to_arrow_table()
 
     def _drop(self, relation: str) -> None:
         self._connection.execute(f"DROP VIEW IF EXISTS {relation}")
-        self._connection.unregister(self._internal_name(relation))
+        if relation in self._views:
+            self._views.discard(relation)
+        else:
+            self._connection.unregister(self._internal_name(relation))
 
     def close(self) -> None:
         super().close()

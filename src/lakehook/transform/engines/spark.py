@@ -15,15 +15,17 @@ translated SQL is rewritten to read those views, so models keep their qualified 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlglot
 from sqlglot import exp, transforms
 
-from lakehook.errors import ConfigurationError
+from lakehook.errors import ConfigurationError, LakehookError
 from lakehook.jvm import ensure_jars, java_home
 from lakehook.transform.engine import MODEL_DIALECT, BatchEngine, EngineCapabilities
 
@@ -46,6 +48,8 @@ SPARK_DEFAULTS: dict[str, str] = {
     "spark.sql.ansi.enabled": "false",
     "spark.sql.legacy.timeParserPolicy": "CORRECTED",
 }
+
+log = logging.getLogger(__name__)
 
 _SESSION_LOCK = threading.Lock()
 _VIEW_PREFIX = "__lh_"
@@ -347,3 +351,76 @@ def _spark_safe(data: pa.Table) -> pa.Table:
         changed |= new_type != fld.type
         fields.append(pa.field(fld.name, new_type, nullable=True))
     return data.cast(pa.schema(fields)) if changed else data
+
+
+# --- spark-submit entry points (jobs/spark/*.py are thin wrappers around this) ---------------
+
+
+def run_batch_job(
+    layer: str, argv: Sequence[str] | None = None, *, default_mode: str = "full"
+) -> int:
+    """Run one batch layer on Spark as a ``spark-submit`` job; the process exit code.
+
+    Options: ``--mode full|incremental|range``, ``--table T``, ``--start-date D``,
+    ``--end-date D``, ``--dry-run``. Everything else (catalog, warehouse, ``spark.master``)
+    comes from the lakehook settings (``LAKEHOOK_*`` environment, ``.env``) and from
+    ``spark-submit`` itself, which must be given the jars: ``--jars "$(lakehook jars path
+    spark --separator ,)"``.
+
+    Args:
+        layer: ``staging``, ``semantic``, ``core``, ``analytics`` or ``marts``.
+        argv: arguments (default ``sys.argv[1:]``).
+        default_mode: the mode when ``--mode`` is not given.
+
+    Returns:
+        0 when every model built (or was unchanged), 1 when one failed, 2 on bad usage.
+    """
+    import argparse
+    from datetime import UTC, date, datetime, timedelta
+
+    from lakehook.lake import open_catalog
+    from lakehook.settings import load_settings
+    from lakehook.transform.models import load_project
+    from lakehook.transform.runner import MODES, BatchRunner, RunRequest
+
+    parser = argparse.ArgumentParser(prog=f"{layer} batch job (Spark)")
+    parser.add_argument("--mode", choices=MODES, default=default_mode)
+    parser.add_argument("--table", default=None, help="Build this model only (name or ns.name).")
+    parser.add_argument("--start-date", type=date.fromisoformat, default=None)
+    parser.add_argument("--end-date", type=date.fromisoformat, default=None)
+    parser.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args(argv)
+    if args.mode == "range" and args.start_date is None:
+        parser.error("--mode range needs --start-date")
+    # range end is exclusive: by default everything received up to now
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    end_date = args.end_date or (tomorrow if args.mode == "range" else None)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = load_settings(batch_engine="spark")
+    catalog = open_catalog(settings)
+    request = RunRequest(
+        layer=layer,
+        mode=args.mode,
+        table=args.table,
+        start_date=args.start_date,
+        end_date=end_date,
+        dry_run=args.dry_run,
+    )
+    try:
+        with SparkEngine(settings) as engine:
+            runs = BatchRunner(settings, catalog, engine, load_project()).run(request)
+    except LakehookError as exc:
+        log.error("%s job failed: %s", layer, exc)
+        return 1
+    for run in runs:
+        log.info(
+            "%s: %s (%s) %d rows read, %d rows in table, %.1fs",
+            run.target,
+            run.status,
+            run.mode,
+            run.rows_read,
+            run.table_rows,
+            run.seconds,
+        )
+    return 0
