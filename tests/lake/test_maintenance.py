@@ -156,3 +156,15 @@ def test_cli_maintain_prints_files_per_partition(settings: Settings, fragmented:
     }
     (table,) = json.loads(tables_line)
     assert table["snapshots_after"] == 1
+
+
+def test_compaction_bins_bound_what_one_rewrite_reads(fragmented: Catalog) -> None:
+    table = fragmented.load_table(STRIPE)
+    sizes = [t.file.file_size_in_bytes for t in table.scan().plan_files()]
+    target = int(sum(sizes) / len(sizes) * 2.5)  # a bin closes after ~3 small files
+    report = compact(fragmented, STRIPE, target_file_bytes=target)
+    after = files_per_partition(fragmented.load_table(STRIPE))
+    assert report.files_rewritten >= 9
+    assert 2 < sum(p.files for p in after.values()) < 11
+    assert offsets_sorted(fragmented) == list(range(1000))
+    assert table_offsets(fragmented.load_table(STRIPE)) == {("stripe", 0): 1000}

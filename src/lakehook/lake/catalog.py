@@ -57,6 +57,8 @@ def open_catalog(settings: Settings) -> SqlCatalog:
             catalog = SqlCatalog(
                 settings.catalog_name, uri=uri, warehouse=warehouse, pool_pre_ping="true"
             )
+            if uri.startswith("sqlite:"):
+                _use_wal(catalog)
             ensure_namespaces(catalog)
             return catalog
         except SQLAlchemyError:
@@ -77,3 +79,11 @@ def ensure_namespaces(catalog: SqlCatalog, namespaces: tuple[str, ...] = NAMESPA
         # another process may create it between our listing and our insert
         with contextlib.suppress(NamespaceAlreadyExistsError):
             catalog.create_namespace(namespace)
+
+
+def _use_wal(catalog: SqlCatalog) -> None:
+    """WAL on the SQLite catalog: readers (queries) never wait for the loader's commits."""
+    with catalog.engine.connect() as conn:
+        mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        if str(mode).lower() != "wal":
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")

@@ -17,6 +17,7 @@ the transforms ``years/months/days/hours(col)``, ``bucket(n, col)``, ``truncate(
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 
 import sqlglot
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -63,6 +64,8 @@ from lakehook.errors import LakehookError
 #: the ``sql/`` folder of the repository (layers ``00_raw`` … ``05_marts``)
 SQL_ROOT = Path(__file__).resolve().parents[3] / "sql"
 RAW_DDL_DIR = SQL_ROOT / "00_raw"
+
+_EVOLVE_ATTEMPTS = 10
 
 #: the first partition field id Iceberg assigns
 _PARTITION_FIELD_ID_START = 1000
@@ -214,7 +217,16 @@ def ensure_table(catalog: Catalog, definition: TableDefinition | str) -> Table:
             )
         except TableAlreadyExistsError:
             table = catalog.load_table(definition.identifier)
-    return _evolve(table, definition)
+    for attempt in range(_EVOLVE_ATTEMPTS):
+        try:
+            return _evolve(table, definition)
+        except CommitFailedException:
+            # another process evolved it at the same moment: look again at the new state
+            if attempt == _EVOLVE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+            table = catalog.load_table(definition.identifier)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def ensure_raw_tables(catalog: Catalog) -> dict[str, Table]:

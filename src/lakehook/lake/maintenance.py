@@ -51,6 +51,7 @@ EXPIRE_OLDER_THAN_DEFAULT = timedelta(hours=1)
 RETAIN_LAST_DEFAULT = 10
 ORPHAN_OLDER_THAN_DEFAULT = timedelta(hours=1)
 COMMIT_ATTEMPTS = 20
+_NO_SPLIT_BYTES = 1 << 62
 
 
 class MaintenanceError(LakehookError):
@@ -137,25 +138,28 @@ def compact(
     report = report or TableMaintenance(identifier)
     table = catalog.load_table(identifier)
     target = target_file_bytes or _target_size(table)
-    done: set[str] = set()
-    for _ in range(COMMIT_ATTEMPTS * 10):
-        groups = _small_file_groups(table, target)
-        todo = [(label, tasks) for label, tasks in groups.items() if label not in done]
-        if not todo:
+    written_here: set[str] = set()  # files this run wrote are never rewritten again by it
+    conflicts = 0
+    while True:
+        bins = _compaction_bins(table, target, exclude=written_here)
+        if not bins:
             return report
-        label, tasks = todo[0]
+        label, tasks = bins[0]
         try:
-            written = _rewrite_partition(table, tasks, target)
+            new_paths = _rewrite_files(table, tasks)
         except (CommitFailedException, SQLAlchemyError, OSError) as exc:
-            # someone committed since we planned: plan this partition again on the new state
+            # someone committed since we planned: plan again on the new state
+            conflicts += 1
             report.commit_conflicts += 1
+            if conflicts >= COMMIT_ATTEMPTS:
+                break
             logger.info("maintain: %s %s compaction retried (%s)", identifier, label, exc)
-            time.sleep(min(0.05 * report.commit_conflicts, 1.0))
+            time.sleep(min(0.05 * conflicts, 1.0))
             table = _reload(catalog, identifier)
             continue
         report.files_rewritten += len(tasks)
-        report.files_written += written
-        done.add(label)
+        report.files_written += len(new_paths)
+        written_here.update(new_paths)
         table = _reload(catalog, identifier)
     raise MaintenanceError(f"{identifier}: compaction kept conflicting; try again later")
 
@@ -169,20 +173,38 @@ def _target_size(table: Table) -> int:
     )
 
 
-def _small_file_groups(table: Table, target: int) -> dict[str, list[FileScanTask]]:
-    groups: dict[str, list[FileScanTask]] = defaultdict(list)
+def _compaction_bins(
+    table: Table, target: int, *, exclude: set[str]
+) -> list[tuple[str, list[FileScanTask]]]:
+    """Groups of ≥ 2 small files of one partition, each group reading at most ~target bytes."""
+    by_partition: dict[str, list[FileScanTask]] = defaultdict(list)
     skip: set[str] = set()
     for task in table.scan().plan_files():
         label = partition_label(table, task.file.spec_id, task.file.partition)
         if task.delete_files or task.file.spec_id != table.spec().spec_id:
             # rewriting under deletes or an old spec is left to a full engine (Spark)
             skip.add(label)
-        if task.file.file_size_in_bytes < target * SMALL_FILE_RATIO:
-            groups[label].append(task)
-    return {label: tasks for label, tasks in groups.items() if len(tasks) > 1 and label not in skip}
+        small = task.file.file_size_in_bytes < target * SMALL_FILE_RATIO
+        if small and task.file.file_path not in exclude:
+            by_partition[label].append(task)
+    bins: list[tuple[str, list[FileScanTask]]] = []
+    for label, tasks in sorted(by_partition.items()):
+        if label in skip:
+            continue
+        current: list[FileScanTask] = []
+        size = 0
+        for task in sorted(tasks, key=lambda t: t.file.file_path):
+            current.append(task)
+            size += task.file.file_size_in_bytes
+            if size >= target:
+                bins.append((label, current))
+                current, size = [], 0
+        if len(current) > 1:
+            bins.append((label, current))
+    return [(label, tasks) for label, tasks in bins if len(tasks) > 1]
 
 
-def _rewrite_partition(table: Table, tasks: list[FileScanTask], target: int) -> int:
+def _rewrite_files(table: Table, tasks: list[FileScanTask]) -> list[str]:
     metadata = table.metadata
     data = ArrowScan(metadata, table.io, table.schema(), AlwaysTrue()).to_table(tasks)
     if "_log_offset" in data.column_names and "_log_partition" in data.column_names:
@@ -190,15 +212,16 @@ def _rewrite_partition(table: Table, tasks: list[FileScanTask], target: int) -> 
     offsets = table_offsets(table)
     properties = offset_properties(offsets)
     properties["lakehook.maintenance"] = "compaction"
-    if target != _target_size(table):
-        metadata = metadata.model_copy(
-            update={
-                "properties": {
-                    **metadata.properties,
-                    TableProperties.WRITE_TARGET_FILE_SIZE_BYTES: str(target),
-                }
+    # One output file per partition: the bin already holds ~target bytes of Parquet, while
+    # PyIceberg's own split counts in-memory Arrow bytes and would cut it into small files.
+    metadata = metadata.model_copy(
+        update={
+            "properties": {
+                **metadata.properties,
+                TableProperties.WRITE_TARGET_FILE_SIZE_BYTES: str(_NO_SPLIT_BYTES),
             }
-        )
+        }
+    )
     new_files: list[DataFile] = list(
         _dataframe_to_data_files(metadata, data, table.io, write_uuid=uuid.uuid4())
     )
@@ -214,7 +237,7 @@ def _rewrite_partition(table: Table, tasks: list[FileScanTask], target: int) -> 
     except (CommitFailedException, SQLAlchemyError, OSError):
         _delete_quietly(table, [f.file_path for f in new_files])
         raise
-    return len(new_files)
+    return [f.file_path for f in new_files]
 
 
 # --- snapshot expiry ----------------------------------------------------------------------
