@@ -53,10 +53,11 @@ def serve(port: int) -> None:
     """Run the ingestion app (secrets and home from LAKEHOOK_* env) with the no-op route."""
     import uvicorn
 
-    from lakehook.ingest.app import create_app
+    from lakehook.ingest.app import create_app, tune_gc_for_serving
     from lakehook.settings import load_settings
 
     app = create_app(load_settings(), benchmark_noop_route=True)
+    tune_gc_for_serving()  # as `lakehook serve` does
     uvicorn.run(
         app,
         host="127.0.0.1",

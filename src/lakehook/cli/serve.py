@@ -28,9 +28,10 @@ def command(ctx: click.Context, host: str | None, port: int | None, log_level: s
     with failures_exit_1():
         import uvicorn
 
-        from lakehook.ingest.app import create_app
+        from lakehook.ingest.app import create_app, tune_gc_for_serving
 
         app = create_app(settings)
+        tune_gc_for_serving()
         uvicorn.run(
             app,
             host=settings.host,
