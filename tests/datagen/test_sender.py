@@ -86,9 +86,15 @@ def test_every_delivery_is_signed_accepted_and_duplicates_are_reported(
     assert report.rejected == report.failed == report.retried == 0
     retries = [d for d in sample if d.is_retry]
     assert report.provider_retries == len(retries) > 0
-    retried_events = sum(d.event_count for d in retries)
-    assert report.duplicates_reported >= retried_events
-    assert report.events_accepted == sum(d.event_count for d in sample) - report.duplicates_reported
+    # a retry may overtake its (late) original: whichever comes second is the duplicate
+    seen: set[tuple[Provider, str]] = set()
+    repeated_events = 0
+    for d in sample:
+        key = (d.provider, d.delivery_id)
+        repeated_events += d.event_count if key in seen else 0
+        seen.add(key)
+    assert report.duplicates_reported == repeated_events > 0
+    assert report.events_accepted == sum(d.event_count for d in sample) - repeated_events
     assert max(service.stored.values()) > 1  # the retries reached the service
 
 

@@ -37,7 +37,9 @@ from lakehook.datagen.population import (
     STRIPE,
     Person,
     Population,
+    SimRandom,
     SourceRecord,
+    stripe_like_id,
 )
 from lakehook.datagen.vocabulary import COUNTRIES, MINOR_PER_MAJOR, PRICE_LEVEL
 
@@ -100,11 +102,6 @@ _Action = Callable[..., None]
 #: first hex digit of a random UUID's 4th group → the RFC 9562 variant digit (8, 9, a or b)
 _UUID_VARIANT = {f"{i:x}": "89ab"[i & 3] for i in range(16)}
 
-#: byte → base-62 character (Stripe-like id suffixes from random bytes)
-_BASE62 = bytes(
-    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[i % 62] for i in range(256)
-)
-
 
 class _Ids:
     """Deterministic provider ids."""
@@ -129,7 +126,7 @@ class _Ids:
         return value
 
     def stripe(self, prefix: str, length: int = 24) -> str:
-        return f"{prefix}_{self.rng.randbytes(length).translate(_BASE62).decode()}"
+        return stripe_like_id(self.rng, prefix, length)
 
     def uuid(self) -> str:
         """A version-4 UUID drawn from the simulation's generator."""
@@ -148,7 +145,7 @@ class _Simulation:
     def __init__(self, config: SimulationConfig, population: Population) -> None:
         self.config = config
         self.population = population
-        self.rng = random.Random((config.seed << 8) ^ 0x5EED)
+        self.rng = SimRandom((config.seed << 8) ^ 0x5EED)
         self.ids = _Ids(self.rng)
         self.act = config.activity
         self.heap: list[tuple[float, int, _Action, tuple[Any, ...]]] = []
@@ -945,7 +942,7 @@ _NOUNS = ("Tee", "Hoodie", "Tote", "Mug", "Beanie", "Notebook", "Jacket", "Socks
 def _with_realism(deliveries: Iterator[Delivery], config: SimulationConfig) -> Iterator[Delivery]:
     """Apply retries, out-of-order and late delivery, and bursts; number the deliveries."""
     rates = config.delivery
-    rng = random.Random((config.seed << 8) ^ 0xDE11)
+    rng = SimRandom((config.seed << 8) ^ 0xDE11)
     held: list[tuple[int, int, Delivery]] = []
     position = 0
     burst_left = 0

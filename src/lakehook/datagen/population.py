@@ -14,12 +14,15 @@ one ``random.Random`` keeps a million source records within seconds and determin
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import random
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakehook.datagen.config import SimulationConfig
 from lakehook.datagen.vocabulary import (
@@ -34,6 +37,9 @@ from lakehook.datagen.vocabulary import (
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from _typeshed import SupportsLenAndGetItem
+
+_T = TypeVar("_T")
 
 SHOPIFY = "shopify"
 STRIPE = "stripe"
@@ -254,11 +260,7 @@ class Population:
         """Every source record as an Arrow table with the truth ``person_id`` column."""
         import pyarrow as pa
 
-        columns: dict[str, list[Any]] = {name: [] for name in SOURCE_RECORD_COLUMNS}
-        appenders = [(columns[name].append, name) for name in SOURCE_RECORD_COLUMNS]
-        for record in self.records:
-            for append, name in appenders:
-                append(getattr(record, name))
+        records = self.records
         schema = pa.schema(
             [
                 pa.field(name, pa.list_(pa.string()))
@@ -267,19 +269,51 @@ class Population:
                 for name in SOURCE_RECORD_COLUMNS
             ]
         )
-        return pa.table(
-            {
-                name: pa.array(values, type=schema.field(name).type)
-                for name, values in columns.items()
-            },
-            schema=schema,
-        )
+        arrays = []
+        for name in SOURCE_RECORD_COLUMNS:
+            values = list(map(attrgetter(name), records))
+            if name == "noise_kinds":  # flat values + offsets: much faster than nested lists
+                offsets = [0]
+                offsets.extend(itertools.accumulate(map(len, values)))
+                flat = pa.array(list(itertools.chain.from_iterable(values)), type=pa.string())
+                arrays.append(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), flat))
+            else:
+                arrays.append(pa.array(values, type=schema.field(name).type))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class SimRandom(random.Random):
+    """``random.Random`` with cheaper ``choice``/``randint``/``randrange`` (one ``random()``
+    draw each instead of rejection sampling on bits). Still fully determined by the seed;
+    the float-multiplication bias (≤ 2⁻⁵³) is irrelevant for simulated data."""
+
+    def choice(self, seq: SupportsLenAndGetItem[_T]) -> _T:
+        return seq[int(self.random() * len(seq))]
+
+    def randint(self, a: int, b: int) -> int:
+        return a + int(self.random() * (b - a + 1))
+
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
+        if stop is None:
+            start, stop = 0, start
+        if step != 1:
+            return super().randrange(start, stop, step)
+        return start + int(self.random() * (stop - start))
+
+
+#: byte → base-62 character (Stripe-like id suffixes from random bytes)
+BASE62_TABLE = bytes(
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[i % 62] for i in range(256)
+)
+
+
+def stripe_like_id(rng: random.Random, prefix: str, length: int) -> str:
+    """``{prefix}_`` + ``length`` base-62 characters (``cus_4Qb…``)."""
+    return f"{prefix}_{rng.randbytes(length).translate(BASE62_TABLE).decode()}"
 
 
 class _Namer:
     """Unique ids and unique emails, drawn deterministically."""
-
-    _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
@@ -296,7 +330,7 @@ class _Namer:
         return self.hubspot_next
 
     def stripe_id(self, prefix: str, length: int = 14) -> str:
-        return f"{prefix}_{base62(self.rng.getrandbits(6 * length), length)}"
+        return stripe_like_id(self.rng, prefix, length)
 
     def unique_email(self, local: str, domain: str) -> str:
         email = f"{local}@{domain}"
@@ -306,16 +340,6 @@ class _Namer:
             email = f"{local}{n}@{domain}"
         self.emails.add(email)
         return email
-
-
-def base62(value: int, length: int) -> str:
-    """``length`` base-62 characters of ``value`` (Stripe-like id suffixes)."""
-    alphabet = _Namer._ALPHABET
-    chars = []
-    for _ in range(length):
-        value, digit = divmod(value, 62)
-        chars.append(alphabet[digit])
-    return "".join(chars)
 
 
 def _weighted(mix: Mapping[str, float]) -> tuple[list[str], list[float]]:
@@ -329,11 +353,7 @@ def _weighted(mix: Mapping[str, float]) -> tuple[list[str], list[float]]:
 
 
 def _pick(rng: random.Random, keys: Sequence[str], cumulative: Sequence[float]) -> str:
-    x = rng.random()
-    for key, bound in zip(keys, cumulative, strict=True):
-        if x < bound:
-            return key
-    return keys[-1]
+    return keys[min(bisect.bisect_right(cumulative, rng.random()), len(keys) - 1)]
 
 
 def _e164(rng: random.Random, country: Country) -> str:
@@ -376,6 +396,7 @@ def format_phone(rng: random.Random, e164: str) -> str:
     )
 
 
+@lru_cache(maxsize=65_536)
 def _abbreviate(text: str) -> str:
     return " ".join(STREET_ABBREVIATIONS.get(word, word) for word in text.split(" "))
 
@@ -400,7 +421,7 @@ def _typo(rng: random.Random, email: str) -> str:
 class _PopulationBuilder:
     def __init__(self, config: SimulationConfig) -> None:
         self.config = config
-        self.rng = random.Random(config.seed)
+        self.rng = SimRandom(config.seed)
         self.namer = _Namer(self.rng)
         self.noise = config.noise
         self.system_keys, self.system_cum = _weighted(config.system_mix)
