@@ -44,6 +44,7 @@ transactions AS (
   CROSS JOIN UNNEST(CAST(json_extract(l.refund, '$.transactions') AS JSON[])) AS t(txn)
   WHERE json_extract_string(t.txn, '$.kind') = 'refund'
     AND json_extract_string(t.txn, '$.status') = 'success'
+    AND NOT coalesce(CAST(json_extract_string(t.txn, '$.test') AS BOOLEAN), FALSE)
 ),
 
 refund_totals AS (

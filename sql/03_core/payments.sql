@@ -13,7 +13,7 @@ SELECT
   c.invoice_id,
   c.shopify_order_id,                                                                  -- link to core.orders
   c.status,
-  c.status = 'succeeded'                                             AS is_revenue,
+  c.status = 'succeeded' AND coalesce(c.paid, FALSE)                 AS is_revenue,
   c.currency,
   c.amount,
   c.amount_refunded,

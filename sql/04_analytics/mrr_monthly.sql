@@ -7,23 +7,14 @@
 -- months: from the first month with a subscription to the last month with any event
 -- =============================================================================
 WITH first_subscription AS (
-  SELECT date_trunc('month', min(coalesce(created_at, event_at))) AS first_month
+  SELECT date_trunc('month', min(event_at)) AS first_month
   FROM staging.stg_stripe_subscription_history
 ),
 
 last_event AS (
-  SELECT date_trunc('month', max(last_at)) AS last_month
-  FROM (
-    SELECT max(event_at) AS last_at FROM staging.stg_stripe_subscription_history
-    UNION ALL
-    SELECT max(_source_occurred_at) FROM staging.stg_stripe_charges
-    UNION ALL
-    SELECT max(_source_occurred_at) FROM staging.stg_stripe_invoices
-    UNION ALL
-    SELECT max(_source_occurred_at) FROM staging.stg_shopify_orders
-    UNION ALL
-    SELECT max(_source_occurred_at) FROM staging.stg_hubspot_property_values
-  ) AS latest_events
+  SELECT date_trunc('month', max(last_event_at)) AS last_month
+  FROM staging.stg_event_clock
+  WHERE provider = 'stripe'
 ),
 
 months AS (
@@ -51,7 +42,9 @@ state_at_month_end AS (
     ON h.event_at < m.next_month_start
   QUALIFY row_number() OVER (
     PARTITION BY m.month, h.subscription_id
-    ORDER BY h.event_at DESC, h._source_log_offset DESC, h._source_received_at DESC
+    -- Stripe times are whole seconds: on a tie the greater (status, MRR) wins, as in
+    -- the simulator's truth, so that the result never depends on arrival order
+    ORDER BY h.event_at DESC, h.status DESC, h.mrr_numerator DESC
   ) = 1
 ),
 
@@ -118,15 +111,37 @@ movements AS (
   GROUP BY month, currency
 ),
 
+-- every month for every subscription currency, zeros where nothing moved
+currencies AS (
+  SELECT DISTINCT currency FROM staging.stg_stripe_subscription_history
+),
+
+filled AS (
+  SELECT
+    m.month,
+    cur.currency,
+    coalesce(mv.mrr, 0)                                              AS mrr,
+    coalesce(mv.new_mrr, 0)                                          AS new_mrr,
+    coalesce(mv.expansion_mrr, 0)                                    AS expansion_mrr,
+    coalesce(mv.contraction_mrr, 0)                                  AS contraction_mrr,
+    coalesce(mv.churn_mrr, 0)                                        AS churn_mrr,
+    coalesce(mv.reactivation_mrr, 0)                                 AS reactivation_mrr,
+    coalesce(mv.paying_customers, 0)                                 AS paying_customers
+  FROM months AS m
+  CROSS JOIN currencies AS cur
+  LEFT JOIN movements AS mv
+    ON mv.month = m.month AND mv.currency = cur.currency
+),
+
 -- the exact denominator of one major unit: 332640 × 10^exponent
 scaled AS (
   SELECT
-    mv.*,
+    f.*,
     CAST(332640 * CASE WHEN coalesce(c.exponent, 2) = 0 THEN 1 ELSE 100 END AS BIGINT)
                                                                      AS denominator
-  FROM movements AS mv
+  FROM filled AS f
   LEFT JOIN ref.currencies AS c
-    ON c.currency = mv.currency
+    ON c.currency = f.currency
 )
 
 -- =============================================================================

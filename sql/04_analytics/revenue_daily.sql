@@ -23,7 +23,7 @@ WITH money_in AS (
   UNION ALL
   SELECT CAST(created_at AS DATE), 'stripe', currency, amount, CAST(0 AS DECIMAL(18, 2)), 1
   FROM staging.stg_stripe_charges
-  WHERE status = 'succeeded'
+  WHERE status = 'succeeded' AND paid
 ),
 
 -- =============================================================================
@@ -67,4 +67,4 @@ SELECT
   CAST(sum(orders_count) AS BIGINT)                                  AS orders_count
 FROM flows
 GROUP BY date, source_system, currency
-HAVING sum(gross_revenue) <> 0 OR sum(refunds) <> 0
+HAVING sum(gross_revenue) <> 0 OR sum(refunds) <> 0 OR sum(orders_count) > 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -413,14 +414,9 @@ def run_batch_job(
     except LakehookError as exc:
         log.error("%s job failed: %s", layer, exc)
         return 1
-    for run in runs:
-        log.info(
-            "%s: %s (%s) %d rows read, %d rows in table, %.1fs",
-            run.target,
-            run.status,
-            run.mode,
-            run.rows_read,
-            run.table_rows,
-            run.seconds,
+    for run in runs:  # the job's report, one line per model, on stdout
+        sys.stdout.write(
+            f"{run.target}: {run.status} ({run.mode}) {run.rows_read} rows read, "
+            f"{run.table_rows} rows in table, {run.seconds:.1f}s\n"
         )
     return 0
