@@ -318,28 +318,49 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def cmd_scale_child(args: argparse.Namespace) -> None:
-    people = int(args.records / RECORDS_PER_PERSON)
+def _dataset_path(records: int, seed: int) -> Path:
+    return Path(f"/tmp/lakehook-er-{records}-{seed}.parquet")
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    """Generate the scale dataset once (its own process, so its memory is not counted)."""
+    import pyarrow.parquet as pq
+
+    path = _dataset_path(args.records, args.seed)
+    if path.exists():
+        return
     tick = time.perf_counter()
-    records = simulator_records(people, seed=args.seed)
-    generated = time.perf_counter() - tick
+    records = simulator_records(int(args.records / RECORDS_PER_PERSON), seed=args.seed)
+    pq.write_table(records, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").rename(path)
+    print(
+        json.dumps({"generated_records": records.num_rows, "seconds": time.perf_counter() - tick})
+    )
+
+
+def cmd_scale_child(args: argparse.Namespace) -> None:
+    import pyarrow.parquet as pq
+
+    records = pq.read_table(_dataset_path(args.records, args.seed))
+    if args.limit:
+        records = records.slice(0, args.limit)
     base_rss = _peak_rss_mib()
     keys = _keys(records)
     truth = records.column("person_id").to_pylist()
+    inputs = records.drop_columns(["person_id", "noise_kinds"])
     if args.engine == "splink":
-        ids, seconds = run_splink(records.drop_columns(["person_id", "noise_kinds"]))
+        ids, seconds = run_splink(inputs)
     else:
-        ids, seconds = run_lakehook(records.drop_columns(["person_id", "noise_kinds"]))
+        ids, seconds = run_lakehook(inputs)
     q = pairwise_quality(keys, truth, ids)
     print(
         json.dumps(
             {
                 "engine": args.engine,
                 "records": records.num_rows,
-                "generate_s": round(generated, 1),
                 "resolve_s": round(seconds, 1),
                 "peak_rss_mib": round(_peak_rss_mib()),
-                "rss_after_generate_mib": round(base_rss),
+                "rss_before_resolve_mib": round(base_rss),
                 "precision": round(q["precision"], 4),
                 "recall": round(q["recall"], 4),
                 "f1": round(q["f1"], 4),
@@ -350,6 +371,8 @@ def cmd_scale_child(args: argparse.Namespace) -> None:
 
 def cmd_scale(args: argparse.Namespace) -> None:
     engines: Iterable[str] = [args.engine] if args.engine else ["lakehook", "splink"]
+    prepare = [sys.executable, str(Path(__file__)), "prepare", "--records", str(args.records)]
+    subprocess.run([*prepare, "--seed", str(args.seed)], check=True, timeout=args.timeout)
     results = {}
     for engine in engines:
         cmd = [
@@ -362,6 +385,8 @@ def cmd_scale(args: argparse.Namespace) -> None:
             engine,
             "--seed",
             str(args.seed),
+            "--limit",
+            str(args.limit),
         ]
         try:
             out = subprocess.run(
@@ -390,8 +415,9 @@ def main() -> None:
     s = sub.add_parser("stability")
     s.add_argument("--people", type=int, default=20_000)
     s.add_argument("--seed", type=int, default=7)
-    for name in ("scale", "scale-child"):
+    for name in ("scale", "scale-child", "prepare"):
         c = sub.add_parser(name)
+        c.add_argument("--limit", type=int, default=0, help="resolve only the first N records")
         c.add_argument("--records", type=int, default=1_000_000)
         c.add_argument("--engine", choices=["lakehook", "splink"], default=None)
         c.add_argument("--seed", type=int, default=7)
@@ -402,6 +428,7 @@ def main() -> None:
         "stability": cmd_stability,
         "scale": cmd_scale,
         "scale-child": cmd_scale_child,
+        "prepare": cmd_prepare,
     }[args.command](args)
 
 

@@ -93,14 +93,15 @@ def cluster_records(n: int, pairs: ScoredPairs) -> Clustering:
         A :class:`Clustering` whose labels are the smallest rid of each cluster.
     """
     uf = _ConstrainedUnionFind(n)
-    for a, b in zip(
-        pairs.left[pairs.cannot_link].tolist(),
-        pairs.right[pairs.cannot_link].tolist(),
-        strict=True,
-    ):
+    accepted = np.flatnonzero(pairs.rule != RULE_NONE)
+    # a cannot-link matters only between records that some match edge could move
+    linked = np.zeros(n, dtype=bool)
+    linked[pairs.left[accepted]] = True
+    linked[pairs.right[accepted]] = True
+    constraint = pairs.cannot_link & linked[pairs.left] & linked[pairs.right]
+    for a, b in zip(pairs.left[constraint].tolist(), pairs.right[constraint].tolist(), strict=True):
         uf.forbid(a, b)
 
-    accepted = np.flatnonzero(pairs.rule != RULE_NONE)
     priority = _RANK_OF_RULE[pairs.rule[accepted]]
     order = np.lexsort(
         (

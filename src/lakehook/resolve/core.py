@@ -378,22 +378,29 @@ def resolve_identities(
     if local_pairs is not None and affected_rids.size:
         clustering = cluster_records(int(affected_rids.size), local_pairs)
         summary.refused_edges = clustering.refused_edges
-        for local, rid in enumerate(affected_rids.tolist()):
-            code = int(clustering.best_rule[local])
-            if code:
-                rule_out[rid] = RULE_NAMES[code]
-                score_out[rid] = round(float(clustering.best_score[local]), 6)
-            else:
-                rule_out[rid] = SINGLETON_RULE
-                score_out[rid] = 1.0
+        codes = clustering.best_rule.astype(np.int64)
+        names = np.array(
+            [RULE_NAMES.get(code, SINGLETON_RULE) for code in range(int(codes.max(initial=0)) + 1)],
+            dtype=object,
+        )
+        rule_out[affected_rids] = names[codes]
+        score_out[affected_rids] = np.where(
+            codes > 0, np.round(clustering.best_score, 6), 1.0
+        ).astype(object)
         clusters: dict[int, _Cluster] = {}
-        for local, label in enumerate(clustering.label.tolist()):
-            rid = int(affected_rids[local])
-            cluster = clusters.setdefault(label, _Cluster(members=[], old_ids={}))
-            cluster.members.append(rid)
-            old = prev_ids[rid]
-            if old is not None:
-                cluster.old_ids[old] = cluster.old_ids.get(old, 0) + 1
+        order = np.argsort(clustering.label, kind="stable")
+        sorted_labels = clustering.label[order]
+        starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+        ends = np.r_[starts[1:], sorted_labels.shape[0]]
+        members_sorted = affected_rids[order].tolist()
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            members = members_sorted[start:end]
+            old_ids: dict[str, int] = {}
+            for rid in members:
+                old = prev_ids[rid]
+                if old is not None:
+                    old_ids[old] = old_ids.get(old, 0) + 1
+            clusters[int(sorted_labels[start])] = _Cluster(members=members, old_ids=old_ids)
         _assign_ids(clusters, table, prev, new_id, issued, log_rows)
 
     # ------------------------------------------------------------ the map
@@ -419,20 +426,19 @@ def resolve_identities(
 
     first_seen = np.array(prev["first_seen_at"], dtype=object)
     updated = np.array(prev["updated_at"], dtype=object)
-    changed_rows = 0
-    for rid in affected_rids.tolist():
-        if first_seen[rid] is None:
-            first_seen[rid] = now
-        same = (
-            prev["found"][rid]
-            and prev_ids[rid] == new_id[rid]
-            and prev["match_rule"][rid] == rule_out[rid]
-            and prev["match_score"][rid] == score_out[rid]
-            and prev["source_updated_at"][rid] == table.column("updated_at")[rid].as_py()
-        )
-        if not same:
-            updated[rid] = now
-            changed_rows += 1
+    source_updated = np.array(table.column("updated_at").to_pylist(), dtype=object)
+    unseen = affected & np.array([v is None for v in first_seen], dtype=bool)
+    first_seen[unseen] = now
+    same = (
+        prev["found"]
+        & (prev_ids == new_id)
+        & (prev["match_rule"] == rule_out)
+        & (prev["match_score"] == score_out)
+        & (prev["source_updated_at"] == source_updated)
+    )
+    rewritten = affected & ~same
+    updated[rewritten] = now
+    changed_rows = int(rewritten.sum())
     summary.changed_rows = changed_rows
 
     identity_map = pa.table(

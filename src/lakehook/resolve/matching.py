@@ -102,18 +102,22 @@ COMPARISONS: tuple[Comparison, ...] = (
        AND a.email_digits = b.email_digits
        AND abs(length(a.email_key) - length(b.email_key)) <= 1
        AND damerau_levenshtein(a.email_key, b.email_key) <= 1
-       -- a given or family name that differs by a letter explains the edit (Naoko/Naoki)
-       AND (a.first_norm IS NULL OR b.first_norm IS NULL OR a.first_canon = b.first_canon)
-       AND (a.last_norm IS NULL OR b.last_norm IS NULL OR a.last_norm = b.last_norm)
-       THEN 3
+       THEN CASE
+         -- names on both sides agree: the edit is a typo
+         WHEN a.first_canon = b.first_canon AND a.last_norm = b.last_norm THEN 3
+         -- a name on one side only: the edit may be a typo or a similar name (Sato/Saito)
+         WHEN (a.first_norm IS NULL OR b.first_norm IS NULL)
+              AND (a.last_norm IS NULL OR b.last_norm IS NULL) THEN 2
+         -- names that differ by a letter explain the edit (Naoko/Naoki): different people
+         ELSE 0 END
   WHEN a.email_local = b.email_local AND length(a.email_local) >= 5 THEN 1
   ELSE 0 END""",
         # people use a personal and a work address: different emails are weak evidence
-        {5: 0.60, 4: 0.01, 3: 0.04, 1: 0.04, 0: 0.31},
-        {5: 0.01, 4: 0.01, 3: 0.01, 1: 0.5, 0: 1.0},
+        {5: 0.60, 4: 0.01, 3: 0.03, 2: 0.01, 1: 0.04, 0: 0.31},
+        {5: 0.01, 4: 0.01, 3: 0.01, 2: 0.5, 1: 0.5, 0: 1.0},
         tf_level=5,
         tf_column="email_key",
-        rare_levels=frozenset({5, 4, 3, 1}),
+        rare_levels=frozenset({5, 4, 3, 2, 1}),
         # the same local part at another domain mostly repeats the name (first.last@), and
         # Gmail dot variants are one mailbox yet often different people's habits: no evidence
         neutral_levels=frozenset({4, 1}),
@@ -396,8 +400,7 @@ class Matcher:
             f"""SELECT p.l, p.r, {_levels_select()}, {_tf_select()},
                        a.n_phone_key AS phone_users,
                        a.tf_full_name AS tf_full_name
-                FROM cand p JOIN recs a ON a.rid = p.l JOIN recs b ON b.rid = p.r
-                ORDER BY p.l, p.r"""
+                FROM cand p JOIN recs a ON a.rid = p.l JOIN recs b ON b.rid = p.r"""
         ).to_arrow_table()
         self.db.unregister("cand")
         levels = {

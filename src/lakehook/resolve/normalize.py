@@ -37,6 +37,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
 
 #: mailbox providers that ignore dots in the local part (and their alias domains)
 _DOTLESS_DOMAINS: dict[str, str] = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+_E164_SHAPE = re.compile(r"^\+[1-9][0-9]{7,14}$")
 _EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 #: placeholder mailboxes that identify nobody
 _JUNK_LOCAL_PARTS = frozenset({"noreply", "no-reply", "donotreply", "test", "none", "na", "null"})
@@ -144,6 +145,8 @@ def normalize_phone(raw: str | None, region: str | None) -> str | None:
         return None
     if text.startswith("00"):
         text = "+" + text[2:]
+    if _E164_SHAPE.match(text):
+        return text  # already E.164: parsing would only confirm it
     try:
         parsed = phonenumbers.parse(text, (region or "US").upper())
     except phonenumbers.NumberParseException:
