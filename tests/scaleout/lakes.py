@@ -14,11 +14,22 @@ from typing import Any
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 
-from lakehook.contracts import Envelope
+from lakehook.contracts import Envelope, Provider
 from lakehook.datagen import SimulationConfig, generate_events, generate_population
-from lakehook.ingest.envelopes import BUILDERS, MalformedEventError
+from lakehook.ingest.envelopes import (
+    MalformedEventError,
+    hubspot_envelopes,
+    shopify_envelopes,
+    stripe_envelopes,
+)
 from lakehook.log.base import EventLog
 from lakehook.stream.loader import RawLoader
+
+_BUILDERS = {
+    Provider.SHOPIFY: shopify_envelopes,
+    Provider.STRIPE: stripe_envelopes,
+    Provider.HUBSPOT: hubspot_envelopes,
+}
 
 #: columns stamped with the wall-clock time of a run: they differ between any two runs
 RUN_TIME_COLUMNS = frozenset({"_loaded_at", "_staged_at", "_batch_at", "_built_at"})
@@ -34,7 +45,7 @@ def simulated_envelopes(*, seed: int = 7, people: int = 60, events: int = 1500) 
         received += timedelta(milliseconds=250)
         headers = {k.lower(): v for k, v in delivery.headers.items()}
         try:
-            out.extend(BUILDERS[delivery.provider](delivery.body, headers, received))
+            out.extend(_BUILDERS[delivery.provider](delivery.body, headers, received))
         except MalformedEventError:
             continue  # the service dead-letters these; they never reach raw
     return out

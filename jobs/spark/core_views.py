@@ -1,0 +1,16 @@
+"""Core layer: unified customers, orders, payments, refunds, subscriptions, deals (on Spark).
+
+A thin spark-submit entry point; the work is lakehook's batch runner with the Spark engine::
+
+    spark-submit --master local[2] --jars "$(lakehook jars path spark --separator ,)" \
+        jobs/spark/core_views.py --mode full [--table T] [--start-date YYYY-MM-DD]
+
+Catalog, warehouse and secrets come from the LAKEHOOK_* environment (see docs/scale-out.md).
+"""
+
+import sys
+
+from lakehook.transform.engines.spark import run_batch_job
+
+if __name__ == "__main__":
+    sys.exit(run_batch_job("core", default_mode="full"))
