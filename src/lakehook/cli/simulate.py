@@ -7,7 +7,9 @@ it with :func:`lakehook.datagen.sender.send`, prints the report and writes the t
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,15 @@ def command(
         )
         population = generate_population(config)
         builder = TruthBuilder(population) if truth is not None else None
+        interrupted = threading.Event()
+        # Ctrl-C / SIGTERM end a (continuous) run cleanly: in-flight requests finish, then
+        # the report and the truth of what was accepted are written
+        previous = {}
+        if threading.current_thread() is threading.main_thread():  # signals: main thread only
+            previous = {
+                sig: signal.signal(sig, lambda *_: interrupted.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)
+            }
         try:
             report = send(
                 generate_events(config, population),
@@ -80,10 +91,11 @@ def command(
                 rate=rate,
                 duration=duration,
                 on_accepted=builder.observe if builder is not None else None,
+                stop=interrupted.is_set,
             )
-        except KeyboardInterrupt:  # continuous mode ends here; nothing more to report
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         if builder is not None and truth is not None:
             _write_truth(truth, builder.result())
         render_rows(["metric", "value"], report.rows(), fmt, title="lakehook simulate")

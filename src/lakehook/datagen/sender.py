@@ -125,6 +125,7 @@ async def send_async(
     max_attempts: int = 5,
     timeout: float = 10.0,
     on_accepted: Callable[[Delivery], None] | None = None,
+    stop: Callable[[], bool] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> SendReport:
     """Send deliveries concurrently; see :func:`send` for the arguments."""
@@ -181,6 +182,8 @@ async def send_async(
             for delivery in deliveries:
                 if deadline is not None and loop.time() >= deadline:
                     break
+                if stop is not None and stop():
+                    break
                 report.deliveries += 1
                 report.provider_retries += delivery.is_retry
                 await queue.put(delivery)
@@ -203,6 +206,7 @@ def send(
     max_attempts: int = 5,
     timeout: float = 10.0,
     on_accepted: Callable[[Delivery], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> SendReport:
     """Post deliveries to ``{base_url}/webhooks/{provider}``, signed, as providers would.
 
@@ -216,6 +220,8 @@ def send(
         max_attempts: attempts per delivery on 5xx and connection errors.
         timeout: seconds per request.
         on_accepted: called with each delivery answered 2xx (e.g. the truth builder).
+        stop: polled before each delivery; when it returns True, sending stops cleanly
+            (in-flight requests finish) — how continuous mode ends on Ctrl-C.
 
     Returns:
         Counts of accepted, rejected, failed and retried deliveries.
@@ -231,5 +237,6 @@ def send(
             max_attempts=max_attempts,
             timeout=timeout,
             on_accepted=on_accepted,
+            stop=stop,
         )
     )
