@@ -213,9 +213,9 @@ class WebhookReceiver:
             detail = "the event log could not store the events; retry later"
             return 503, {"error": "log_unavailable", "detail": detail}
         self.metrics.append_seconds.observe(time.perf_counter() - started)
+        self.metrics.count_events(envelopes, outcomes)
         duplicates = quarantined = 0
         for envelope, outcome in zip(envelopes, outcomes, strict=True):
-            self.metrics.event(envelope, duplicate=outcome.duplicate)
             duplicates += outcome.duplicate
             quarantined += (not outcome.duplicate) and envelope.quarantine_reason is not None
         accepted = len(envelopes) - duplicates

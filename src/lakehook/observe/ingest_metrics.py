@@ -22,7 +22,7 @@ Metric names:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from lakehook.contracts import Envelope, Provider
+from lakehook.contracts import AppendOutcome, Envelope, Provider
 from lakehook.ingest.topics import is_known_topic
 
 if TYPE_CHECKING:
@@ -142,18 +142,26 @@ class IngestMetrics:
         self._child("dead_letters", provider.value).inc()
         self.request(provider, "malformed")
 
-    def event(self, envelope: Envelope, *, duplicate: bool) -> None:
-        """Count one event of an accepted request."""
-        provider = envelope.provider
-        topic = envelope.topic if is_known_topic(provider, envelope.topic) else None
-        if duplicate:
-            outcome = "duplicate"
-            self._child("duplicates", provider.value).inc()
-        elif topic is None:
-            outcome = "quarantined"
-        else:
-            outcome = "stored"
-        self._child("events", provider.value, topic or UNKNOWN_TOPIC_LABEL, outcome).inc()
+    def count_events(
+        self, envelopes: Sequence[Envelope], outcomes: Sequence[AppendOutcome]
+    ) -> None:
+        """Count the events of an accepted request (one increment per topic and outcome)."""
+        tally: dict[tuple[str, str, str], int] = {}
+        for envelope, appended in zip(envelopes, outcomes, strict=True):
+            provider = envelope.provider.value
+            if appended.duplicate:
+                outcome = "duplicate"
+            elif envelope.quarantine_reason is None:
+                outcome = "stored"
+            else:
+                outcome = "quarantined"
+            known = is_known_topic(envelope.provider, envelope.topic)
+            key = (provider, envelope.topic if known else UNKNOWN_TOPIC_LABEL, outcome)
+            tally[key] = tally.get(key, 0) + 1
+        for (provider, topic, outcome), count in tally.items():
+            self._child("events", provider, topic, outcome).inc(count)
+            if outcome == "duplicate":
+                self._child("duplicates", provider).inc(count)
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric (runs the log collector)."""
