@@ -119,3 +119,23 @@ def test_a_cancelled_waiter_does_not_undo_the_shared_commit(tmp_path: Path) -> N
         assert ("wh-a" in stored) == retry.duplicate
     finally:
         log.close()
+
+
+def test_prune_spanning_several_chunks_deletes_exactly_the_committed_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from lakehook.contracts import utcnow
+    from lakehook.log import sqlite as sqlite_log
+
+    monkeypatch.setattr(sqlite_log, "_PRUNE_CHUNK", 3)
+    log = SqliteEventLog(tmp_path / "events.db")
+    try:
+        log.append_sync([envelope(Provider.HUBSPOT) for _ in range(11)])
+        deleted = log.prune({("hubspot", 0): 8}, utcnow() + timedelta(days=1))
+        assert deleted == 8
+        assert [r.offset for r in log.read("hubspot", 0, 0, 100)] == [8, 9, 10]
+        assert log.prune({("hubspot", 0): 8}, utcnow() + timedelta(days=1)) == 0
+    finally:
+        log.close()

@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 _PARTITION = 0  # SQLite streams have one partition
+_PRUNE_CHUNK = 5000  # offsets deleted per prune transaction
 _LOOKUP_CHUNK = 400  # event ids per dedupe lookup (well under SQLite's variable limit)
 _INSERT_EVENT = (
     "INSERT INTO events (stream, offset, raw_id, event_id, topic, object_id, source_account, "
@@ -485,22 +486,35 @@ class SqliteEventLog(EventLog):
         return {(s, _PARTITION): int(heads.get(s, 0)) for s in STREAMS}
 
     def prune(self, committed: Mapping[StreamPartition, int], older_than: datetime) -> int:
+        """Delete committed, old events in short transactions of ``_PRUNE_CHUNK`` offsets.
+
+        Short transactions keep the write lock free most of the time, so a large prune never
+        stalls the ingestion service's group commits for long.
+        """
         if not committed:
             return 0
         cutoff = to_micros(older_than)
         conn = _connect(self.path)
         try:
             deleted = 0
-            conn.execute("BEGIN IMMEDIATE")
-            for (stream, partition), offset in committed.items():
+            for (stream, partition), end in committed.items():
                 if partition != _PARTITION:
                     continue
-                cur = conn.execute(
-                    "DELETE FROM events WHERE stream = ? AND offset < ? AND received_at_us < ?",
-                    (stream, offset, cutoff),
-                )
-                deleted += cur.rowcount
-            conn.execute("COMMIT")
+                (start,) = conn.execute(
+                    "SELECT min(offset) FROM events WHERE stream = ?", (stream,)
+                ).fetchone()
+                if start is None:
+                    continue
+                for low in range(start, end, _PRUNE_CHUNK):
+                    high = min(low + _PRUNE_CHUNK, end)
+                    conn.execute("BEGIN IMMEDIATE")
+                    cur = conn.execute(
+                        "DELETE FROM events WHERE stream = ? AND offset >= ? AND offset < ? "
+                        "AND received_at_us < ?",
+                        (stream, low, high, cutoff),
+                    )
+                    conn.execute("COMMIT")
+                    deleted += cur.rowcount
             return deleted
         finally:
             conn.close()
