@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from pyiceberg.catalog import Catalog
 
@@ -159,3 +161,50 @@ def test_maintenance_while_the_loader_runs_keeps_exact_counts(settings: Settings
     assert rewritten > 0
     assert committed_offsets(catalog) == {(p.value, 0): 4000 for p in Provider}
     assert_exactly_once(catalog, log_path)
+
+
+def _scrape(port: int) -> dict[str, float]:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return {}
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("lakehook_loader_") and " " in line:
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_sigterm_commits_the_batch_in_hand_and_metrics_are_served(settings: Settings) -> None:
+    log = SqliteEventLog(settings.log_dir / "events.db")
+    try:
+        fill_log(log, 300)
+    finally:
+        log.close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # an hour-long commit interval: only the SIGTERM can make this batch commit
+    loader = start_loader(settings.home, "--commit-interval", "3600", "--metrics-port", str(port))
+    try:
+        deadline = time.monotonic() + 120
+        pending = {
+            p.value: f'lakehook_loader_pending_events{{stream="{p.value}"}}' for p in Provider
+        }
+        while True:
+            samples = _scrape(port)
+            if all(samples.get(key) == 300 for key in pending.values()):
+                break
+            assert time.monotonic() < deadline and loader.poll() is None, samples
+            time.sleep(0.2)
+        assert samples['lakehook_loader_consumer_lag{partition="0",stream="stripe"}'] == 300
+        loader.send_signal(signal.SIGTERM)
+        _, stderr = loader.communicate(timeout=60)
+    finally:
+        if loader.poll() is None:
+            loader.kill()
+    assert loader.returncode == 0, stderr.decode()
+    catalog = open_catalog(settings)
+    assert committed_offsets(catalog) == {(p.value, 0): 300 for p in Provider}
+    assert_exactly_once(catalog, settings.log_dir / "events.db")

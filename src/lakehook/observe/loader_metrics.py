@@ -15,6 +15,8 @@ Metric names:
 - ``lakehook_loader_freshness_seconds{stream}``: ``_loaded_at - _received_at`` per event.
 - ``lakehook_loader_committed_offset{stream, partition}``: next offset to load.
 - ``lakehook_loader_consumer_lag{stream, partition}``: log head - committed offset.
+- ``lakehook_loader_pending_events{stream}``: events read into the open micro-batch, not yet
+  committed (what a SIGTERM commits before exiting).
 """
 
 from __future__ import annotations
@@ -73,6 +75,13 @@ class LoaderMetrics:
             "lakehook_loader_consumer_lag",
             "Events in the log not yet committed to raw (head - committed offset).",
             ["stream", "partition"],
+            registry=r,
+        )
+
+        self.pending = Gauge(
+            "lakehook_loader_pending_events",
+            "Events read into the open micro-batch and not yet committed.",
+            ["stream"],
             registry=r,
         )
 

@@ -154,6 +154,7 @@ class RawLoader:
             One report per stream.
         """
         self._open()
+        self._refresh_lag()
         failures: list[BaseException] = []
 
         def work(state: _StreamState) -> None:
@@ -226,6 +227,7 @@ class RawLoader:
                 state.pending_since = self._clock()
             state.pending.extend(records)
             state.positions[partition] = records[-1].offset + 1
+            self.metrics.pending.labels(state.stream).set(len(state.pending))
             if len(records) == room:
                 caught_up = False
         return caught_up and len(state.pending) < self.max_batch
@@ -275,6 +277,7 @@ class RawLoader:
             raise LoaderError(f"{state.identifier}: no commit after {COMMIT_ATTEMPTS} attempts")
         state.pending = []
         state.pending_since = None
+        self.metrics.pending.labels(stream).set(0)
         # Another writer may be ahead of what we read: continue from the newest offsets.
         for (s, partition), offset in table_offsets(state.table).items():
             if s == stream:
