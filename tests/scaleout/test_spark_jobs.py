@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from click.testing import CliRunner
 
+from lakehook.cli.main import cli
 from lakehook.jvm import ensure_jars, java_home, project_root
 from lakehook.lake import open_catalog
 from lakehook.log.sqlite import SqliteEventLog
@@ -66,7 +68,7 @@ def test_every_job_is_a_spark_submit_entry_point(job: str) -> None:
     assert "run_batch_job(" in source
 
 
-def test_staging_job_builds_then_finds_nothing_new(
+def test_staging_job_builds_then_finds_nothing_new_and_so_does_the_cli(
     spark_session: SparkSession, postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
     settings = load_settings(
@@ -111,3 +113,13 @@ def test_staging_job_builds_then_finds_nothing_new(
 
     bad = _submit("staging_batch.py", env, "--mode", "range")
     assert bad.returncode == 2  # range without --start-date is a usage error
+
+    # the same on the command line, in this process's Spark session
+    result = CliRunner().invoke(
+        cli,
+        ["batch", "--engine", "spark", "--mode", "full", "--table", "stg_stripe_refunds"],
+        env={k: v for k, v in env.items() if k.startswith("LAKEHOOK_")},
+    )
+    assert result.exit_code == 0, result.output
+    refunds = catalog.load_table("staging.stg_stripe_refunds")
+    assert model_state(refunds) is not None
