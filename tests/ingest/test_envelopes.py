@@ -114,6 +114,25 @@ def test_shopify_without_webhook_id_is_keyed_on_its_content() -> None:
     assert env.event_id == retry.event_id != other.event_id
 
 
+def test_integers_beyond_64_bits_are_still_json() -> None:
+    big = 2**70
+    body = b'{"id": %d, "total": 1}' % big
+    (env,) = shopify_envelopes(body, SHOPIFY_HEADERS, NOW)
+    assert env.object_id == str(big)
+    events = [{**hub_event(), "propertyValue": big}, hub_event(eventId=1)]
+    envs = hubspot_envelopes(json.dumps(events).encode(), {}, NOW)
+    assert [json.loads(e.payload) for e in envs] == events
+    for bad in (
+        b'{"id": NaN}',
+        b'{"id": 1',
+        b'{"id": "\xff"}',
+        b'{"id": 123456789012345678901234, "x": NaN}',
+        b'{"id": 123456789012345678901234, "x": "\xff"}',
+    ):
+        with pytest.raises(MalformedEventError, match="not valid JSON"):
+            shopify_envelopes(bad, SHOPIFY_HEADERS, NOW)
+
+
 def test_stripe_envelope_fields() -> None:
     body = (
         b'{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event","account":"acct_123",'

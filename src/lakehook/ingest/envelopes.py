@@ -13,6 +13,7 @@ A request that cannot give every envelope its dedupe key and topic raises
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -113,10 +114,23 @@ def element_bytes(body: bytes, elements: list[Any]) -> list[bytes]:
     return split_json_array(body)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+#: a run of 20+ digits may be an integer beyond 64 bits, which orjson reads as a float
+_LONG_NUMBER = re.compile(rb"\d{20}")
+
+
 def _load(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+    if _LONG_NUMBER.search(body) is None:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedEventError(f"body is not valid JSON: {exc}") from None
+    try:  # exact integers of any size
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except ValueError as exc:
         raise MalformedEventError(f"body is not valid JSON: {exc}") from None
 
 
