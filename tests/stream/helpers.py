@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lakehook.contracts import Envelope, LogRecord, Provider, new_raw_id
+from lakehook.contracts import (
+    AppendOutcome,
+    DeadLetter,
+    Envelope,
+    LogRecord,
+    Provider,
+    StreamPartition,
+    new_raw_id,
+)
+from lakehook.log.base import EventLog, LogStats
 from lakehook.log.sqlite import SqliteEventLog
 
 if TYPE_CHECKING:
@@ -80,3 +90,54 @@ class RacingLog(SqliteEventLog):
             rival, self.rival = self.rival, None
             rival.run(until_idle=True)  # commits everything before we do
         return records
+
+
+class MemoryLog(EventLog):
+    """An in-memory event log with several partitions per stream (Kafka-like), for tests."""
+
+    backend = "memory"
+
+    def __init__(self, partitions: int) -> None:
+        self.count = partitions
+        self.records: dict[tuple[str, int], list[LogRecord]] = {
+            (p.value, n): [] for p in Provider for n in range(partitions)
+        }
+
+    def append_to(self, envelope: Envelope, partition: int) -> None:
+        records = self.records[(envelope.stream, partition)]
+        records.append(LogRecord(envelope.stream, partition, len(records), envelope))
+
+    def append_sync(self, envelopes: Sequence[Envelope]) -> list[AppendOutcome]:
+        outcomes = []
+        for env in envelopes:
+            partition = sum(map(ord, env.object_id or "")) % self.count
+            self.append_to(env, partition)
+            offset = len(self.records[(env.stream, partition)]) - 1
+            outcomes.append(AppendOutcome(env.event_id, False, partition, offset))
+        return outcomes
+
+    def dead_letter_sync(self, letter: DeadLetter) -> None:
+        raise NotImplementedError
+
+    def partitions(self, stream: str) -> list[int]:
+        return list(range(self.count))
+
+    def read(
+        self, stream: str, partition: int, start_offset: int, max_records: int
+    ) -> list[LogRecord]:
+        return self.records[(stream, partition)][start_offset : start_offset + max_records]
+
+    def head_offsets(self) -> dict[StreamPartition, int]:
+        return {key: len(records) for key, records in self.records.items()}
+
+    def prune(self, committed: Mapping[StreamPartition, int], older_than: datetime) -> int:
+        return 0
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        return []
+
+    def stats(self) -> LogStats:
+        return LogStats(self.head_offsets(), sum(map(len, self.records.values())), 0, 0)
+
+    def is_writable(self) -> bool:
+        return True

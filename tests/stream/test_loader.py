@@ -17,7 +17,7 @@ from lakehook.lake import open_catalog
 from lakehook.log.sqlite import SqliteEventLog
 from lakehook.settings import Settings
 from lakehook.stream import OFFSET_PREFIX, RawLoader, committed_offsets, table_offsets
-from tests.stream.helpers import RacingLog, envelope, fill_log
+from tests.stream.helpers import MemoryLog, RacingLog, envelope, fill_log
 
 
 @pytest.fixture
@@ -153,3 +153,28 @@ def test_cli_until_idle_reports_json(settings: Settings, event_log: SqliteEventL
     assert {s: r["events"] for s, r in report.items()} == {p.value: 7 for p in Provider}
     assert {r["batches"] for r in report.values()} == {3}
     assert {r["next_offsets"] for r in report.values()} == {"0:7"}
+
+
+def test_partitions_each_carry_their_offset_and_share_batches(catalog: Catalog) -> None:
+    log = MemoryLog(partitions=4)
+    for n in range(400):  # partition 0 is four times busier than the others
+        log.append_to(envelope(Provider.STRIPE, n), 0 if n % 2 == 0 else 1 + n % 3)
+    loader = RawLoader(catalog, log, max_batch=40, providers=[Provider.STRIPE])
+    loader.run(until_idle=True)
+    table = catalog.load_table(RAW_TABLES[Provider.STRIPE])
+    heads = {key: n for key, n in log.head_offsets().items() if key[0] == "stripe"}
+    assert table_offsets(table) == heads
+    first = table.snapshots()[0]
+    rows = table.scan(snapshot_id=first.snapshot_id).to_arrow()
+    assert set(rows.column("_log_partition").to_pylist()) == {0, 1, 2, 3}
+    everything = table.scan().to_arrow().to_pylist()
+    for partition, head in heads.items():
+        offsets = sorted(
+            r["_log_offset"] for r in everything if r["_log_partition"] == partition[1]
+        )
+        assert offsets == list(range(head))
+    # more events on two partitions: a new loader resumes each from its own offset
+    for n in range(400, 410):
+        log.append_to(envelope(Provider.STRIPE, n), n % 2)
+    (report,) = RawLoader(catalog, log, providers=[Provider.STRIPE]).run(until_idle=True)
+    assert report.events == 10 and report.duplicates_skipped == 0

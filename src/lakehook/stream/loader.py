@@ -79,6 +79,7 @@ class _StreamState:
     report: StreamReport
     pending: list[LogRecord] = field(default_factory=list)
     pending_since: float | None = None
+    turn: int = -1  # which partition reads first in the next fill
 
     @property
     def stream(self) -> str:
@@ -213,14 +214,23 @@ class RawLoader:
             logger.info("loader: %s resumes at %s", provider.value, positions)
 
     def _fill(self, state: _StreamState) -> bool:
-        """Read more records into the pending batch; True when every partition is caught up."""
+        """Read more records into the pending batch; True when every partition is caught up.
+
+        Partitions share the room of a batch and take turns going first, so a busy
+        partition never starves the others.
+        """
+        partitions = self.event_log.partitions(state.stream)
+        if not partitions:
+            return True
+        state.turn = (state.turn + 1) % len(partitions)
         caught_up = True
-        for partition in self.event_log.partitions(state.stream):
+        for index, partition in enumerate(partitions[state.turn :] + partitions[: state.turn]):
             room = self.max_batch - len(state.pending)
             if room <= 0:
                 return False
+            share = max(1, room // (len(partitions) - index))
             start = state.positions.setdefault(partition, 0)
-            records = self.event_log.read(state.stream, partition, start, room)
+            records = self.event_log.read(state.stream, partition, start, share)
             if not records:
                 continue
             if state.pending_since is None:
@@ -228,7 +238,7 @@ class RawLoader:
             state.pending.extend(records)
             state.positions[partition] = records[-1].offset + 1
             self.metrics.pending.labels(state.stream).set(len(state.pending))
-            if len(records) == room:
+            if len(records) == share:
                 caught_up = False
         return caught_up and len(state.pending) < self.max_batch
 
