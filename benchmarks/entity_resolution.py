@@ -199,7 +199,7 @@ def run_splink(records: pa.Table, threshold: float = 0.95) -> tuple[list[str], f
             "address": norm.column("address_norm"),
             "postal_code": norm.column("postal_norm"),
         }
-    ).to_pandas()
+    )
     settings = SettingsCreator(
         link_type="dedupe_only",
         comparisons=[
@@ -217,13 +217,12 @@ def run_splink(records: pa.Table, threshold: float = 0.95) -> tuple[list[str], f
             block_on("first_name", "last_name"),
         ],
     )
-    linker = Linker(df, settings, db_api=DuckDBAPI())
+    db_api = DuckDBAPI()
+    linker = Linker(db_api.register(df, table_name="records"), settings)
     linker.training.estimate_probability_two_random_records_match([block_on("email")], recall=0.8)
     linker.training.estimate_u_using_random_sampling(max_pairs=1e6)
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("email"))
-    linker.training.estimate_parameters_using_expectation_maximisation(
-        block_on("last_name", "postal_code")
-    )
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("phone"))
     predictions = linker.inference.predict(threshold_match_probability=threshold)
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
         predictions, threshold_match_probability=threshold

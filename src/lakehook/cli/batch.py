@@ -85,6 +85,16 @@ def command(
                     progress=advance,
                 )
             )
+    preview = None
+    if dry_run and any(r.target == "semantic.customer_identity_map" for r in results):
+        # entity resolution's dry run: resolve staging against the map, write nothing
+        from lakehook.resolve import dry_run as resolve_dry_run
+
+        with failures_exit_1():
+            preview = resolve_dry_run(settings).changes
+        for r in results:
+            if r.target == "semantic.customer_identity_map":
+                r.detail = preview.describe()
     render_rows(
         ("model", "status", "mode", "rows_read", "candidates", "rows", "seconds", "detail"),
         [
@@ -103,3 +113,10 @@ def command(
         fmt,
         title=f"lakehook batch --layer {layer} --mode {mode}",
     )
+    if preview is not None and fmt == "table":
+        render_rows(
+            ("change", "records or ids"),
+            preview.as_rows(),
+            fmt,
+            title="semantic.customer_identity_map: what a run would change (nothing written)",
+        )

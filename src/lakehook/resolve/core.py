@@ -94,6 +94,15 @@ class ChangeSummary:
     changed_rows: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
+    def describe(self) -> str:
+        """One line: what the run changes."""
+        return (
+            f"would change {self.changed_rows} of {self.records} map rows: "
+            f"{self.new_ids} new ids ({self.splits} from splits), {self.merged_ids} merged ids, "
+            f"{self.moved_records} moved, {self.new_records} new and "
+            f"{self.removed_records} removed records"
+        )
+
     def as_rows(self) -> list[tuple[str, int]]:
         """(what, count) rows for a CLI table."""
         return [
