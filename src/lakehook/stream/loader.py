@@ -257,6 +257,7 @@ class RawLoader:
         stream = state.stream
         for attempt in range(COMMIT_ATTEMPTS):
             committed = table_offsets(state.table)
+            gaps_checked: set[StreamPartition] = set()
             fresh = [r for r in records if r.offset >= committed.get((stream, r.partition), 0)]
             skipped = len(records) - len(fresh)
             if not fresh:
@@ -265,6 +266,13 @@ class RawLoader:
             offsets = dict(committed)
             for record in fresh:
                 key = (stream, record.partition)
+                if record.offset > offsets.get(key, 0) and key not in gaps_checked:
+                    # the log no longer holds what lies between (e.g. Kafka retention)
+                    logger.warning(
+                        "loader: %s/%d jumps from offset %d to %d: events missing from the log",
+                        stream, record.partition, offsets.get(key, 0), record.offset,
+                    )  # fmt: skip
+                gaps_checked.add(key)
                 offsets[key] = max(offsets.get(key, 0), record.offset + 1)
             loaded_at = utcnow()
             batch = self._to_arrow(state, fresh, loaded_at)
