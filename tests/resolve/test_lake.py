@@ -17,10 +17,13 @@ T0 = datetime(2026, 2, 1, tzinfo=UTC)
 
 def _records(extra: int = 0) -> pa.Table:
     rows: list[dict[str, Any]] = [
-        {"source_system": "shopify", "source_id": "1", "email": "Ann@X.com", "first_name": "Ann"},
-        {"source_system": "stripe", "source_id": "cus_1", "email": "ann@x.com", "first_name": "Ann"},
-        {"source_system": "hubspot", "source_id": "7", "email": "raj@y.com", "first_name": "Raj"},
-    ]  # fmt: skip
+        {"source_system": system, "source_id": sid, "email": email, "first_name": first}
+        for system, sid, email, first in (
+            ("shopify", "1", "Ann@X.com", "Ann"),
+            ("stripe", "cus_1", "ann@x.com", "Ann"),
+            ("hubspot", "7", "raj@y.com", "Raj"),
+        )
+    ]
     rows += [
         {"source_system": "hubspot", "source_id": f"n{i}", "email": f"new{i}@z.com"}
         for i in range(extra)

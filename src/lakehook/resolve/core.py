@@ -347,6 +347,7 @@ def resolve_identities(
     try:
         if changed.any():
             matcher = Matcher(normalized, match_threshold=match_threshold)
+            del normalized  # DuckDB holds its own copy
             timings["calibrate_s"] = time.perf_counter() - tick
             tick = time.perf_counter()
             if incremental:

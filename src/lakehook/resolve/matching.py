@@ -18,7 +18,9 @@ Arrow; only the final arithmetic is numpy.
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -256,6 +258,7 @@ class Matcher:
         match_threshold: Posterior probability from which a pair is a match.
         u_sample_pairs: Random pairs drawn to measure the ``u`` probabilities.
         seed: Seed of that sample, so that a rerun scores identically.
+        memory_limit: DuckDB's memory cap; beyond it DuckDB spills to a temp folder.
         connection: DuckDB connection to use (a fresh in-memory one by default).
     """
 
@@ -266,9 +269,17 @@ class Matcher:
         match_threshold: float = 0.95,
         u_sample_pairs: int = 500_000,
         seed: int = 20261126,
+        memory_limit: str = "2GB",
         connection: duckdb.DuckDBPyConnection | None = None,
     ) -> None:
-        self.db = connection or duckdb.connect()
+        self.db = connection or duckdb.connect(
+            config={
+                # spill rather than grow: a million records must fit next to the lake's work
+                "memory_limit": memory_limit,
+                "temp_directory": str(Path(tempfile.gettempdir()) / "lakehook-resolve-spill"),
+                "preserve_insertion_order": False,
+            }
+        )
         self.n = records.num_rows
         self.match_threshold = match_threshold
         self.phone_only_probability = 0.0
@@ -390,7 +401,10 @@ class Matcher:
             sql = """WITH f AS (SELECT kept.* FROM kept SEMI JOIN focus_arrow USING (rid))
                      SELECT DISTINCT least(f.rid, o.rid) AS l, greatest(f.rid, o.rid) AS r
                      FROM f JOIN kept o ON f.kind = o.kind AND f.k = o.k AND f.rid <> o.rid"""
-        return self.db.sql(sql).to_arrow_table()
+        pairs = self.db.sql(sql).to_arrow_table()
+        self.db.execute("DROP TABLE IF EXISTS keys; DROP TABLE IF EXISTS blocks")
+        self.db.execute("DROP TABLE IF EXISTS kept")
+        return pairs
 
     # ------------------------------------------------------------------ scoring
     def score(self, pairs: pa.Table) -> ScoredPairs:
