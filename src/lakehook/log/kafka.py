@@ -30,6 +30,8 @@ seeks to the offset the lake committed (offsets live in the Iceberg snapshot sum
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import sqlite3
 import threading
@@ -88,6 +90,8 @@ CREATE TABLE IF NOT EXISTS dedupe (
 CREATE INDEX IF NOT EXISTS dedupe_seen ON dedupe (seen_at_us);
 """
 _PURGE_EVERY_S = 60.0
+#: appends in flight at once from async callers (each mostly waits for an ack)
+_ASYNC_APPENDERS = 64
 #: bytes of a record batch's per-record framing (varints, timestamps), roughly
 _RECORD_OVERHEAD = 70
 
@@ -355,6 +359,9 @@ class KafkaEventLog(EventLog):
         self._consumer_lock = threading.Lock()
         self._consumer: Consumer | None = None
         self._closed = False
+        self._appenders = concurrent.futures.ThreadPoolExecutor(
+            max_workers=_ASYNC_APPENDERS, thread_name_prefix="kafka-append"
+        )
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-delivery", daemon=True)
         self._poller.start()
 
@@ -483,6 +490,12 @@ class KafkaEventLog(EventLog):
                 _, partition, offset = claims[key]
                 outcomes.append(AppendOutcome(env.event_id, True, partition, offset))
         return outcomes
+
+    async def append(self, envelopes: Sequence[Envelope]) -> list[AppendOutcome]:
+        # An append mostly waits for the broker's acknowledgement: many may wait at once,
+        # and the producer batches their records into the same requests.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._appenders, self.append_sync, envelopes)
 
     def _claim(
         self, keys: list[tuple[str, str]], token: str
@@ -669,6 +682,7 @@ class KafkaEventLog(EventLog):
             return
         self._producer.flush(self.delivery_timeout_s)
         self._closed = True
+        self._appenders.shutdown(wait=True)
         self._poller.join(timeout=5)
         with self._consumer_lock:
             if self._consumer is not None:
