@@ -6,6 +6,7 @@ it with :func:`lakehook.datagen.sender.send`, prints the report and writes the t
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import sys
@@ -72,6 +73,7 @@ def command(
             seed=seed, people=customers, events=events, start=start.replace(tzinfo=UTC)
         )
         population = generate_population(config)
+        gc.freeze()  # the population lives as long as the run: keep it out of GC scans
         builder = TruthBuilder(population) if truth is not None else None
         interrupted = threading.Event()
         # Ctrl-C / SIGTERM end a (continuous) run cleanly: in-flight requests finish, then

@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +50,14 @@ SHOPIFY_USER_AGENT = "Shopify-Captain-Hook"
 STRIPE_USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
 HUBSPOT_USER_AGENT = "HubSpot Connect 2.0 (http://dev.hubspot.com/)"
 
+#: Stripe and HubSpot headers are the same on every delivery (the signature is added when
+#: sending, on a copy): one shared mapping each — never mutate a delivery's headers
+_STRIPE_HEADERS = {
+    "Content-Type": "application/json; charset=utf-8",
+    "User-Agent": STRIPE_USER_AGENT,
+}
+_HUBSPOT_HEADERS = {"Content-Type": "application/json", "User-Agent": HUBSPOT_USER_AGENT}
+
 #: what a retried HubSpot body changes (``attemptNumber`` goes up on every retry)
 _HS_ATTEMPT0 = b'"attemptNumber":0'
 
@@ -63,7 +71,8 @@ class Delivery:
         topic: Shopify topic, Stripe event type, or for HubSpot the subscription type of
             the first event of the array.
         body: the exact bytes to post (and to sign).
-        headers: the provider's unsigned headers (topic, shop domain, webhook id, …).
+        headers: the provider's unsigned headers (topic, shop domain, webhook id, …);
+            read-only (Stripe and HubSpot deliveries share one mapping).
         delivery_id: the provider's dedupe key: ``X-Shopify-Webhook-Id``, the Stripe
             ``event.id``, or for HubSpot ``"{first eventId}+{n}"`` (each element carries its
             own composite key).
@@ -79,7 +88,7 @@ class Delivery:
     provider: Provider
     topic: str
     body: bytes
-    headers: dict[str, str]
+    headers: Mapping[str, str]
     delivery_id: str
     simulated_at: float
     event_count: int = 1
@@ -224,12 +233,10 @@ class _Simulation:
             request_id=None if automatic else self.ids.stripe("req", 14),
             previous_attributes=previous,
         )
-        headers = {
-            "Content-Type": "application/json; charset=utf-8",
-            "User-Agent": STRIPE_USER_AGENT,
-        }
         self.out.append(
-            Delivery(Provider.STRIPE, event_type, orjson.dumps(payload), headers, event_id, t)
+            Delivery(
+                Provider.STRIPE, event_type, orjson.dumps(payload), _STRIPE_HEADERS, event_id, t
+            )
         )
 
     def hubspot(
@@ -267,13 +274,12 @@ class _Simulation:
             return
         events, self.hub_pending = self.hub_pending, []
         first = events[0]
-        headers = {"Content-Type": "application/json", "User-Agent": HUBSPOT_USER_AGENT}
         self.out.append(
             Delivery(
                 Provider.HUBSPOT,
                 first["subscriptionType"],
                 orjson.dumps(events),
-                headers,
+                _HUBSPOT_HEADERS,
                 f"{first['eventId']}+{len(events)}",
                 events[-1]["occurredAt"] / 1000,
                 event_count=len(events),

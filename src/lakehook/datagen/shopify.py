@@ -18,7 +18,8 @@ from lakehook.datagen.vocabulary import CURRENCY_EXPONENT
 
 _DATES: dict[int, str] = {}
 _MONEY: dict[tuple[int, str], str] = {}
-_MONEY_SETS: dict[tuple[int, str], dict[str, Any]] = {}
+_MONEY_SETS: dict[tuple[int, str], orjson.Fragment] = {}
+_LINE_ITEMS: dict[tuple[int, int, int, str], bytes] = {}
 _MONEY_CACHE_MAX = 200_000
 
 
@@ -82,16 +83,20 @@ def money(minor: int, currency: str) -> str:
     return text
 
 
-def money_set(minor: int, currency: str) -> dict[str, Any]:
-    """The ``*_set`` twin of an amount (shop and presentment money; shared, never mutate)."""
+def money_set(minor: int, currency: str) -> orjson.Fragment:
+    """The ``*_set`` twin of an amount (shop and presentment money), pre-serialised."""
     key = (minor, currency)
     twin = _MONEY_SETS.get(key)
     if twin is None:
         amount = money(minor, currency)
-        twin = {
-            "shop_money": {"amount": amount, "currency_code": currency},
-            "presentment_money": {"amount": amount, "currency_code": currency},
-        }
+        twin = orjson.Fragment(
+            orjson.dumps(
+                {
+                    "shop_money": {"amount": amount, "currency_code": currency},
+                    "presentment_money": {"amount": amount, "currency_code": currency},
+                }
+            )
+        )
         if len(_MONEY_SETS) < _MONEY_CACHE_MAX:
             _MONEY_SETS[key] = twin
     return twin
@@ -138,6 +143,7 @@ class Customer:
     address: dict[str, Any] | None = field(default=None, init=False)
     default_address: dict[str, Any] | None = field(default=None, init=False)
     rendered: bool = field(default=False, init=False)
+    nested: tuple[float, orjson.Fragment] | None = field(default=None, init=False)
 
     def render_addresses(self) -> None:
         if self.rendered:
@@ -199,7 +205,7 @@ class Order:
     refunds: list[Refund] = field(default_factory=list)
     fulfillment_id: int | None = None
     #: line items never change after creation: rendered once
-    rendered_lines: list[dict[str, Any]] | None = None
+    rendered_lines: list[orjson.Fragment] | None = None
     #: the serialised fields that never change (see order_body)
     static_json: bytes | None = None
     stripe_charge_id: str | None = None
@@ -277,7 +283,17 @@ def customer_payload(customer: Customer, shop: Shop) -> dict[str, Any]:
     }
 
 
-def _nested_customer(customer: Customer, shop: Shop) -> dict[str, Any]:
+def _nested_customer(customer: Customer, shop: Shop) -> orjson.Fragment:
+    """The order's ``customer`` object as it is now (cached until the customer changes)."""
+    cached = customer.nested
+    if cached is not None and cached[0] == customer.updated_t:
+        return cached[1]
+    fragment = orjson.Fragment(orjson.dumps(_nested_customer_dict(customer, shop)))
+    customer.nested = (customer.updated_t, fragment)
+    return fragment
+
+
+def _nested_customer_dict(customer: Customer, shop: Shop) -> dict[str, Any]:
     record = customer.record
     customer.render_addresses()
     return {
@@ -300,36 +316,44 @@ def _nested_customer(customer: Customer, shop: Shop) -> dict[str, Any]:
     }
 
 
-def _line_item(line: LineItem, currency: str) -> dict[str, Any]:
+def _line_item(line: LineItem, currency: str) -> orjson.Fragment:
+    """One ``line_items[]`` element; all but its ids is shared by equal lines (cached)."""
     product = line.product
-    return {
-        "id": line.id,
-        "admin_graphql_api_id": f"gid://shopify/LineItem/{line.id}",
-        "product_id": product.id,
-        "variant_id": product.variant_id,
-        "sku": product.sku,
-        "title": product.title,
-        "variant_title": None,
-        "vendor": product.vendor,
-        "quantity": line.quantity,
-        "current_quantity": line.quantity,
-        "price": money(line.price_minor, currency),
-        "price_set": money_set(line.price_minor, currency),
-        "total_discount": money(0, currency),
-        "total_discount_set": money_set(0, currency),
-        "fulfillable_quantity": line.quantity,
-        "fulfillment_service": "manual",
-        "gift_card": False,
-        "grams": 250,
-        "requires_shipping": True,
-        "taxable": True,
-        "tax_lines": [],
-        "name": product.title,
-        "product_exists": True,
-    }
+    key = (product.id, line.price_minor, line.quantity, currency)
+    shared = _LINE_ITEMS.get(key)
+    if shared is None:
+        shared = orjson.dumps(
+            {
+                "product_id": product.id,
+                "variant_id": product.variant_id,
+                "sku": product.sku,
+                "title": product.title,
+                "variant_title": None,
+                "vendor": product.vendor,
+                "quantity": line.quantity,
+                "current_quantity": line.quantity,
+                "price": money(line.price_minor, currency),
+                "price_set": money_set(line.price_minor, currency),
+                "total_discount": money(0, currency),
+                "total_discount_set": money_set(0, currency),
+                "fulfillable_quantity": line.quantity,
+                "fulfillment_service": "manual",
+                "gift_card": False,
+                "grams": 250,
+                "requires_shipping": True,
+                "taxable": True,
+                "tax_lines": [],
+                "name": product.title,
+                "product_exists": True,
+            }
+        )[1:]
+        if len(_LINE_ITEMS) < _MONEY_CACHE_MAX:
+            _LINE_ITEMS[key] = shared
+    head = f'{{"id":{line.id},"admin_graphql_api_id":"gid://shopify/LineItem/{line.id}",'
+    return orjson.Fragment(head.encode() + shared)
 
 
-def _line_items(order: Order) -> list[dict[str, Any]]:
+def _line_items(order: Order) -> list[orjson.Fragment]:
     if order.rendered_lines is None:
         order.rendered_lines = [_line_item(li, order.shop.currency) for li in order.lines]
     return order.rendered_lines
@@ -431,13 +455,6 @@ def _order_dynamic(order: Order) -> dict[str, Any]:
         else [],
         "refunds": [refund_payload(order, r) for r in order.refunds],
     }
-
-
-def order_payload(order: Order) -> dict[str, Any]:
-    """``orders/*`` body as a dict: the whole order as it is now."""
-    payload = _render_order(order)
-    payload.update(_order_dynamic(order))
-    return payload
 
 
 def order_body(order: Order) -> bytes:
