@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 _PARTITION = 0  # SQLite streams have one partition
+_LOCK_POLL_S = 0.0005
 _PRUNE_CHUNK = 5000  # offsets deleted per prune transaction
 _LOOKUP_CHUNK = 400  # event ids per dedupe lookup (well under SQLite's variable limit)
 _INSERT_EVENT = (
@@ -244,9 +245,11 @@ class SqliteEventLog(EventLog):
                 self._loop_queues.pop(loop, None)
 
     async def _write_on_loop(self, jobs: list[_Job]) -> None:
-        if not self._write_lock.acquire(blocking=False):
-            # the writer thread (a sync caller) is mid-transaction: wait off the loop
-            await asyncio.to_thread(self._write_lock.acquire)
+        while not self._write_lock.acquire(blocking=False):
+            # the writer thread (a sync caller) is mid-transaction, which is short: poll
+            # without blocking the loop (no helper thread that could take the lock for a
+            # flush that was cancelled meanwhile)
+            await asyncio.sleep(_LOCK_POLL_S)
         try:
             outcome: list[list[AppendOutcome]] | BaseException
             try:
@@ -557,6 +560,8 @@ class SqliteEventLog(EventLog):
         return True
 
     def close(self) -> None:
+        """Finish queued writes and release the file. Call it off the event loop's thread
+        (e.g. ``run_in_threadpool``): a flush in progress on the loop must be able to end."""
         if self._closed:
             return
         self._closed = True
