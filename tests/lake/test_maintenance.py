@@ -168,3 +168,34 @@ def test_compaction_bins_bound_what_one_rewrite_reads(fragmented: Catalog) -> No
     assert 2 < sum(p.files for p in after.values()) < 11
     assert offsets_sorted(fragmented) == list(range(1000))
     assert table_offsets(fragmented.load_table(STRIPE)) == {("stripe", 0): 1000}
+
+
+def test_compaction_racing_an_overwrite_replans_instead_of_resurrecting_rows(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow as pa
+
+    from lakehook.lake import conform, ensure_table, maintenance
+
+    catalog = open_catalog(settings)
+    # a batch-layer table: PyIceberg's own commit retry is ON for it
+    table = ensure_table(catalog, "CREATE TABLE staging.t (id BIGINT NOT NULL) USING iceberg")
+    for n in range(3):
+        table.append(conform(pa.table({"id": [n]}), table))
+    rival = open_catalog(settings).load_table("staging.t")
+
+    class RacingScan(maintenance.ArrowScan):
+        raced = False
+
+        def to_table(self, tasks: object) -> pa.Table:
+            data = super().to_table(tasks)  # type: ignore[arg-type]
+            if not RacingScan.raced:  # between planning and committing, a rewrite lands
+                RacingScan.raced = True
+                rival.overwrite(conform(pa.table({"id": [100, 101]}), rival))
+            return data
+
+    monkeypatch.setattr(maintenance, "ArrowScan", RacingScan)
+    report = compact(catalog, "staging.t")
+    ids = sorted(catalog.load_table("staging.t").scan().to_arrow().column("id").to_pylist())
+    assert ids == [100, 101]
+    assert report.commit_conflicts == 1

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
 from pyiceberg.manifest import DataFile
@@ -147,7 +147,7 @@ def compact(
         label, tasks = bins[0]
         try:
             new_paths = _rewrite_files(table, tasks)
-        except (CommitFailedException, SQLAlchemyError, OSError) as exc:
+        except (CommitFailedException, ValidationException, SQLAlchemyError, OSError) as exc:
             # someone committed since we planned: plan again on the new state
             conflicts += 1
             report.commit_conflicts += 1
@@ -227,14 +227,14 @@ def _rewrite_files(table: Table, tasks: list[FileScanTask]) -> list[str]:
     )
     try:
         with (
-            table.transaction() as tx,
+            _without_auto_retry(table).transaction() as tx,
             tx.update_snapshot(snapshot_properties=properties).overwrite() as rewrite,
         ):
             for task in tasks:
                 rewrite.delete_data_file(task.file)
             for new_file in new_files:
                 rewrite.append_data_file(new_file)
-    except (CommitFailedException, SQLAlchemyError, OSError):
+    except (CommitFailedException, ValidationException, SQLAlchemyError, OSError):
         _delete_quietly(table, [f.file_path for f in new_files])
         raise
     return [f.file_path for f in new_files]
@@ -271,7 +271,7 @@ def expire_snapshots(
             return 0
         try:
             table.maintenance.expire_snapshots().by_ids(expired).commit()
-        except (CommitFailedException, SQLAlchemyError, OSError):
+        except (CommitFailedException, ValidationException, SQLAlchemyError, OSError):
             time.sleep(min(0.05 * (attempt + 1), 1.0))
             continue
         return len(expired)
@@ -386,3 +386,27 @@ def _delete_quietly(table: Table, paths: list[str]) -> None:
     for path in paths:
         with contextlib.suppress(OSError):
             delete(path)
+
+
+def _without_auto_retry(table: Table) -> Table:
+    """The same table, but PyIceberg will not re-apply a conflicting commit by itself.
+
+    A rewrite planned on a stale snapshot must be planned again, never replayed: replaying
+    it after a concurrent overwrite would resurrect rows that overwrite removed. Only the
+    in-memory copy is changed; the commit sends no property update.
+    """
+    if table.properties.get(TableProperties.COMMIT_NUM_RETRIES) == "0":
+        return table
+    metadata = table.metadata.model_copy(
+        update={
+            "properties": {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
+        }
+    )
+    return Table(
+        table.name(),
+        metadata=metadata,
+        metadata_location=table.metadata_location,
+        io=table.io,
+        catalog=table.catalog,
+        config=table.config,
+    )
