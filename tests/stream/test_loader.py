@@ -178,3 +178,20 @@ def test_partitions_each_carry_their_offset_and_share_batches(catalog: Catalog) 
         log.append_to(envelope(Provider.STRIPE, n), n % 2)
     (report,) = RawLoader(catalog, log, providers=[Provider.STRIPE]).run(until_idle=True)
     assert report.events == 10 and report.duplicates_skipped == 0
+
+
+def test_progress_reports_events_and_lag(catalog: Catalog, event_log: SqliteEventLog) -> None:
+    fill_log(event_log, 12)
+    seen: list[tuple[dict[str, int], dict[str, int]]] = []
+    loader = RawLoader(
+        catalog,
+        event_log,
+        on_progress=lambda reports, lags: seen.append(
+            ({r.stream: r.events for r in reports}, lags)
+        ),
+    )
+    loader.run(until_idle=True)
+    first_events, first_lags = seen[0]
+    assert first_events == {p.value: 0 for p in Provider}
+    assert first_lags == {p.value: 12 for p in Provider}
+    assert seen[-1] == ({p.value: 12 for p in Provider}, {p.value: 0 for p in Provider})

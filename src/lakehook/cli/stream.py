@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from datetime import timedelta
 from types import FrameType
 
 import click
 
 from lakehook.cli.common import OUTPUT_FORMATS, failures_exit_1, get_settings, render_rows
+
+#: seconds between two progress lines on stderr
+PROGRESS_EVERY_SECONDS = 10.0
 
 
 @click.command("stream")
@@ -48,7 +52,7 @@ from lakehook.cli.common import OUTPUT_FORMATS, failures_exit_1, get_settings, r
     help="Seconds between prunes of committed events older than the log retention (0: never).",
 )
 @click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="table")
-@click.option("--quiet", is_flag=True, help="No summary table at exit.")
+@click.option("--quiet", is_flag=True, help="No progress lines, no summary table at exit.")
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -70,7 +74,7 @@ def command(
         from lakehook.lake.catalog import open_catalog
         from lakehook.log import open_event_log
         from lakehook.observe.loader_metrics import LoaderMetrics
-        from lakehook.stream.loader import RawLoader
+        from lakehook.stream.loader import RawLoader, StreamReport
 
         metrics = LoaderMetrics()
         if metrics_port is not None:
@@ -90,6 +94,22 @@ def command(
                 else None,
                 prune_every=prune_every or 600.0,
             )
+
+            last_note = [time.monotonic()]
+
+            def progress(reports: list[StreamReport], lags: dict[str, int]) -> None:
+                if quiet or time.monotonic() - last_note[0] < PROGRESS_EVERY_SECONDS:
+                    return
+                last_note[0] = time.monotonic()
+                click.echo(
+                    "loaded "
+                    + ", ".join(
+                        f"{r.stream} {r.events} (lag {lags.get(r.stream, 0)})" for r in reports
+                    ),
+                    err=True,
+                )
+
+            loader.on_progress = progress
 
             def graceful(signum: int, frame: FrameType | None) -> None:
                 loader.request_stop()

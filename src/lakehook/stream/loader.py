@@ -100,6 +100,8 @@ class RawLoader:
             from the event log every ``prune_every`` seconds.
         prune_every: seconds between two prunes.
         providers: streams to load (all three by default).
+        clock: monotonic clock (tests).
+        on_progress: called about once a second with the reports and the lag per stream.
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class RawLoader:
         prune_every: float = 600.0,
         providers: Sequence[Provider] = tuple(Provider),
         clock: Callable[[], float] = time.monotonic,
+        on_progress: Callable[[list[StreamReport], dict[str, int]], None] | None = None,
     ) -> None:
         if max_batch < 1 or commit_interval <= 0:
             raise ValueError("max_batch must be ≥ 1 and commit_interval > 0")
@@ -126,6 +129,7 @@ class RawLoader:
         self.idle_sleep = idle_sleep
         self.prune_retention = prune_retention
         self.prune_every = prune_every
+        self.on_progress = on_progress
         self._providers = tuple(providers)
         self._clock = clock
         self._stop = threading.Event()
@@ -382,10 +386,15 @@ class RawLoader:
 
     def _refresh_lag(self) -> None:
         heads = self.event_log.head_offsets()
+        lags: dict[str, int] = {}
         for state in self._states:
+            lags[state.stream] = 0
             for partition, position in list(state.report.committed.items()):
                 head = heads.get((state.stream, partition), position)
                 self.metrics.observe_lag(state.stream, partition, position, head)
+                lags[state.stream] += max(0, head - position)
+        if self.on_progress is not None:
+            self.on_progress([s.report for s in self._states], lags)
 
     def committed(self) -> dict[StreamPartition, int]:
         """Offsets this loader knows to be committed (as of its last commit)."""
