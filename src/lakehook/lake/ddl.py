@@ -143,10 +143,12 @@ class TableDefinition:
 
     @property
     def namespace(self) -> str:
+        """The namespace part of the identifier (``raw``)."""
         return self.identifier.rsplit(".", 1)[0]
 
     @property
     def name(self) -> str:
+        """The table part of the identifier (``stripe_events``)."""
         return self.identifier.rsplit(".", 1)[1]
 
 

@@ -135,4 +135,5 @@ class DuckDbEngine(QueryEngine):
         return QueryResult(list(arrow.column_names), rows)
 
     def close(self) -> None:
+        """Close the DuckDB connection."""
         self.con.close()

@@ -144,6 +144,7 @@ class RawLoader:
 
     @property
     def stopping(self) -> bool:
+        """Whether a stop was requested."""
         return self._stop.is_set()
 
     # --- the loop ------------------------------------------------------------------------
