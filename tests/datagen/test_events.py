@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -149,3 +152,32 @@ def test_stripe_payments_link_to_shopify_orders(deliveries: list[Delivery]) -> N
             assert major(charge["amount"], charge["currency"]) == Decimal(order["total_price"])
             assert charge["currency"].upper() == order["currency"]
     assert linked > 10
+
+
+_DIGEST = """
+import hashlib
+from lakehook.datagen import SimulationConfig, generate_events, generate_population
+config = SimulationConfig(seed=9, people=150, events=1_000)
+population = generate_population(config)
+digest = hashlib.sha256()
+for record in population.records:
+    digest.update(repr(record.as_row()).encode())
+for delivery in generate_events(config, population):
+    digest.update(delivery.delivery_id.encode() + delivery.body)
+print(digest.hexdigest())
+"""
+
+
+def test_bodies_do_not_depend_on_the_process_or_its_hash_seed() -> None:
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", _DIGEST],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            check=True,
+            text=True,
+            timeout=120,
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1 and len(next(iter(digests))) == 64

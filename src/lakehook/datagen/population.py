@@ -475,7 +475,7 @@ class _PopulationBuilder:
             f"{a_first}{a_last}{rng.randint(1, 99)}",
             f"{a_last}.{a_first}",
         )[pattern]
-        personal = self.namer.unique_email(local, rng.choice(FREE_MAIL_DOMAINS))
+        personal = self.namer.unique_email(local, rng.choice(FREE_MAIL_DOMAINS[code]))
         company: Company | None = None
         work: str | None = None
         pool = self.companies_by_country.get(code) or self.companies

@@ -205,21 +205,14 @@ STREET_ABBREVIATIONS: dict[str, str] = {
     "Suite": "Ste",
 }
 
-FREE_MAIL_DOMAINS: tuple[str, ...] = (
-    "gmail.com",
-    "gmail.com",
-    "gmail.com",
-    "yahoo.com",
-    "outlook.com",
-    "hotmail.com",
-    "icloud.com",
-    "proton.me",
-    "gmx.de",
-    "web.de",
-    "orange.fr",
-    "btinternet.com",
-    "yahoo.co.jp",
-)
+#: personal mail domains by home country (repeats weight the common ones)
+FREE_MAIL_DOMAINS: dict[str, tuple[str, ...]] = {
+    "US": ("gmail.com",) * 4 + ("yahoo.com", "outlook.com", "hotmail.com", "icloud.com", "aol.com"),
+    "GB": ("gmail.com",) * 3 + ("hotmail.co.uk", "btinternet.com", "outlook.com", "yahoo.co.uk"),
+    "DE": ("gmail.com", "gmx.de", "gmx.de", "web.de", "web.de", "t-online.de", "outlook.de"),
+    "FR": ("gmail.com", "gmail.com", "orange.fr", "free.fr", "laposte.net", "hotmail.fr"),
+    "JP": ("gmail.com", "gmail.com", "yahoo.co.jp", "yahoo.co.jp", "docomo.ne.jp", "icloud.com"),
+}
 
 #: misspellings of mail domains people really type
 DOMAIN_TYPOS: dict[str, str] = {
@@ -234,6 +227,15 @@ DOMAIN_TYPOS: dict[str, str] = {
     "orange.fr": "orange.com",
     "btinternet.com": "btinternet.co.uk",
     "yahoo.co.jp": "yahoo.jp",
+    "aol.com": "aol.co",
+    "hotmail.co.uk": "hotmail.co",
+    "yahoo.co.uk": "yaho.co.uk",
+    "t-online.de": "tonline.de",
+    "outlook.de": "outlok.de",
+    "free.fr": "fre.fr",
+    "laposte.net": "lapost.net",
+    "hotmail.fr": "hotmial.fr",
+    "docomo.ne.jp": "docomo.jp",
 }
 
 PLUS_TAGS: tuple[str, ...] = ("shop", "newsletter", "orders", "stripe", "promo", "2026", "news")
