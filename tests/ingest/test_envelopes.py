@@ -119,6 +119,8 @@ def test_integers_beyond_64_bits_are_still_json() -> None:
     body = b'{"id": %d, "total": 1}' % big
     (env,) = shopify_envelopes(body, SHOPIFY_HEADERS, NOW)
     assert env.object_id == str(big)
+    (env,) = shopify_envelopes(b'{"id": 1.5}', SHOPIFY_HEADERS, NOW)
+    assert env.object_id is None
     events = [{**hub_event(), "propertyValue": big}, hub_event(eventId=1)]
     envs = hubspot_envelopes(json.dumps(events).encode(), {}, NOW)
     assert [json.loads(e.payload) for e in envs] == events
