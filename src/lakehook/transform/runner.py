@@ -35,9 +35,12 @@ from pyiceberg.expressions import (
     AlwaysTrue,
     And,
     BooleanExpression,
+    EqualTo,
     GreaterThan,
     GreaterThanOrEqual,
+    IsNull,
     LessThan,
+    Or,
 )
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform
 
@@ -264,9 +267,10 @@ class BatchRunner:
             result = self._compute(model)
             self._check_keys(model, result)
             candidates = result.num_rows
+            scope: BooleanExpression = AlwaysTrue()
             if delta_inputs and table is not None and model.config.strategy != "overwrite":
-                result = self._merge(model, table, result)
-            table = self._commit(model, table, result, reads, mode, candidates)
+                result, scope = self._merge(model, table, result)
+            table = self._commit(model, table, result, reads, mode, candidates, scope)
         finally:
             for read in reads:
                 if read.name not in REFERENCE_TABLES:
@@ -277,7 +281,7 @@ class BatchRunner:
             mode,
             rows_read=sum(read.rows for read in reads),
             candidate_rows=candidates,
-            table_rows=result.num_rows,
+            table_rows=self._row_count(table),
             seconds=time.perf_counter() - started,
             snapshot_id=self._current_id(table),
         )
@@ -445,9 +449,17 @@ class BatchRunner:
                 f"({', '.join(keys)}); a model must give one row per key"
             )
 
-    def _merge(self, model: Model, table: Table, candidates: pa.Table) -> pa.Table:
-        """The table's rows with the candidates merged in, per the model's strategy."""
-        existing = table.scan().to_arrow()
+    def _merge(
+        self, model: Model, table: Table, candidates: pa.Table
+    ) -> tuple[pa.Table, BooleanExpression]:
+        """The candidates merged into the table's rows, and the part of the table they replace.
+
+        Only the partitions holding a candidate, or an existing row with a candidate's key,
+        are read and rewritten (an incremental run touches recent months, not history);
+        a table without a usable partition spec is merged whole.
+        """
+        scope = self._affected_partitions(model, table, candidates)
+        existing = table.scan(row_filter=scope).to_arrow()
         existing = _align(existing, _nullable(candidates.schema))
         keys = ", ".join(model.config.keys)
         self.engine.register("__target", existing)
@@ -484,7 +496,53 @@ class BatchRunner:
         finally:
             self.engine.unregister("__target")
             self.engine.unregister("__candidates")
-        return _align(iceberg_compatible(merged), _nullable(candidates.schema))
+        return _align(iceberg_compatible(merged), _nullable(candidates.schema)), scope
+
+    def _affected_partitions(
+        self, model: Model, table: Table, candidates: pa.Table
+    ) -> BooleanExpression:
+        if len(model.config.partition_by) != 1 or candidates.num_rows == 0:
+            return AlwaysTrue()
+        transform, column = model.config.partition_by[0]
+        keys = list(model.config.keys)
+        if column not in candidates.column_names or table.spec().is_unpartitioned():
+            return AlwaysTrue()
+        part = {
+            "month": f"date_trunc('month', {column})",
+            "day": f"date_trunc('day', {column})",
+            "identity": column,
+        }[transform]
+        columns = list(dict.fromkeys([*keys, column]))
+        located = table.scan(selected_fields=tuple(columns)).to_arrow()
+        self.engine.register(
+            "__located", _align(located, _nullable(candidates.select(columns).schema))
+        )
+        self.engine.register("__candidate_keys", candidates.select(columns))
+        try:
+            match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM c.{k}" for k in keys)
+            parts = (
+                self.engine.query(
+                    f"""
+                SELECT DISTINCT {part} AS part FROM __located t
+                WHERE EXISTS (SELECT 1 FROM __candidate_keys c WHERE {match})
+                UNION
+                SELECT DISTINCT {part} AS part FROM __candidate_keys""",
+                    target=f"{model.target} (affected partitions)",
+                )
+                .column("part")
+                .to_pylist()
+            )
+        finally:
+            self.engine.unregister("__located")
+            self.engine.unregister("__candidate_keys")
+        if len(parts) > _MAX_SCOPED_PARTITIONS:
+            return AlwaysTrue()
+        field_type = str(table.schema().find_field(column).field_type)
+        scope: BooleanExpression | None = None
+        for value in parts:
+            piece = _partition_filter(transform, column, value, field_type)
+            scope = piece if scope is None else Or(scope, piece)
+        return scope if scope is not None else AlwaysTrue()
 
     # --- commit ------------------------------------------------------------------------
     def _commit(
@@ -495,6 +553,7 @@ class BatchRunner:
         reads: Sequence[_InputRead],
         mode: str,
         candidates: int,
+        scope: BooleanExpression,
     ) -> Table:
         if table is None:
             table = self._create_table(model, result.schema)
@@ -510,9 +569,7 @@ class BatchRunner:
             PROP_CANDIDATES: str(candidates),
         }
         with table.transaction() as transaction:
-            transaction.overwrite(
-                data, overwrite_filter=AlwaysTrue(), snapshot_properties=properties
-            )
+            transaction.overwrite(data, overwrite_filter=scope, snapshot_properties=properties)
         return table
 
     def _create_table(self, model: Model, schema: pa.Schema) -> Table:
@@ -543,6 +600,41 @@ class BatchRunner:
 
     def _plan_text(self, model: Model, mode: str) -> str:
         return f"{mode} {model.config.strategy} ← {', '.join(model.inputs) or '(no inputs)'}"
+
+
+#: above this many partitions an incremental merge rewrites the whole table
+_MAX_SCOPED_PARTITIONS = 48
+
+
+def _literal(value: date | datetime, field_type: str) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if field_type == "timestamptz":
+            return value.astimezone(UTC).isoformat()
+        if field_type == "date":
+            return value.date().isoformat()
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return value.isoformat()
+
+
+def _partition_filter(
+    transform: str, column: str, value: Any, field_type: str
+) -> BooleanExpression:
+    """Rows of one partition value, as an Iceberg filter on the source column."""
+    if value is None:
+        return IsNull(term=column)
+    if transform == "identity":
+        return EqualTo(term=column, value=value)
+    start = value if isinstance(value, datetime) else datetime.combine(value, datetime.min.time())
+    if transform == "month":
+        end = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    else:
+        end = start + timedelta(days=1)
+    return And(
+        GreaterThanOrEqual(term=column, value=_literal(start, field_type)),
+        LessThan(term=column, value=_literal(end, field_type)),
+    )
 
 
 def _nullable(schema: pa.Schema) -> pa.Schema:
