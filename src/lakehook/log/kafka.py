@@ -18,8 +18,10 @@ Dedupe does not use the SQLite event log: a small SQLite file of its own (``log/
 dedupe.db`` under the home) keeps ``(stream, event_id) → partition, offset``. An append
 first *claims* its event ids there, produces, then marks them stored. Crash semantics,
 honestly: a process that dies after Kafka acknowledged a record but before marking it
-stored leaves a claim; once the claim expires (``claim_ttl_seconds``) a provider retry of
-that event is produced again, so Kafka can hold the same ``_event_id`` twice. The raw
+stored leaves a claim; a provider retry takes it over (at once when the claiming process
+is gone, else once the claim expires after ``claim_ttl_seconds``) and produces the event
+again, so Kafka can hold the same ``_event_id`` twice (never for a delivery that got a
+2xx: its ids were marked stored before the answer). The raw
 loader reads both; staging deduplicates on ``_event_id``. Nothing acknowledged is lost.
 The dedupe file runs ``synchronous=NORMAL``: losing its last transactions to a power cut
 has the same, harmless, consequence.
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -81,7 +84,7 @@ CREATE TABLE IF NOT EXISTS dedupe (
   stream      TEXT    NOT NULL,
   event_id    TEXT    NOT NULL,
   state       TEXT    NOT NULL,  -- 'claimed' (being produced) or 'stored'
-  claim       TEXT,              -- token of the append that holds the claim
+  claim       TEXT,              -- '<pid>:<uuid>' of the append that holds the claim
   seen_at_us  INTEGER NOT NULL,
   partition   INTEGER,
   offset      INTEGER,
@@ -208,6 +211,24 @@ def _watermark(consumer: Consumer, partition: TopicPartition) -> tuple[int, int]
             time.sleep(0.1)
 
 
+def _holder_alive(claim: str | None) -> bool:
+    """Whether the process that wrote a claim still runs (the dedupe file is per host).
+
+    A claim left by a killed ingestion process is taken over at once by the provider's
+    retry instead of blocking it until the claim expires.
+    """
+    pid_text = (claim or "").partition(":")[0]
+    if not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
 class _DedupeStore:
     """``(stream, event_id)`` claims and records in a SQLite file of their own."""
 
@@ -253,7 +274,12 @@ class _DedupeStore:
                         if state == "stored" and seen >= window_cutoff:
                             result[key] = ("stored", partition, offset)
                             continue
-                        if state == "claimed" and holder != token and seen >= claim_cutoff:
+                        if (
+                            state == "claimed"
+                            and holder != token
+                            and seen >= claim_cutoff
+                            and _holder_alive(holder)
+                        ):
                             result[key] = ("busy", None, None)
                             continue
                     conn.execute(
@@ -454,7 +480,7 @@ class KafkaEventLog(EventLog):
     def append_sync(self, envelopes: Sequence[Envelope]) -> list[AppendOutcome]:
         if self._closed:
             raise RuntimeError("event log is closed")
-        token = uuid.uuid4().hex
+        token = f"{os.getpid()}:{uuid.uuid4().hex}"
         keys = list(dict.fromkeys((e.stream, e.event_id) for e in envelopes))
         claims = self._claim(keys, token)
         to_send = [k for k in keys if claims[k][0] == "claimed"]
