@@ -149,12 +149,18 @@ def print_quality(name: str, q: dict[str, Any], seconds: float) -> None:
             )
 
 
+#: step timings of the last lakehook run (normalise, calibrate, block, score, cluster)
+LAST_TIMINGS: dict[str, float] = {}
+
+
 def run_lakehook(records: pa.Table, threshold: float = 0.95) -> tuple[list[str], float]:
     tick = time.perf_counter()
     resolution = resolve_identities(
         records, mode="full", resolved_at=START, match_threshold=threshold
     )
     seconds = time.perf_counter() - tick
+    LAST_TIMINGS.clear()
+    LAST_TIMINGS.update({k: round(v, 1) for k, v in resolution.changes.timings.items()})
     ids = dict(
         zip(
             zip(
@@ -218,7 +224,7 @@ def run_splink(records: pa.Table, threshold: float = 0.95) -> tuple[list[str], f
         ],
     )
     db_api = DuckDBAPI()
-    linker = Linker(db_api.register(df, table_name="records"), settings)
+    linker = Linker(db_api.register(df, table_name="records"), settings, log_level="WARNING")
     linker.training.estimate_probability_two_random_records_match([block_on("email")], recall=0.8)
     linker.training.estimate_u_using_random_sampling(max_pairs=1e6)
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("email"))
@@ -313,6 +319,11 @@ def cmd_stability(args: argparse.Namespace) -> None:
         )
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -347,10 +358,13 @@ def cmd_scale_child(args: argparse.Namespace) -> None:
     keys = _keys(records)
     truth = records.column("person_id").to_pylist()
     inputs = records.drop_columns(["person_id", "noise_kinds"])
+    cpu_before = _cpu_seconds()
     if args.engine == "splink":
         ids, seconds = run_splink(inputs)
     else:
         ids, seconds = run_lakehook(inputs)
+    cpu = _cpu_seconds() - cpu_before
+    peak = _peak_rss_mib()
     q = pairwise_quality(keys, truth, ids)
     print(
         json.dumps(
@@ -358,7 +372,9 @@ def cmd_scale_child(args: argparse.Namespace) -> None:
                 "engine": args.engine,
                 "records": records.num_rows,
                 "resolve_s": round(seconds, 1),
-                "peak_rss_mib": round(_peak_rss_mib()),
+                "cpu_s": round(cpu, 1),
+                "peak_rss_mib": round(peak),
+                "steps_s": LAST_TIMINGS,
                 "rss_before_resolve_mib": round(base_rss),
                 "precision": round(q["precision"], 4),
                 "recall": round(q["recall"], 4),
