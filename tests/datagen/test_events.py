@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,7 +16,15 @@ import pytest
 from referencing import Registry, Resource
 
 from lakehook.contracts import Provider
-from lakehook.datagen import Delivery, Population, SimulationConfig, generate_events
+from lakehook.datagen import (
+    ActivityRates,
+    Delivery,
+    NoiseRates,
+    Population,
+    SimulationConfig,
+    generate_events,
+    generate_population,
+)
 from lakehook.datagen.truth import major
 from tests.datagen.conftest import SMALL
 
@@ -53,20 +61,55 @@ def _schema_of(delivery: Delivery) -> str:
     return "stripe/event.json" if delivery.provider is Provider.STRIPE else "hubspot/events.json"
 
 
-def test_every_payload_validates_against_its_schema(deliveries: list[Delivery]) -> None:
+#: a short run where the rare transitions are frequent, so that every topic shows up
+EVERY_TOPIC = SimulationConfig(
+    seed=5,
+    people=100,
+    events=2_000,
+    onboarding_days=5,
+    noise=NoiseRates(duplicate_record=0.15),
+    activity=ActivityRates(
+        order_interval_days=60,
+        subscription_share=0.8,
+        refund_share=0.3,
+        cancel_share=0.2,
+        failed_payment_share=0.4,
+        churn_per_month=0.3,
+        plan_change_per_month=0.4,
+        dispute_share=0.2,
+        deletion_share=0.3,
+        deal_share=0.6,
+    ),
+)
+ALL_TOPICS = {
+    "customers/create", "customers/update", "products/create", "products/update",
+    "orders/create", "orders/paid", "orders/fulfilled", "orders/updated", "orders/cancelled",
+    "refunds/create",
+    "customer.created", "customer.updated", "customer.deleted", "payment_intent.succeeded",
+    "charge.succeeded", "charge.refunded", "refund.created", "charge.dispute.created",
+    "invoice.paid", "invoice.payment_failed", "customer.subscription.created",
+    "customer.subscription.updated", "customer.subscription.deleted",
+}  # fmt: skip
+HUBSPOT_KINDS = {
+    "contact.creation", "contact.propertyChange", "contact.associationChange",
+    "contact.merge", "contact.deletion", "company.creation", "company.propertyChange",
+    "deal.creation", "deal.propertyChange", "deal.associationChange", "deal.deletion",
+}  # fmt: skip
+
+
+def test_every_payload_validates_against_its_schema() -> None:
     validators = _validators()
-    seen: Counter[str] = Counter()
-    for delivery in deliveries:
-        name = _schema_of(delivery)
-        validators[name].validate(orjson.loads(delivery.body))
-        seen[delivery.topic] += 1
-    expected = {
-        "customers/create", "customers/update", "orders/create", "orders/paid",
-        "orders/fulfilled", "refunds/create", "products/create",
-        "customer.created", "payment_intent.succeeded", "charge.succeeded", "invoice.paid",
-        "customer.subscription.created", "customer.subscription.updated",
-    }  # fmt: skip
-    assert expected <= set(seen)
+    population = generate_population(EVERY_TOPIC)
+    topics: set[str] = set()
+    hubspot_kinds: set[str] = set()
+    for delivery in generate_events(EVERY_TOPIC, population):
+        payload = orjson.loads(delivery.body)
+        validators[_schema_of(delivery)].validate(payload)
+        topics.add(delivery.topic)
+        if delivery.provider is Provider.HUBSPOT:
+            hubspot_kinds.update(e["subscriptionType"] for e in payload)
+    assert topics >= ALL_TOPICS
+    assert hubspot_kinds == HUBSPOT_KINDS
 
 
 def test_a_broken_payload_fails_the_schema(deliveries: list[Delivery]) -> None:
