@@ -178,6 +178,7 @@ class _Simulation:
         self.hub_companies: dict[str, int] = {}
         self.charges: dict[str, st.Charge] = {}
         self.subscribed_people: set[str] = set()
+        self.stripe_last_created: dict[str, int] = {}
 
     # --- scheduling ---------------------------------------------------------------------
 
@@ -224,10 +225,13 @@ class _Simulation:
             return
         self.emitted += 1
         event_id = self.ids.stripe("evt")
+        # one object's events never share a second: latest-state folds have no ties
+        created = max(int(t), self.stripe_last_created.get(obj["id"], 0) + 1)
+        self.stripe_last_created[obj["id"]] = created
         payload = st.event(
             event_id=event_id,
             event_type=event_type,
-            created=int(t),
+            created=created,
             obj=obj,
             api_version=self.config.stripe_api_version,
             request_id=None if automatic else self.ids.stripe("req", 14),
