@@ -68,10 +68,12 @@ class Subscription:
 
 
 def price_id(plan: str, currency: str) -> str:
+    """Stable ``price_…`` id of a plan in a currency."""
     return f"price_{plan.replace('_', '')}{currency.lower()}1Q2w3E4r"
 
 
 def unit_amount(plan: str, currency: str, minor_per_major: int) -> int:
+    """Price of one unit of a plan per billing interval, in minor units."""
     return PLANS[plan][1][currency] * minor_per_major
 
 
@@ -116,6 +118,7 @@ def _address(record: SourceRecord) -> dict[str, Any] | None:
 
 
 def customer_object(customer: StripeCustomer) -> dict[str, Any]:
+    """A Customer object (``cus_…``) from the record the customer was created with."""
     record = customer.record
     name = " ".join(p for p in (record.first_name, record.last_name) if p) or None
     return {
@@ -148,6 +151,7 @@ def customer_object(customer: StripeCustomer) -> dict[str, Any]:
 
 
 def payment_intent_object(charge: Charge) -> dict[str, Any]:
+    """The succeeded PaymentIntent behind a charge."""
     return {
         "id": charge.payment_intent,
         "object": "payment_intent",
@@ -173,6 +177,7 @@ def payment_intent_object(charge: Charge) -> dict[str, Any]:
 
 
 def charge_object(charge: Charge) -> dict[str, Any]:
+    """A Charge as it is now (``amount_refunded`` grows with each refund)."""
     record = charge.customer.record
     return {
         "id": charge.id,
@@ -245,6 +250,7 @@ def refund_object(
 
 
 def dispute_object(dispute_id: str, charge: Charge, created: int) -> dict[str, Any]:
+    """A Dispute opened on a charge (reported apart from refunds)."""
     return {
         "id": dispute_id,
         "object": "dispute",
@@ -262,6 +268,7 @@ def dispute_object(dispute_id: str, charge: Charge, created: int) -> dict[str, A
 
 
 def subscription_items(sub: Subscription, minor_per_major: int) -> dict[str, Any]:
+    """The ``items`` list of a subscription: one item, its recurring price and quantity."""
     interval = PLANS[sub.plan][0]
     amount = unit_amount(sub.plan, sub.currency, minor_per_major)
     currency = sub.currency.lower()
@@ -303,6 +310,7 @@ def subscription_items(sub: Subscription, minor_per_major: int) -> dict[str, Any
 
 
 def subscription_object(sub: Subscription, minor_per_major: int) -> dict[str, Any]:
+    """A Subscription as it is now (status, period, items, cancellation)."""
     return {
         "id": sub.id,
         "object": "subscription",

@@ -138,6 +138,7 @@ class TruthBuilder:
             self._stripe(payload)
 
     def observe_all(self, deliveries: Iterable[Delivery]) -> TruthBuilder:
+        """Fold every delivery; returns ``self`` for chaining."""
         for delivery in deliveries:
             self.observe(delivery)
         return self
@@ -219,6 +220,7 @@ class TruthBuilder:
     # --- aggregates ---------------------------------------------------------------------
 
     def revenue_daily(self) -> list[dict[str, Any]]:
+        """Rows of ``analytics.revenue_daily`` (docs/metrics.md), sorted by date/system/currency."""
         rows: dict[tuple[str, str, str], list[Any]] = {}
 
         def row(day: str, system: str, currency: str) -> list[Any]:
@@ -294,6 +296,7 @@ class TruthBuilder:
         )
 
     def mrr_monthly(self) -> list[dict[str, Any]]:
+        """MRR and its movements per (month, currency), evaluated at each month's end."""
         if not self.subscriptions:
             return []
         first = min(_month(h.states[0][0]) for h in self.subscriptions.values())
@@ -352,6 +355,7 @@ class TruthBuilder:
         return out
 
     def deals_by_stage(self) -> list[dict[str, Any]]:
+        """Count and Σ amount of live deals by (pipeline, dealstage), latest properties."""
         groups: dict[tuple[str, str], list[Any]] = {}
         for deal_id, props in self.deal_props.items():
             if deal_id in self.deals_gone:
