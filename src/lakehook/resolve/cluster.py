@@ -25,8 +25,9 @@ from lakehook.resolve.matching import (
 
 #: order in which decision rules are applied: the most certain first
 _RULE_PRIORITY = {RULE_EMAIL: 0, RULE_PHONE: 1, RULE_EMAIL_TYPO: 2}
-#: rank by rule code (index): email 0, phone 1, probabilistic 3, email one-edit 2
-_RANK_OF_RULE = np.array([9, 0, 1, 3, 2], dtype=np.int8)
+#: rank by rule code (index): email 0, phone 1, email one-edit 2, probabilistic 3,
+#: unique full name 4 (the weakest: applied last, so any conflict it would create is known)
+_RANK_OF_RULE = np.array([9, 0, 1, 3, 2, 4], dtype=np.int8)
 
 
 @dataclass

@@ -210,10 +210,11 @@ class ScoredPairs:
 
 
 #: decision codes of :attr:`ScoredPairs.rule`
-RULE_NONE, RULE_EMAIL, RULE_PHONE, RULE_PROBABILISTIC, RULE_EMAIL_TYPO = 0, 1, 2, 3, 4
+RULE_NONE, RULE_EMAIL, RULE_PHONE, RULE_PROBABILISTIC, RULE_EMAIL_TYPO, RULE_UNIQUE_NAME = range(6)
 RULE_NAMES: dict[int, str] = {
     RULE_EMAIL: "email_exact",
     RULE_EMAIL_TYPO: "email_one_edit",
+    RULE_UNIQUE_NAME: "unique_full_name",
     RULE_PHONE: "phone_exact_name",
     RULE_PROBABILISTIC: "probabilistic",
 }
@@ -458,6 +459,18 @@ class Matcher:
         names_exact = ((first >= 3) | (first == _NULL_LEVEL)) & (
             (last == 3) | (last == _NULL_LEVEL)
         )
+        # a full name nobody else holds, on two records whose phones and streets do not
+        # disagree (one side lacks them, as HubSpot contacts lack addresses): the same person
+        # far more often than two strangers
+        tf_full = np.asarray(table.column("tf_full_name").fill_null(-1.0).to_numpy())
+        unique_name = (
+            (first == 4)
+            & (last == 3)
+            & (tf_full == 0)
+            & ((levels["phone"] == 2) | (levels["phone"] == _NULL_LEVEL))
+            & ((levels["address"] >= 2) | (levels["address"] == _NULL_LEVEL))
+        )
+        rule[unique_name & (rule == RULE_NONE)] = RULE_UNIQUE_NAME
         rule[(levels["email"] == 3) & names_exact] = RULE_EMAIL_TYPO
         rule[(levels["email"] == 5) & ~names_conflict] = RULE_EMAIL
         return ScoredPairs(
