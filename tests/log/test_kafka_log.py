@@ -202,3 +202,11 @@ def test_broker_killed_under_load_loses_no_acknowledged_event(
         assert again.duplicate
     finally:
         log.close()
+
+
+def test_no_broker_is_a_clear_error(tmp_path: Path) -> None:
+    from tests.services.kafka import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    with pytest.raises(KafkaLogError, match=f"no Kafka broker answers at {address}"):
+        KafkaEventLog(address, tmp_path / "d.db", connect_timeout_seconds=1.0)

@@ -344,6 +344,7 @@ class KafkaEventLog(EventLog):
         dedupe_window_seconds: float = 72 * 3600.0,
         delivery_timeout_seconds: float = 30.0,
         claim_ttl_seconds: float | None = None,
+        connect_timeout_seconds: float = 10.0,
         client_config: Mapping[str, Any] | None = None,
     ) -> None:
         """Connect, create the topics when missing, and start the delivery thread.
@@ -358,6 +359,7 @@ class KafkaEventLog(EventLog):
             delivery_timeout_seconds: an append not acknowledged by then fails (non-2xx).
             claim_ttl_seconds: after this a claim left by a crashed append may be taken
                 over; default twice the delivery timeout.
+            connect_timeout_seconds: how long to wait for the broker when opening.
             client_config: extra librdkafka settings (security, …) for every client.
         """
         self.bootstrap_servers = bootstrap_servers
@@ -366,7 +368,7 @@ class KafkaEventLog(EventLog):
         base = {"bootstrap.servers": bootstrap_servers, **(client_config or {})}
         self._base_config = base
         self._admin = AdminClient(base)
-        self._ensure_topics(partitions, replication_factor)
+        self._ensure_topics(partitions, replication_factor, connect_timeout_seconds)
         self._producer = Producer(
             {
                 **base,
@@ -413,13 +415,18 @@ class KafkaEventLog(EventLog):
     def dead_letter_topic(self) -> str:
         return f"{self.topic_prefix}{DEAD_LETTER_TOPIC}"
 
-    def _ensure_topics(self, partitions: int, replication_factor: int) -> None:
+    def _ensure_topics(self, partitions: int, replication_factor: int, timeout: float) -> None:
         config = {"message.timestamp.type": "LogAppendTime", "retention.ms": "-1"}
         wanted = [
             NewTopic(self.topic(s), partitions, replication_factor, config=config) for s in STREAMS
         ]
         wanted.append(NewTopic(self.dead_letter_topic, 1, replication_factor, config=config))
-        existing = set(self._admin.list_topics(timeout=10).topics)
+        try:
+            existing = set(self._admin.list_topics(timeout=timeout).topics)
+        except KafkaException as exc:
+            raise KafkaLogError(
+                f"no Kafka broker answers at {self.bootstrap_servers}: {exc.args[0].str()}"
+            ) from exc
         missing = [t for t in wanted if t.topic not in existing]
         if not missing:
             return
