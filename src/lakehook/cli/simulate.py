@@ -13,11 +13,25 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from lakehook.cli.common import OUTPUT_FORMATS, failures_exit_1, get_settings, render_rows
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from lakehook.datagen import Delivery
 
 
 @click.command("simulate")
@@ -84,17 +98,29 @@ def command(
                 sig: signal.signal(sig, lambda *_: interrupted.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)
             }
+        progress = Progress(
+            TextColumn("simulate"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("events"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=not sys.stderr.isatty(),
+            transient=True,
+        )
         try:
-            report = send(
-                generate_events(config, population),
-                base_url=url,
-                secrets=secrets,
-                concurrency=concurrency,
-                rate=rate,
-                duration=duration,
-                on_accepted=builder.observe if builder is not None else None,
-                stop=interrupted.is_set,
-            )
+            with progress:
+                task = progress.add_task("events", total=events)
+                report = send(
+                    _counted(generate_events(config, population), progress, task),
+                    base_url=url,
+                    secrets=secrets,
+                    concurrency=concurrency,
+                    rate=rate,
+                    duration=duration,
+                    on_accepted=builder.observe if builder is not None else None,
+                    stop=interrupted.is_set,
+                )
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -103,6 +129,15 @@ def command(
         render_rows(["metric", "value"], report.rows(), fmt, title="lakehook simulate")
         if report.rejected or report.failed:
             sys.exit(1)
+
+
+def _counted(
+    deliveries: Iterator[Delivery], progress: Progress, task: TaskID
+) -> Iterator[Delivery]:
+    for delivery in deliveries:
+        if not delivery.is_retry:
+            progress.advance(task, delivery.event_count)
+        yield delivery
 
 
 def _write_truth(path: Path, truth: dict[str, Any]) -> None:

@@ -430,6 +430,8 @@ class _PopulationBuilder:
         )
         self.vocab = {code: vocabulary(code, config.seed) for code in self.country_keys}
         self.companies = self._companies(max(4, config.people // 12))
+        #: guest source ids are emails: two people must never end up with the same one
+        self.guest_ids: set[str] = set()
         self.companies_by_country: dict[str, list[Company]] = {}
         for company in self.companies:
             self.companies_by_country.setdefault(company.country, []).append(company)
@@ -580,6 +582,9 @@ class _PopulationBuilder:
             email = rng.choice((" ", "  ", "\t")) + email + rng.choice(("", " "))
             kinds.append("email_whitespace")
         if kind == GUEST:
+            if f"guest:{email}" in self.guest_ids:  # noise made it someone else's address
+                email, kinds = person.personal_email, []
+            self.guest_ids.add(f"guest:{email}")
             kinds.append("guest_checkout")
             return SourceRecord(
                 SHOPIFY, f"guest:{email}", person.person_id, GUEST, email,
