@@ -4,6 +4,7 @@ what happened — against a tiny in-test ASGI service that verifies every signat
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from typing import Any
 
@@ -119,12 +120,19 @@ def test_retries_are_bounded_and_4xx_is_not_retried(deliveries: list[Delivery]) 
     assert report.retried == 0
 
 
+def _closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def test_connection_errors_are_retried_then_given_up(deliveries: list[Delivery]) -> None:
     sample = [d for d in deliveries[:20] if not d.is_retry]
     report = asyncio.run(
         send_async(
             sample,
-            base_url="http://127.0.0.1:9",  # discard port: nothing listens
+            base_url=f"http://127.0.0.1:{_closed_port()}",
             secrets=SECRETS,
             concurrency=4,
             max_attempts=2,
