@@ -58,38 +58,56 @@ def assert_exactly_once(catalog: Catalog, log_path: Path) -> None:
         assert sorted(rows.column("_log_offset").to_pylist()) == list(range(len(ids)))
 
 
+def total_committed(catalog: Catalog) -> int:
+    return sum(committed_offsets(catalog).values())
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(settings: Settings) -> None:
     rng = random.Random(20261126)
     log_path = settings.log_dir / "events.db"
     log = SqliteEventLog(log_path)
     fill_log(log, PER_STREAM // 2)
-    # the rest arrives while the loader is being killed
-    feeder = threading.Thread(
-        target=fill_log,
-        args=(log, PER_STREAM - PER_STREAM // 2),
-        kwargs={"start": PER_STREAM // 2, "chunk": 500},
-    )
+    done_feeding = threading.Event()
+
+    def feed() -> None:  # the other half arrives, 500 per stream at a time, during the kills
+        for start in range(PER_STREAM // 2, PER_STREAM, 500):
+            fill_log(log, min(500, PER_STREAM - start), start=start)
+            if done_feeding.wait(1.0):
+                return
+
+    feeder = threading.Thread(target=feed)
     feeder.start()
     catalog = open_catalog(settings)
     progress = []
     try:
         for _ in range(KILLS):
-            loader = start_loader(settings.home, "--max-batch", "3000", "--commit-interval", "0.3")
-            time.sleep(rng.uniform(1.0, 3.0))  # startup is ~1 s: kills land anywhere after
+            before = total_committed(catalog)
+            backlog = sum(log.head_offsets().values()) - before
+            loader = start_loader(settings.home, "--max-batch", "100", "--commit-interval", "0.2")
+            # once it has committed in this life (when there is work left), kill it at a
+            # random moment: mid-read, mid-write of data files, mid-catalog-commit, between
+            deadline = time.monotonic() + 90.0  # startup alone takes seconds on a busy machine
+            while backlog and total_committed(catalog) == before:
+                assert time.monotonic() < deadline and loader.poll() is None
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 0.8))
             assert loader.poll() is None, loader.stderr.read() if loader.stderr else ""
             loader.send_signal(signal.SIGKILL)
             loader.wait(timeout=30)
-            progress.append(sum(committed_offsets(catalog).values()))
+            progress.append(total_committed(catalog))
         feeder.join(timeout=120)
         assert not feeder.is_alive()
         final = start_loader(settings.home, "--until-idle")
         _, stderr = final.communicate(timeout=180)
         assert final.returncode == 0, stderr.decode()
     finally:
+        done_feeding.set()
         feeder.join(timeout=120)
         log.close()
+    # the loader made progress between kills, and the kills hit a loader with work to do
     assert progress == sorted(progress) and progress[-1] > 0, progress
+    assert sum(b > a for a, b in zip([0, *progress], progress, strict=False)) >= KILLS // 4
     assert committed_offsets(catalog) == {(p.value, 0): PER_STREAM for p in Provider}
     assert_exactly_once(catalog, log_path)
 

@@ -19,7 +19,10 @@ import sqlglot
 from sqlglot import exp
 
 from lakehook.errors import LakehookError
-from lakehook.lake.catalog import NAMESPACES
+
+#: the lake's namespaces (as in ``lakehook.lake.catalog``; kept here so that parsing SQL
+#: does not import the catalog)
+LAKE_NAMESPACES: tuple[str, ...] = ("raw", "staging", "semantic", "core", "analytics", "marts")
 
 if TYPE_CHECKING:
     from lakehook.settings import Settings
@@ -93,12 +96,12 @@ class QueryEngine(ABC):
 
 
 _NAMESPACED = re.compile(
-    r"\b(" + "|".join(NAMESPACES) + r")\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)\b", re.IGNORECASE
+    r"\b(" + "|".join(LAKE_NAMESPACES) + r")\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)\b", re.IGNORECASE
 )
 
 
 def referenced_tables(
-    sql: str, dialect: str = "duckdb", namespaces: Sequence[str] = NAMESPACES
+    sql: str, dialect: str = "duckdb", namespaces: Sequence[str] = LAKE_NAMESPACES
 ) -> list[str]:
     """Lake tables (``namespace.table``) a statement reads, in first-seen order.
 
