@@ -28,11 +28,11 @@ def test_semantic_layer_in_the_batch_runner(settings: Settings) -> None:
     project = load_project()
     request = RunRequest(layer="semantic", mode="incremental", table=IDENTITY_MAP)
     with load_engine(settings.batch_engine, settings) as engine:
-        runner = BatchRunner(settings, catalog, engine, project)
-        (first,) = runner.run(request)
-        (again,) = runner.run(request)
+        # one runner per `lakehook batch` invocation, as the CLI does
+        (first,) = BatchRunner(settings, catalog, engine, project).run(request)
+        (again,) = BatchRunner(settings, catalog, engine, project).run(request)
         staging.append(_staged(2).slice(3))
-        (grown,) = runner.run(request)
+        (grown,) = BatchRunner(settings, catalog, engine, project).run(request)
     assert (first.status, first.table_rows) == ("built", 3)
     assert again.status == "unchanged"
     assert (grown.status, grown.table_rows) == ("built", 5)
