@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from lakehook.contracts import Provider
 from lakehook.datagen import (
     ActivityRates,
     Delivery,
+    DeliveryRates,
     NoiseRates,
     Population,
     SimulationConfig,
@@ -224,3 +226,31 @@ def test_bodies_do_not_depend_on_the_process_or_its_hash_seed() -> None:
         for seed in ("1", "2")
     }
     assert len(digests) == 1 and len(next(iter(digests))) == 64
+
+
+def test_delivery_realism_follows_its_rates(population: Population) -> None:
+    clean = SimulationConfig(
+        seed=SMALL.seed,
+        people=SMALL.people,
+        events=2_000,
+        delivery=DeliveryRates(retry=0, out_of_order=0, late=0, burst=0),
+    )
+    calm = list(generate_events(clean, population))
+    assert not any(d.is_retry or d.delay or d.burst for d in calm)
+    times = [d.simulated_at for d in calm if d.provider is not Provider.HUBSPOT]
+    assert times == sorted(times)  # without realism, deliveries follow simulated time
+
+    rough = replace(
+        clean,
+        delivery=DeliveryRates(retry=0.2, out_of_order=0.2, late=0.05, burst=0.01, burst_size=7),
+    )
+    noisy = list(generate_events(rough, population))
+    firsts = [d for d in noisy if not d.is_retry]
+    assert [d.body for d in sorted(firsts, key=lambda d: d.simulated_at)] != [
+        d.body for d in firsts
+    ]
+    assert abs(sum(d.is_retry for d in noisy) / len(firsts) - 0.2) < 0.05
+    assert abs(sum(d.delay == "late" for d in firsts) / len(firsts) - 0.05) < 0.03
+    assert sum(d.burst for d in noisy) >= 7
+    # realism only reorders and repeats: the same bodies as the calm run
+    assert sorted(d.body for d in firsts) == sorted(d.body for d in calm)
