@@ -151,6 +151,10 @@ def _add_month(ts: int) -> int:
 
 
 class _Simulation:
+    """A discrete-event simulation: a heap of (simulated time, action) and the state of every
+    object the providers know (orders, charges, subscriptions, contacts, deals). Actions emit
+    deliveries into ``out`` and schedule the next steps of their object's life."""
+
     def __init__(self, config: SimulationConfig, population: Population) -> None:
         self.config = config
         self.population = population
