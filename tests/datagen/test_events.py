@@ -254,3 +254,35 @@ def test_delivery_realism_follows_its_rates(population: Population) -> None:
     assert sum(d.burst for d in noisy) >= 7
     # realism only reorders and repeats: the same bodies as the calm run
     assert sorted(d.body for d in firsts) == sorted(d.body for d in calm)
+
+
+STRIPE_EXAMPLES = Path(__file__).parent / "fixtures" / "stripe_objects.json"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "resource"),
+    [
+        ("customer.created", "customer"),
+        ("payment_intent.succeeded", "payment_intent"),
+        ("charge.succeeded", "charge"),
+        ("refund.created", "refund"),
+        ("invoice.paid", "invoice"),
+        ("customer.subscription.created", "subscription"),
+        ("charge.dispute.created", "dispute"),
+    ],
+)
+def test_stripes_own_example_objects_fit_the_schema(event_type: str, resource: str) -> None:
+    """The schema describes Stripe's published shapes, not only what the simulator writes."""
+    obj = json.loads(STRIPE_EXAMPLES.read_text())["objects"][resource]
+    event = {
+        "id": "evt_1Pgc76B7WZ01zgkWwyRHS12y",
+        "object": "event",
+        "api_version": "2026-08-27.basil",
+        "created": 1721954054,
+        "data": {"object": obj},
+        "livemode": False,
+        "pending_webhooks": 0,
+        "request": {"id": None, "idempotency_key": None},
+        "type": event_type,
+    }
+    _validators()["stripe/event.json"].validate(event)
