@@ -33,7 +33,7 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from lakehook.contracts import RAW_TABLES, LogRecord, Provider, StreamPartition, to_micros, utcnow
+from lakehook.contracts import RAW_TABLES, LogRecord, Provider, StreamPartition, utcnow
 from lakehook.errors import LakehookError
 from lakehook.lake.arrow import arrow_schema
 from lakehook.lake.ddl import ensure_raw_tables
@@ -49,6 +49,7 @@ COMMIT_INTERVAL_DEFAULT = 2.0
 IDLE_SLEEP_DEFAULT = 0.05
 #: attempts of one batch commit before giving up (conflicts are normally resolved in one)
 COMMIT_ATTEMPTS = 50
+_UTC_MICROS = pa.timestamp("us", tz="UTC")
 #: how often consumer lag is refreshed from the log's head offsets
 LAG_REFRESH_SECONDS = 1.0
 
@@ -336,10 +337,9 @@ class RawLoader:
         m.events.labels(stream).inc(len(records))
         m.batches.labels(stream).inc()
         m.commit_seconds.labels(stream).observe(elapsed)
-        freshness = m.freshness_seconds.labels(stream)
-        loaded_us = to_micros(loaded_at)
-        for record in records:
-            freshness.observe((loaded_us - to_micros(record.envelope.received_at)) / 1e6)
+        m.observe_freshness(
+            stream, [(loaded_at - r.envelope.received_at).total_seconds() for r in records]
+        )
         for (s, partition), offset in offsets.items():
             if s == stream:
                 m.committed_offset.labels(stream, str(partition)).set(offset)
@@ -353,8 +353,15 @@ class RawLoader:
         def strings(values: list[str | None]) -> pa.Array:
             return pa.array(values, pa.large_string())
 
-        def micros(values: list[int | None]) -> pa.Array:
-            return pa.array(values, pa.timestamp("us", tz="UTC"))
+        def instants(values: list[datetime | None]) -> pa.Array:
+            # aware datetimes are converted to UTC microseconds by Arrow itself (in C)
+            return pa.array(values, _UTC_MICROS)
+
+        def payloads(values: list[bytes]) -> pa.Array:
+            try:  # validated as UTF-8 by Arrow; the payload is JSON text, so it always is
+                return pa.array(values, pa.large_binary()).cast(pa.large_string())
+            except pa.ArrowInvalid:
+                return strings([v.decode("utf-8", "replace") for v in values])
 
         columns = {
             "_raw_id": strings([e.raw_id for e in envelopes]),
@@ -363,14 +370,12 @@ class RawLoader:
             "_webhook_topic": strings([e.topic for e in envelopes]),
             "_object_id": strings([e.object_id for e in envelopes]),
             "_source_account": strings([e.source_account for e in envelopes]),
-            "_occurred_at": micros(
-                [to_micros(e.occurred_at) if e.occurred_at else None for e in envelopes]
-            ),
-            "_received_at": micros([to_micros(e.received_at) for e in envelopes]),
-            "_loaded_at": micros([to_micros(loaded_at)] * n),
+            "_occurred_at": instants([e.occurred_at for e in envelopes]),
+            "_received_at": instants([e.received_at for e in envelopes]),
+            "_loaded_at": instants([loaded_at] * n),
             "_api_version": strings([e.api_version for e in envelopes]),
             "_headers": strings([orjson.dumps(e.headers).decode() for e in envelopes]),
-            "payload": strings([e.payload.decode("utf-8", "replace") for e in envelopes]),
+            "payload": payloads([e.payload for e in envelopes]),
             "_log_partition": pa.array([r.partition for r in records], pa.int32()),
             "_log_offset": pa.array([r.offset for r in records], pa.int64()),
             "_quarantine_reason": strings([e.quarantine_reason for e in envelopes]),
