@@ -207,6 +207,8 @@ class BatchRunner:
         self.catalog = catalog
         self.engine = engine
         self.project = project
+        #: tables loaded during this run (metadata parsed once), refreshed on our commits
+        self._tables: dict[str, Table] = {}
 
     # --- public ------------------------------------------------------------------------
     def run(self, request: RunRequest) -> list[ModelRun]:
@@ -271,6 +273,7 @@ class BatchRunner:
             if delta_inputs and table is not None and model.config.strategy != "overwrite":
                 result, scope = self._merge(model, table, result)
             table = self._commit(model, table, result, reads, mode, candidates, scope)
+            self._tables[model.target] = table
         finally:
             for read in reads:
                 if read.name not in REFERENCE_TABLES:
@@ -288,10 +291,14 @@ class BatchRunner:
 
     # --- inputs ------------------------------------------------------------------------
     def _load_table(self, name: str) -> Table | None:
+        if name in self._tables:
+            return self._tables[name]
         try:
-            return self.catalog.load_table(name)
+            table = self.catalog.load_table(name)
         except NoSuchTableError:
             return None
+        self._tables[name] = table
+        return table
 
     def _snapshot_id(self, name: str) -> int | None:
         if name in REFERENCE_TABLES:

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
     from lakehook.settings import Settings
 
+#: DuckDB's memory budget for batch runs (it spills beyond it)
+MEMORY_LIMIT = "2GB"
+
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
@@ -40,6 +43,11 @@ class DuckDBEngine(BatchEngine):
         self._connection.execute("SET arrow_large_buffer_size = true")
         if threads:
             self._connection.execute(f"SET threads = {int(threads)}")
+        # stay well inside a laptop's memory: big sorts and windows spill to disk instead
+        self._connection.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        spill = settings.home.resolve() / "tmp" / "duckdb"
+        self._connection.execute(f"SET temp_directory = '{spill.as_posix()}'")
+        self._connection.execute("SET preserve_insertion_order = false")
         self._schemas: set[str] = set()
         self._native_iceberg = load_iceberg_extension(self._connection)
         self._views: set[str] = set()
