@@ -1,0 +1,84 @@
+"""MRR by month with movements from hand-made subscription histories (docs/metrics.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from pyiceberg.catalog import Catalog
+
+from lakehook.settings import Settings
+from tests.transform.lakefixtures import RawWriter, read_rows, run_batch, stripe_event
+
+
+def at(month: int, day: int = 10) -> int:
+    return int(datetime(2026, month, day, tzinfo=UTC).timestamp())
+
+
+def subscription(
+    sub_id: str,
+    customer: str,
+    status: str,
+    unit_amount: int,
+    interval: str,
+    currency: str,
+    quantity: int = 1,
+) -> dict[str, Any]:
+    return {
+        "id": sub_id,
+        "object": "subscription",
+        "customer": customer,
+        "status": status,
+        "currency": currency,
+        "created": at(1, 5),
+        "items": {"data": [{
+            "quantity": quantity,
+            "price": {"unit_amount": unit_amount, "currency": currency,
+                      "recurring": {"interval": interval, "interval_count": 1}},
+        }]},
+    }  # fmt: skip
+
+
+def test_new_expansion_contraction_churn_and_reactivation(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    usd = "usd"
+    events = [
+        stripe_event("customer.subscription.created",
+                     subscription("sub_a1", "cus_a", "active", 1900, "month", usd), at(1)),
+        stripe_event("customer.subscription.updated",
+                     subscription("sub_a1", "cus_a", "active", 4900, "month", usd), at(2)),
+        stripe_event("customer.subscription.updated",
+                     subscription("sub_a1", "cus_a", "active", 1900, "month", usd), at(3)),
+        stripe_event("customer.subscription.deleted",
+                     subscription("sub_a1", "cus_a", "canceled", 1900, "month", usd), at(4)),
+        stripe_event("customer.subscription.created",
+                     subscription("sub_a2", "cus_a", "active", 1900, "month", usd), at(6)),
+        # a yearly JPY plan: 88800 / 12 = 7400 a month, JPY has no minor unit
+        stripe_event("customer.subscription.created",
+                     subscription("sub_b", "cus_b", "active", 88800, "year", "jpy"), at(2)),
+        # a yearly USD plan with a third of a cent per month: rounded only per row
+        stripe_event("customer.subscription.created",
+                     subscription("sub_c", "cus_c", "past_due", 1001, "year", usd), at(5)),
+    ]  # fmt: skip
+    raw.write(list(reversed(events)))  # delivery order must not matter
+    run_batch(settings, catalog, layer="all")
+    rows = {
+        (str(r["month"])[:7], r["currency"]): (
+            r["mrr"], r["new_mrr"], r["expansion_mrr"], r["contraction_mrr"], r["churn_mrr"],
+            r["reactivation_mrr"],
+        )
+        for r in read_rows(catalog, "analytics.mrr_monthly")
+    }  # fmt: skip
+    d = Decimal
+    assert rows[("2026-01", "USD")] == (d("19.00"), d("19.00"), 0, 0, 0, 0)
+    assert rows[("2026-02", "USD")] == (d("49.00"), 0, d("30.00"), 0, 0, 0)
+    assert rows[("2026-03", "USD")] == (d("19.00"), 0, 0, d("-30.00"), 0, 0)
+    assert rows[("2026-04", "USD")] == (0, 0, 0, 0, d("-19.00"), 0)
+    # 10.01 / 12 = 0.834166… → 0.83
+    assert rows[("2026-05", "USD")] == (d("0.83"), d("0.83"), 0, 0, 0, 0)
+    assert rows[("2026-06", "USD")] == (d("19.83"), 0, 0, 0, 0, d("19.00"))
+    assert rows[("2026-01", "JPY")] == (0, 0, 0, 0, 0, 0)
+    assert rows[("2026-02", "JPY")] == (d("7400"), d("7400"), 0, 0, 0, 0)
+    assert len(rows) == 12  # Jan..Jun for both currencies
