@@ -125,6 +125,16 @@ def vocabulary(country_code: str, seed: int) -> Vocabulary:
     )
 
 
+@lru_cache(maxsize=8)
+def company_names(seed: int, count: int = 2_000) -> tuple[str, ...]:
+    """Faker company names for a seed (cached: a few thousand Faker calls are slow)."""
+    from faker import Faker
+
+    fake = Faker("en_US")
+    fake.seed_instance(seed)
+    return tuple(fake.company() for _ in range(count))
+
+
 @dataclass(frozen=True, slots=True)
 class Company:
     """An employer: name, email domain and switchboard phone (E.164)."""
@@ -437,11 +447,7 @@ class _PopulationBuilder:
             self.companies_by_country.setdefault(company.country, []).append(company)
 
     def _companies(self, count: int) -> list[Company]:
-        from faker import Faker
-
-        fake = Faker("en_US")
-        fake.seed_instance(self.config.seed)
-        names = [fake.company() for _ in range(min(count, 2_000))]
+        names = company_names(self.config.seed)[:count]
         out: list[Company] = []
         domains: set[str] = set()
         for i in range(count):
@@ -616,6 +622,8 @@ class _PopulationBuilder:
             kinds.append("missing_phone")
         if rng.random() < missing / 2:
             first = last = None
+            if "nickname" in kinds:
+                kinds.remove("nickname")
             kinds.append("missing_name")
         has_address = system != HUBSPOT
         if has_address and rng.random() < missing:
