@@ -159,6 +159,7 @@ def main() -> None:
     parser.add_argument("--skip-freshness", action="store_true")
     args = parser.parse_args()
 
+    print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     t = throughput(args.events)
     print(f"throughput: {t['events']:,} events in {t['seconds']:.2f} s, {t['batches']:.0f} commits")
     print(f"  loader into raw        {t['loader_eps']:>10,.0f} events/s")
@@ -185,5 +186,12 @@ def main() -> None:
     )
 
 
+def _load_after() -> None:
+    print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        _load_after()
