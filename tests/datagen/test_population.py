@@ -79,3 +79,30 @@ def test_source_records_as_arrow_carry_the_truth(population: Population) -> None
     assert table.num_rows == len(population.records)
     assert table.column("person_id").to_pylist() == [r.person_id for r in population.records]
     assert next(population.iter_source_rows()) == population.records[0].as_row()
+
+
+def test_noise_kinds_describe_what_the_record_shows() -> None:
+    population = generate_population(SimulationConfig(seed=12, people=2_000))
+    people = {p.person_id: p for p in population.people}
+    for r in population.records:
+        kinds = set(r.noise_kinds)
+        person = people[r.person_id]
+        if r.record_kind == "guest":
+            assert r.phone is None and r.first_name is None
+            continue
+        assert ("missing_phone" in kinds) == (r.phone is None)
+        assert ("missing_name" in kinds) == (r.first_name is None)
+        if r.phone is not None:
+            e164 = r.phone.startswith("+") and r.phone[1:].isdigit()
+            assert e164 != ("phone_format" in kinds), r
+        if "nickname" in kinds:
+            assert r.first_name != person.first_name
+        elif r.first_name is not None:
+            assert r.first_name == person.first_name
+        if r.email is not None:
+            assert ("email_whitespace" in kinds) == (r.email != r.email.strip())
+            assert ("email_case" in kinds) == (r.email != r.email.lower())
+            if "work_email" in kinds and not kinds & {"email_typo", "plus_address"}:
+                assert r.email.strip().lower() == person.work_email
+        if r.source_system != "hubspot":
+            assert ("missing_address" in kinds) == (r.address1 is None)
