@@ -83,17 +83,26 @@ class _ConstrainedUnionFind:
         return True
 
 
-def cluster_records(n: int, pairs: ScoredPairs) -> Clustering:
+def cluster_records(
+    n: int,
+    pairs: ScoredPairs,
+    must_link: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
+) -> Clustering:
     """Cluster ``n`` records (rids 0..n-1) from their scored candidate pairs.
 
     Args:
         n: Number of records.
         pairs: Scored candidate pairs over those rids.
+        must_link: Pairs joined before anything else: unchanged records that shared a
+            cluster in the previous run stay together (a split needs a changed record).
 
     Returns:
         A :class:`Clustering` whose labels are the smallest rid of each cluster.
     """
     uf = _ConstrainedUnionFind(n)
+    if must_link is not None:
+        for a, b in zip(must_link[0].tolist(), must_link[1].tolist(), strict=True):
+            uf.union(a, b)
     accepted = np.flatnonzero(pairs.rule != RULE_NONE)
     # a cannot-link matters only between records that some match edge could move
     linked = np.zeros(n, dtype=bool)

@@ -284,6 +284,26 @@ def _subset_pairs(pairs: ScoredPairs, keep: npt.NDArray[np.bool_]) -> ScoredPair
     )
 
 
+def _previous_groups(
+    affected_rids: npt.NDArray[np.int64],
+    changed: npt.NDArray[np.bool_],
+    prev: dict[str, npt.NDArray[Any]],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Must-link pairs (local indices) chaining unchanged records of each previous cluster."""
+    first_of: dict[str, int] = {}
+    left: list[int] = []
+    right: list[int] = []
+    for local, rid in enumerate(affected_rids.tolist()):
+        uc = prev["unified_customer_id"][rid]
+        if uc is None or changed[rid]:
+            continue
+        first = first_of.setdefault(uc, local)
+        if first != local:
+            left.append(first)
+            right.append(local)
+    return np.array(left, dtype=np.int64), np.array(right, dtype=np.int64)
+
+
 @dataclass
 class _Cluster:
     members: list[int]
@@ -339,13 +359,14 @@ def resolve_identities(
 
     summary = ChangeSummary(records=n)
     tick = time.perf_counter()
-    incremental = mode == "incremental" and previous_map is not None and previous_map.num_rows
-    changed = _changed_mask(table, prev) if incremental else np.ones(n, dtype=bool)
+    has_previous = previous_map is not None and previous_map.num_rows > 0
+    incremental = mode == "incremental" and has_previous
+    changed = _changed_mask(table, prev) if has_previous else np.ones(n, dtype=bool)
 
     matcher: Matcher | None = None
     scored: ScoredPairs | None = None
     try:
-        if changed.any():
+        if n and (changed.any() or mode == "full"):
             matcher = Matcher(normalized, match_threshold=match_threshold)
             del normalized  # DuckDB holds its own copy
             timings["calibrate_s"] = time.perf_counter() - tick
@@ -386,7 +407,11 @@ def resolve_identities(
         issued |= set(previous_map.column("unified_customer_id").to_pylist())
 
     if local_pairs is not None and affected_rids.size:
-        clustering = cluster_records(int(affected_rids.size), local_pairs)
+        clustering = cluster_records(
+            int(affected_rids.size),
+            local_pairs,
+            _previous_groups(affected_rids, changed, prev) if previous_map is not None else None,
+        )
         summary.refused_edges = clustering.refused_edges
         codes = clustering.best_rule.astype(np.int64)
         names = np.array(
@@ -412,6 +437,10 @@ def resolve_identities(
                     old_ids[old] = old_ids.get(old, 0) + 1
             clusters[int(sorted_labels[start])] = _Cluster(members=members, old_ids=old_ids)
         _assign_ids(clusters, table, prev, new_id, issued, log_rows)
+        # unchanged records that keep their id keep their row: rule and score included
+        kept = affected & ~changed & prev["found"] & (new_id == prev_ids)
+        rule_out[kept] = prev["match_rule"][kept]
+        score_out[kept] = prev["match_score"][kept]
 
     # ------------------------------------------------------------ the map
     if previous_map is not None and previous_map.num_rows:
