@@ -161,6 +161,7 @@ def run_lakehook(records: pa.Table, threshold: float = 0.95) -> tuple[list[str],
     seconds = time.perf_counter() - tick
     LAST_TIMINGS.clear()
     LAST_TIMINGS.update({k: round(v, 1) for k, v in resolution.changes.timings.items()})
+    LAST_TIMINGS["candidate_pairs"] = resolution.changes.candidate_pairs
     ids = dict(
         zip(
             zip(
