@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import orjson
@@ -286,3 +287,24 @@ def test_stripes_own_example_objects_fit_the_schema(event_type: str, resource: s
         "type": event_type,
     }
     _validators()["stripe/event.json"].validate(event)
+
+
+def test_no_two_states_of_one_object_share_a_timestamp(deliveries: list[Delivery]) -> None:
+    """Latest-state folds (staging, the truth) never have to break a tie."""
+    stamps: dict[tuple[str, Any], list[Any]] = defaultdict(list)
+    for d in deliveries:
+        if d.is_retry:
+            continue
+        payload = orjson.loads(d.body)
+        if d.provider is Provider.STRIPE:
+            stamps[("stripe", payload["data"]["object"]["id"])].append(payload["created"])
+        elif d.topic.startswith("orders/"):
+            stamps[("order", payload["id"])].append(payload["updated_at"])
+        elif d.provider is Provider.HUBSPOT:
+            for e in payload:
+                if e["subscriptionType"].endswith("propertyChange"):
+                    key = (e["subscriptionType"], (e["objectId"], e["propertyName"]))
+                    stamps[key].append(e["occurredAt"])
+    assert len(stamps) > 1_000
+    for key, values in stamps.items():
+        assert len(values) == len(set(values)), key

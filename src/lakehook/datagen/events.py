@@ -180,9 +180,12 @@ class _Simulation:
         self.stripe_of: dict[int, st.StripeCustomer] = {}
         self.contact_of: dict[int, int] = {}
         self.hub_companies: dict[str, int] = {}
-        self.charges: dict[str, st.Charge] = {}
         self.subscribed_people: set[str] = set()
-        self.stripe_last_created: dict[str, int] = {}
+        # last `created` of recently touched Stripe objects, in two rotating windows: the
+        # simulation moves forward, so a same-second collision can only involve recent events
+        self.recent_created: dict[str, int] = {}
+        self.older_created: dict[str, int] = {}
+        self.rotated_at = 0
 
     # --- scheduling ---------------------------------------------------------------------
 
@@ -230,8 +233,7 @@ class _Simulation:
         self.emitted += 1
         event_id = self.ids.stripe("evt")
         # one object's events never share a second: latest-state folds have no ties
-        created = max(int(t), self.stripe_last_created.get(obj["id"], 0) + 1)
-        self.stripe_last_created[obj["id"]] = created
+        created = self._created(obj["id"], int(t))
         payload = st.event(
             event_id=event_id,
             event_type=event_type,
@@ -246,6 +248,17 @@ class _Simulation:
                 Provider.STRIPE, event_type, orjson.dumps(payload), _STRIPE_HEADERS, event_id, t
             )
         )
+
+    def _created(self, object_id: str, second: int) -> int:
+        """``created`` of a Stripe event: one object's events never share a second, so
+        latest-state folds never meet a tie."""
+        last = self.recent_created.get(object_id) or self.older_created.get(object_id)
+        created = second if last is None or second > last else last + 1
+        self.recent_created[object_id] = created
+        if created - self.rotated_at > 300:
+            self.older_created, self.recent_created = self.recent_created, {}
+            self.rotated_at = created
+        return created
 
     def hubspot(
         self,
@@ -435,6 +448,7 @@ class _Simulation:
                 description=f"Shopify order {order.name}",
             )
             order.stripe_charge_id = charge.id
+            order.stripe_charge = charge
         order.financial_status = "paid"
         order.processed_t = t
         self.shopify(t, order.shop, "orders/paid", sh.order_body(order))
@@ -501,10 +515,8 @@ class _Simulation:
             "refunded" if order.refunded_minor >= order.total_minor else ("partially_refunded")
         )
         self.shopify(t, order.shop, "refunds/create", sh.refund_payload(order, refund))
-        if order.stripe_charge_id is not None:
-            charge = self.charges.get(order.stripe_charge_id)
-            if charge is not None:
-                self._refund_charge(t + 1, charge, amount, "requested_by_customer")
+        if order.stripe_charge is not None:
+            self._refund_charge(t + 1, order.stripe_charge, amount, "requested_by_customer")
         if order.cancelled_t is None:
             order.updated_t = t + 3
             self.shopify(t + 3, order.shop, "orders/updated", sh.order_body(order))
@@ -565,7 +577,6 @@ class _Simulation:
             invoice=invoice,
             description=description,
         )
-        self.charges[charge.id] = charge
         automatic = invoice is not None
         self.stripe(
             t, "payment_intent.succeeded", st.payment_intent_object(charge), None, automatic

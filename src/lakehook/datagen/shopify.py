@@ -209,6 +209,8 @@ class Order:
     #: the serialised fields that never change (see order_body)
     static_json: bytes | None = None
     stripe_charge_id: str | None = None
+    #: the Stripe charge that paid it (simulator state: refunds mirror onto it)
+    stripe_charge: Any = None
 
     @property
     def total_minor(self) -> int:
