@@ -11,18 +11,18 @@
 WITH raw_events AS (
   SELECT 'shopify' AS provider, _raw_id, _event_id, _webhook_topic, _received_at, payload,
     _quarantine_reason, json_valid(payload) AS is_json,
-    json_extract_string(payload, '$.id') AS object_id
+    CASE WHEN json_valid(payload) THEN json_extract_string(payload, '$.id') END AS object_id
   FROM raw.shopify_webhooks
   UNION ALL
   SELECT 'stripe', _raw_id, _event_id, _webhook_topic, _received_at, payload,
     _quarantine_reason, json_valid(payload),
-    json_extract_string(payload, '$.data.object.id')
+    CASE WHEN json_valid(payload) THEN json_extract_string(payload, '$.data.object.id') END
   FROM raw.stripe_events
   UNION ALL
   SELECT 'hubspot', _raw_id, _event_id, _webhook_topic, _received_at, payload,
     _quarantine_reason, json_valid(payload),
-    coalesce(json_extract_string(payload, '$.objectId'),
-      json_extract_string(payload, '$.fromObjectId'))
+    CASE WHEN json_valid(payload) THEN coalesce(json_extract_string(payload, '$.objectId'),
+      json_extract_string(payload, '$.fromObjectId')) END
   FROM raw.hubspot_events
 ),
 

@@ -23,9 +23,9 @@ WITH association_events AS (
   FROM raw.hubspot_events
   WHERE _quarantine_reason IS NULL
     AND json_valid(payload)
-    AND json_extract_string(payload, '$.subscriptionType') LIKE '%.associationChange'
-    AND json_extract_string(payload, '$.fromObjectId') IS NOT NULL
-    AND json_extract_string(payload, '$.toObjectId') IS NOT NULL
+    AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.subscriptionType') LIKE '%.associationChange'
+    AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.fromObjectId') IS NOT NULL
+    AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.toObjectId') IS NOT NULL
 )
 
 -- =============================================================================

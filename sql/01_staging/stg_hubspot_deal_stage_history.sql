@@ -15,5 +15,5 @@ SELECT DISTINCT
 FROM raw.hubspot_events
 WHERE _quarantine_reason IS NULL
   AND json_valid(payload)
-  AND json_extract_string(payload, '$.subscriptionType') = 'deal.propertyChange'
-  AND json_extract_string(payload, '$.propertyName') = 'dealstage'
+  AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.subscriptionType') = 'deal.propertyChange'
+  AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.propertyName') = 'dealstage'

@@ -39,7 +39,7 @@ WITH account_events AS (
     AND json_valid(payload)
     AND _webhook_topic IN ('customers/create', 'customers/update', 'customers/enable',
       'customers/disable', 'customers/delete')
-    AND json_extract_string(payload, '$.id') IS NOT NULL
+    AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.id') IS NOT NULL
 ),
 
 -- =============================================================================
@@ -75,9 +75,9 @@ guest_events AS (
     AND json_valid(payload)
     AND _webhook_topic IN ('orders/create', 'orders/updated', 'orders/paid', 'orders/cancelled',
       'orders/fulfilled', 'orders/partially_fulfilled')
-    AND json_extract_string(payload, '$.customer.id') IS NULL
-    AND coalesce(json_extract_string(payload, '$.email'),
-      json_extract_string(payload, '$.contact_email')) IS NOT NULL
+    AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.customer.id') IS NULL
+    AND coalesce(json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.email'),
+      json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.contact_email')) IS NOT NULL
 ),
 
 -- =============================================================================

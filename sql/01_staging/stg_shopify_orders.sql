@@ -23,7 +23,7 @@ WITH order_events AS (
     AND json_valid(payload)
     AND _webhook_topic IN ('orders/create', 'orders/updated', 'orders/paid', 'orders/cancelled',
       'orders/fulfilled', 'orders/partially_fulfilled', 'orders/delete')
-    AND json_extract_string(payload, '$.id') IS NOT NULL
+    AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.id') IS NOT NULL
 ),
 
 -- =============================================================================

@@ -21,7 +21,7 @@ WITH product_events AS (
   WHERE _quarantine_reason IS NULL
     AND json_valid(payload)
     AND _webhook_topic IN ('products/create', 'products/update', 'products/delete')
-    AND json_extract_string(payload, '$.id') IS NOT NULL
+    AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.id') IS NOT NULL
 ),
 
 latest AS (

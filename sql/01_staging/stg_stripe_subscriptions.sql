@@ -19,8 +19,8 @@ WITH subscription_events AS (
   FROM raw.stripe_events
   WHERE _quarantine_reason IS NULL
     AND json_valid(payload)
-    AND json_extract_string(payload, '$.data.object.object') = 'subscription'
-    AND json_extract_string(payload, '$.data.object.id') IS NOT NULL
+    AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.data.object.object') = 'subscription'
+    AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.data.object.id') IS NOT NULL
 ),
 
 -- =============================================================================

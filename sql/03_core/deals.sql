@@ -40,9 +40,9 @@ SELECT
   d.deal_name,
   d.pipeline,
   d.deal_stage,
-  d.deal_stage = 'closedwon'                                         AS is_won,
-  d.deal_stage = 'closedlost'                                        AS is_lost,
-  d.deal_stage NOT IN ('closedwon', 'closedlost')                    AS is_open,
+  coalesce(d.deal_stage = 'closedwon', FALSE)                       AS is_won,
+  coalesce(d.deal_stage = 'closedlost', FALSE)                      AS is_lost,
+  coalesce(d.deal_stage NOT IN ('closedwon', 'closedlost'), TRUE)   AS is_open,       -- no stage yet: open
   d.amount,
   d.currency,
   d.close_date,
