@@ -1,4 +1,4 @@
-"""Quarantine with reasons; core links: Stripe payment ↔ Shopify order, deal ↔ contact ↔ customer."""
+"""Quarantine with reasons; core links: payment ↔ order, deal ↔ contact ↔ customer."""
 
 from __future__ import annotations
 
