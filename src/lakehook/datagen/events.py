@@ -356,7 +356,8 @@ class _Simulation:
         product.updated_t = t
         if self.rng.random() < 0.5:  # a price change applies to orders placed from now on
             step = max(1, product.price_minor // 10)
-            product.price_minor += self.rng.choice((-step, step))
+            floor = MINOR_PER_MAJOR.get(shop.currency, 100)  # never below one unit
+            product.price_minor = max(floor, product.price_minor + self.rng.choice((-step, step)))
         self.shopify(t, shop, "products/update", sh.product_payload(product, shop))
         self.at(t + self.rng.uniform(20, 90) * DAY, self.product_updated, shop, product)
 

@@ -20,7 +20,8 @@ _DATES: dict[int, str] = {}
 _MONEY: dict[tuple[int, str], str] = {}
 _MONEY_SETS: dict[tuple[int, str], orjson.Fragment] = {}
 _LINE_ITEMS: dict[tuple[int, int, int, str], bytes] = {}
-_MONEY_CACHE_MAX = 200_000
+#: the render caches are bounded (a long continuous run meets ever new prices)
+_CACHE_MAX = 20_000
 
 
 def _date(day: int) -> str:
@@ -78,8 +79,9 @@ def money(minor: int, currency: str) -> str:
         sign = "-" if minor < 0 else ""
         units, cents = divmod(abs(minor), 10**exponent)
         text = f"{sign}{units}.{cents:0{exponent}d}"
-    if len(_MONEY) < _MONEY_CACHE_MAX:
-        _MONEY[key] = text
+    if len(_MONEY) >= _CACHE_MAX:
+        _MONEY.clear()
+    _MONEY[key] = text
     return text
 
 
@@ -97,8 +99,9 @@ def money_set(minor: int, currency: str) -> orjson.Fragment:
                 }
             )
         )
-        if len(_MONEY_SETS) < _MONEY_CACHE_MAX:
-            _MONEY_SETS[key] = twin
+        if len(_MONEY_SETS) >= _CACHE_MAX:
+            _MONEY_SETS.clear()
+        _MONEY_SETS[key] = twin
     return twin
 
 
@@ -349,8 +352,9 @@ def _line_item(line: LineItem, currency: str) -> orjson.Fragment:
                 "product_exists": True,
             }
         )[1:]
-        if len(_LINE_ITEMS) < _MONEY_CACHE_MAX:
-            _LINE_ITEMS[key] = shared
+        if len(_LINE_ITEMS) >= _CACHE_MAX:
+            _LINE_ITEMS.clear()
+        _LINE_ITEMS[key] = shared
     head = f'{{"id":{line.id},"admin_graphql_api_id":"gid://shopify/LineItem/{line.id}",'
     return orjson.Fragment(head.encode() + shared)
 
