@@ -40,6 +40,7 @@ from lakehook.ingest.signatures import (
     verify_stripe,
 )
 from lakehook.log import EventLog, open_event_log
+from lakehook.observe.dashboard import dashboard_router
 from lakehook.observe.ingest_metrics import IngestMetrics
 from lakehook.settings import Settings
 
@@ -323,6 +324,8 @@ def create_app(
     async def prometheus_metrics() -> Response:
         """Prometheus text exposition of the service's metrics."""
         return Response(await run_in_threadpool(metrics.exposition), media_type=PROMETHEUS)
+
+    app.include_router(dashboard_router(settings, log, metrics))  # /dashboard, /dashboard.json
 
     if benchmark_noop_route:
 
