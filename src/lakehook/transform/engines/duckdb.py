@@ -46,6 +46,7 @@ class DuckDBEngine(BatchEngine):
         # stay well inside a laptop's memory: big sorts and windows spill to disk instead
         self._connection.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         spill = settings.home.resolve() / "tmp" / "duckdb"
+        spill.mkdir(parents=True, exist_ok=True)
         self._connection.execute(f"SET temp_directory = '{spill.as_posix()}'")
         self._connection.execute("SET preserve_insertion_order = false")
         self._schemas: set[str] = set()
