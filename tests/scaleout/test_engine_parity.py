@@ -9,7 +9,6 @@ decimals, only the wall-clock columns of the run itself left out.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +25,6 @@ from tests.scaleout.lakes import canonical_rows, load_raw, simulated_envelopes, 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from tests.services.postgres import PostgresServer
 
 LAYERS = ("staging", "semantic", "core", "analytics", "marts")
 #: audit tables whose rows record the run itself (run ids, wall-clock times)
@@ -58,7 +56,7 @@ def _build(settings: Settings, engine: BatchEngine, envelopes: list) -> dict[str
 
 
 def test_every_layer_is_identical_on_duckdb_and_spark(
-    spark_session: SparkSession, postgres_server: PostgresServer, tmp_path: Path
+    spark_session: SparkSession, spark_settings: Settings, tmp_path: Path
 ) -> None:
     envelopes = simulated_envelopes(seed=11, people=80, events=2500)
 
@@ -66,14 +64,11 @@ def test_every_layer_is_identical_on_duckdb_and_spark(
     with DuckDBEngine(duck_settings) as duck:
         on_duckdb = _build(duck_settings, duck, envelopes)
 
-    spark_home = tmp_path / "spark"
-    spark_settings = load_settings(
-        home=spark_home,
-        catalog_uri=postgres_server.create_database(f"parity_{uuid.uuid4().hex[:8]}"),
-        warehouse=(spark_home / "warehouse").as_uri(),
-    )
-    with SparkEngine(spark_settings, spark_session) as spark:
-        on_spark = _build(spark_settings, spark, envelopes)
+    # the session's own lake: Spark reads the Iceberg inputs itself (pinned snapshots)
+    spark_lake = spark_settings.model_copy(update={"home": tmp_path / "spark"})
+    with SparkEngine(spark_lake, spark_session) as spark:
+        on_spark = _build(spark_lake, spark, envelopes)
+        assert spark._shares_catalog()
 
     assert sorted(on_spark) == sorted(on_duckdb)
     assert any(name.startswith("marts.") for name in on_duckdb)

@@ -32,6 +32,7 @@ from lakehook.transform.engine import MODEL_DIALECT, BatchEngine, EngineCapabili
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from pyiceberg.table import Table
     from pyspark.sql import DataFrame, SparkSession
 
     from lakehook.settings import Settings
@@ -150,6 +151,7 @@ class SparkEngine(BatchEngine):
         super().__init__(settings)
         self.session = session or spark_session(settings)
         self._views: dict[str, str] = {}
+        self._catalog_shared: bool | None = None
 
     @staticmethod
     def view_name(relation: str) -> str:
@@ -185,6 +187,37 @@ class SparkEngine(BatchEngine):
         frame = self.session.createDataFrame(_spark_safe(data))
         frame.createOrReplaceTempView(view)
         self._views[relation] = view
+
+    def register_table(self, relation: str, table: Table, snapshot_id: int) -> None:
+        """Read the Iceberg table in Spark itself, pinned to ``snapshot_id``.
+
+        Only when the session's ``lake`` catalog is the catalog of these settings (same JDBC
+        URI and warehouse); otherwise (a session built for another lake) through Arrow.
+        """
+        if not self._shares_catalog() or not _SAFE_NAME.match(relation):
+            super().register_table(relation, table, snapshot_id)
+            return
+        identifier = ".".join((self.settings.catalog_name, *table.name()))
+        frame = self.session.read.option("versionAsOf", str(int(snapshot_id))).table(identifier)
+        view = self.view_name(relation)
+        frame.createOrReplaceTempView(view)
+        self._views[relation] = view
+        self._registered.add(relation)
+
+    def _shares_catalog(self) -> bool:
+        if self._catalog_shared is None:
+            prefix = f"spark.sql.catalog.{self.settings.catalog_name}"
+            conf = self.session.conf
+            try:
+                expected = jdbc_catalog_properties(self.settings)
+            except ConfigurationError:
+                self._catalog_shared = False
+            else:
+                self._catalog_shared = all(
+                    conf.get(f"{prefix}.{key}", None) == expected[key]
+                    for key in ("uri", "warehouse")
+                )
+        return self._catalog_shared
 
     def _query_arrow(self, sql: str) -> pa.Table:
         result = self.session.sql(sql).toArrow()
