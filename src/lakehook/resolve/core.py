@@ -20,6 +20,7 @@ them and everything else keeps its row untouched.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -342,8 +343,6 @@ def resolve_identities(
         The new identity map (every input record, :data:`IDENTITY_MAP_SCHEMA`), the
         merge-log rows of this run (:data:`MERGE_LOG_SCHEMA`) and a change summary.
     """
-    import time
-
     now = resolved_at or datetime.now(UTC)
     run = run_id or f"resolve-{now.strftime('%Y%m%dT%H%M%S%fZ')}"
     timings: dict[str, float] = {}

@@ -186,8 +186,8 @@ BLOCKING_KEYS: tuple[tuple[str, str, int], ...] = (
     ("full_name", "first_canon || '|' || last_norm", 40),
     ("email_local", "CASE WHEN length(email_local) >= 5 THEN email_local END", 40),
     ("address", "address_norm || '|' || postal_norm", 60),
-    ("email_head", "left(email_local, 5) || '@' || email_domain", 40),
-    ("email_tail", "right(email_local, 5) || '@' || email_domain", 40),
+    ("email_head", "left(email_local, 6) || '@' || email_domain", 25),
+    ("email_tail", "right(email_local, 6) || '@' || email_domain", 25),
     ("phone_name", "right(phone_key, 6) || '|' || last_norm", 40),
 )
 
