@@ -616,14 +616,15 @@ def business() -> dict[str, Any]:
                     "MRR movements (latest 12 months)",
                     [
                         sql(
-                            """SELECT toString(month) AS month, currency, new_mrr, expansion_mrr,
+                            """SELECT formatDateTime(month, '%Y-%m') AS month_label, currency,
+                   new_mrr, expansion_mrr,
                    reactivation_mrr, contraction_mrr, churn_mrr
                    FROM marts.subscription_health
                    WHERE month >= addMonths(toStartOfMonth(now()), -12)
                    ORDER BY month, currency"""
                         )
                     ],
-                    xField="month",
+                    xField="month_label",
                     stacking="normal",
                 ),
                 12,
