@@ -236,3 +236,12 @@ def test_minted_ids_are_derivable_but_never_reused() -> None:
     first = mint_id("shopify", "1", issued)
     assert first == mint_id("shopify", "1", set())
     assert mint_id("shopify", "1", issued) != first
+
+
+def test_connected_components_label_by_smallest_node() -> None:
+    from lakehook.resolve.cluster import connected_components
+
+    left = np.array([5, 4, 3, 8], dtype=np.int64)
+    right = np.array([4, 3, 1, 7], dtype=np.int64)
+    got = connected_components(9, left, right)
+    assert got.tolist() == [0, 1, 2, 1, 1, 1, 6, 7, 7]

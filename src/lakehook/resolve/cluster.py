@@ -83,6 +83,33 @@ class _ConstrainedUnionFind:
         return True
 
 
+def connected_components(
+    n: int, left: npt.NDArray[np.int64], right: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Component of each of ``n`` nodes under the edges, labelled by its smallest node.
+
+    Min-label propagation with pointer jumping, all in numpy: a handful of passes for
+    the short chains that customer clusters form.
+    """
+    label = np.arange(n, dtype=np.int64)
+    if left.size == 0:
+        return label
+    while True:
+        lowest = np.minimum(label[left], label[right])
+        updated = label.copy()
+        np.minimum.at(updated, left, lowest)
+        np.minimum.at(updated, right, lowest)
+        np.minimum.at(updated, label, updated)  # hook each root to its smallest member
+        while True:  # pointer jumping until every node points at a root
+            jumped = updated[updated]
+            if np.array_equal(jumped, updated):
+                break
+            updated = jumped
+        if np.array_equal(updated, label):
+            return label
+        label = updated
+
+
 def cluster_records(
     n: int,
     pairs: ScoredPairs,
@@ -99,39 +126,53 @@ def cluster_records(
     Returns:
         A :class:`Clustering` whose labels are the smallest rid of each cluster.
     """
-    uf = _ConstrainedUnionFind(n)
-    if must_link is not None:
-        for a, b in zip(must_link[0].tolist(), must_link[1].tolist(), strict=True):
-            uf.union(a, b)
+    empty = np.zeros(0, dtype=np.int64)
+    must_left, must_right = must_link if must_link is not None else (empty, empty)
     accepted = np.flatnonzero(pairs.rule != RULE_NONE)
-    # a cannot-link matters only between records that some match edge could move
-    linked = np.zeros(n, dtype=bool)
-    linked[pairs.left[accepted]] = True
-    linked[pairs.right[accepted]] = True
-    constraint = pairs.cannot_link & linked[pairs.left] & linked[pairs.right]
-    for a, b in zip(pairs.left[constraint].tolist(), pairs.right[constraint].tolist(), strict=True):
-        uf.forbid(a, b)
-
-    priority = _RANK_OF_RULE[pairs.rule[accepted]]
-    order = np.lexsort(
-        (
-            pairs.right[accepted],
-            pairs.left[accepted],
-            -pairs.probability[accepted],
-            priority,
-        )
+    # plain connected components first (vectorised); only the components holding a
+    # cannot-link go through the constrained union-find, edge by edge
+    component = connected_components(
+        n,
+        np.concatenate([must_left, pairs.left[accepted]]),
+        np.concatenate([must_right, pairs.right[accepted]]),
     )
-    edges = accepted[order]
+    constraint = pairs.cannot_link & (component[pairs.left] == component[pairs.right])
+    label = component
     refused = 0
-    for a, b in zip(pairs.left[edges].tolist(), pairs.right[edges].tolist(), strict=True):
-        if not uf.union(a, b):
-            refused += 1
-
-    roots = np.fromiter((uf.find(i) for i in range(n)), dtype=np.int64, count=n)
-    # label = smallest rid of the cluster, independent of union order
-    label = np.full(n, n, dtype=np.int64)
-    np.minimum.at(label, roots, np.arange(n, dtype=np.int64))
-    label = label[roots]
+    if constraint.any():
+        conflicted = np.zeros(n, dtype=bool)
+        conflicted[component[pairs.left[constraint]]] = True
+        in_conflict = conflicted[component]
+        uf = _ConstrainedUnionFind(n)
+        keep = in_conflict[must_left]
+        for a, b in zip(must_left[keep].tolist(), must_right[keep].tolist(), strict=True):
+            uf.union(a, b)
+        for a, b in zip(
+            pairs.left[constraint].tolist(), pairs.right[constraint].tolist(), strict=True
+        ):
+            uf.forbid(a, b)
+        local = accepted[in_conflict[pairs.left[accepted]]]
+        order = np.lexsort(
+            (
+                pairs.right[local],
+                pairs.left[local],
+                -pairs.probability[local],
+                _RANK_OF_RULE[pairs.rule[local]],
+            )
+        )
+        for a, b in zip(
+            pairs.left[local[order]].tolist(), pairs.right[local[order]].tolist(), strict=True
+        ):
+            if not uf.union(a, b):
+                refused += 1
+        nodes = np.flatnonzero(in_conflict)
+        roots = np.fromiter((uf.find(i) for i in nodes.tolist()), dtype=np.int64)
+        # label = smallest rid of the cluster, independent of union order
+        smallest = np.full(n, n, dtype=np.int64)
+        np.minimum.at(smallest, roots, nodes)
+        label = component.copy()
+        label[nodes] = smallest[roots]
+    edges = accepted
 
     best_rule = np.zeros(n, dtype=np.int8)
     best_score = np.zeros(n, dtype=np.float64)
