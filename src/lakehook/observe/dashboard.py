@@ -201,16 +201,20 @@ def lake_figures(
     """
     from pyiceberg.exceptions import NoSuchTableError
 
-    from lakehook.stream import committed_offsets
+    from lakehook.stream import table_offsets
 
-    committed = committed_offsets(catalog)
+    committed: dict[tuple[str, int], int] = {}
     raw: list[dict[str, Any]] = []
     for provider in Provider:
         identifier = RAW_TABLES[provider]
         try:
-            rows: int | None = _table_rows(catalog.load_table(identifier))
+            table = catalog.load_table(identifier)
         except NoSuchTableError:
-            rows = None
+            rows: int | None = None
+        else:  # one load per table: rows and offsets come from the same snapshot
+            rows = _table_rows(table)
+            offsets = table_offsets(table).items()
+            committed.update((key, offset) for key, offset in offsets if key[0] == provider.value)
         partitions = sorted(
             {p for s, p in heads if s == provider.value}
             | {p for s, p in committed if s == provider.value}
