@@ -147,6 +147,9 @@ def normalize_phone(raw: str | None, region: str | None) -> str | None:
         text = "+" + text[2:]
     if _E164_SHAPE.match(text):
         return text  # already E.164: parsing would only confirm it
+    nanp = _nanp_e164(text, region)
+    if nanp is not None:
+        return nanp
     try:
         parsed = phonenumbers.parse(text, (region or "US").upper())
     except phonenumbers.NumberParseException:
@@ -154,6 +157,28 @@ def normalize_phone(raw: str | None, region: str | None) -> str | None:
     if not phonenumbers.is_possible_number(parsed):
         return None
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+_NANP_REGIONS = frozenset({"US", "CA"})
+_NANP_PUNCTUATION = re.compile(r"^[0-9 ().+-]+$")
+
+
+def _nanp_e164(text: str, region: str | None) -> str | None:
+    """Fast path for the common North American formats (``(415) 555-0101``, ``1-415-…``).
+
+    Returns None when the number is not plainly a NANP number, so that ``phonenumbers``
+    decides.
+    """
+    if (region or "US").upper() not in _NANP_REGIONS or not _NANP_PUNCTUATION.match(text):
+        return None
+    if text.startswith("+") and not text.startswith("+1"):
+        return None
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if len(digits) == 11 and digits[0] == "1":
+        digits = digits[1:]
+    if len(digits) != 10 or digits[0] in "01" or digits[3] in "01":
+        return None
+    return f"+1{digits}"
 
 
 def phone_match_key(raw: str | None, e164: str | None) -> str | None:
