@@ -96,7 +96,7 @@ def test_new_events_show_as_lag_until_loaded(
     assert lake["lag_total"] == sum(more.values())
 
 
-def test_pipeline_health_rows_are_shown_when_the_mart_exists(
+def test_pipeline_health_rows_are_shown_at_the_mart_s_current_snapshot(
     served: Served, loaded: LoaderMetrics, settings: Settings
 ) -> None:
     health = pa.table(
@@ -110,12 +110,18 @@ def test_pipeline_health_rows_are_shown_when_the_mart_exists(
         }
     )
     catalog = open_catalog(settings)
-    catalog.create_table("marts.pipeline_health", schema=health.schema).append(health)
+    mart = catalog.create_table("marts.pipeline_health", schema=health.schema)
+    mart.append(health.slice(0, 1))
     app = FastAPI()
-    app.include_router(dashboard_router(settings, served.event_log, served.metrics))
+    app.include_router(
+        dashboard_router(settings, served.event_log, served.metrics, cache_seconds=0)
+    )
     with TestClient(app, base_url=BASE_URL) as client:
+        first = client.get("/dashboard.json").json()["lake"]["pipeline_health"]
+        mart.overwrite(health)  # the next batch run rewrites the mart
         shown = client.get("/dashboard.json").json()["lake"]["pipeline_health"]
         page = client.get("/dashboard").text
+    assert first["rows"] == [["raw", "raw.stripe_events", 3, "2026-11-26T12:00:00+00:00"]]
     assert shown["columns"] == ["layer", "table_name", "row_count", "last_loaded_at"]
     assert shown["rows"] == [
         ["raw", "raw.stripe_events", 3, "2026-11-26T12:00:00+00:00"],

@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from lakehook.log.base import EventLog
     from lakehook.observe.ingest_metrics import IngestMetrics
+    from lakehook.query.base import QueryEngine
     from lakehook.settings import Settings
 
 logger = logging.getLogger("lakehook.observe")
@@ -190,14 +191,15 @@ def _table_rows(table: Any) -> int:
 
 
 def lake_figures(
-    settings: Settings, catalog: Catalog, heads: Mapping[tuple[str, int], int]
+    catalog: Catalog, heads: Mapping[tuple[str, int], int], engine: Callable[[], QueryEngine]
 ) -> dict[str, Any]:
     """Raw row counts, committed offsets against the log heads, and ``marts.pipeline_health``.
 
     Args:
-        settings: for the DuckDB engine that reads ``marts.pipeline_health``.
         catalog: the open lake catalog.
         heads: the event log's head offsets per (stream, partition).
+        engine: gives the DuckDB engine that reads ``marts.pipeline_health`` (called only
+            when that table exists).
     """
     from pyiceberg.exceptions import NoSuchTableError
 
@@ -238,22 +240,17 @@ def lake_figures(
         "exists": True,
         "raw": raw,
         "lag_total": sum(entry["lag"] for entry in raw),
-        "pipeline_health": pipeline_health(settings, catalog),
+        "pipeline_health": pipeline_health(catalog, engine),
     }
 
 
-def pipeline_health(settings: Settings, catalog: Catalog) -> dict[str, Any] | None:
-    """The rows of ``marts.pipeline_health`` via the DuckDB engine; ``None`` before the first
-    batch run created it."""
+def pipeline_health(catalog: Catalog, engine: Callable[[], QueryEngine]) -> dict[str, Any] | None:
+    """The rows of ``marts.pipeline_health``; ``None`` before a batch run created it."""
     if not catalog.table_exists(PIPELINE_HEALTH):
         return None
-    from lakehook.query.duckdb import DuckDbEngine
-
-    with DuckDbEngine(settings, catalog) as engine:
-        columns, rows = engine.execute(
-            f"SELECT * FROM {PIPELINE_HEALTH} ORDER BY layer, table_name "
-            f"LIMIT {PIPELINE_HEALTH_ROWS}"
-        )
+    columns, rows = engine().execute(
+        f"SELECT * FROM {PIPELINE_HEALTH} ORDER BY layer, table_name LIMIT {PIPELINE_HEALTH_ROWS}"
+    )
     return {"columns": columns, "rows": [[_plain(value) for value in row] for row in rows]}
 
 
@@ -286,6 +283,7 @@ class DashboardState:
     clock: Any = time.monotonic
     _snapshot: _Snapshot | None = None
     _catalog: Any = None
+    _engine: QueryEngine | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
 
@@ -295,6 +293,15 @@ class DashboardState:
 
             self._catalog = open_catalog(self.settings)
         return self._catalog  # type: ignore[no-any-return]
+
+    def _duckdb(self) -> QueryEngine:
+        """One DuckDB engine for every refresh (loading its Iceberg extension costs ~150 ms);
+        refreshes never overlap, so its connection is used by one thread at a time."""
+        if self._engine is None:
+            from lakehook.query.duckdb import DuckDbEngine
+
+            self._engine = DuckDbEngine(self.settings, self._catalog)
+        return self._engine
 
     def _compute(self) -> dict[str, Any]:
         """Event log and lake figures (blocking: runs in a worker thread)."""
@@ -306,9 +313,12 @@ class DashboardState:
             if catalog is None:
                 lake = {"exists": False, "raw": [], "lag_total": None, "pipeline_health": None}
             else:
-                lake = lake_figures(self.settings, catalog, heads)
+                lake = lake_figures(catalog, heads, self._duckdb)
         except Exception as exc:  # the page must still show ingest and the log
             logger.exception("dashboard could not read the lake")
+            if self._engine is not None:  # start afresh next time
+                self._engine.close()
+                self._engine = None
             lake = {"exists": None, "raw": [], "lag_total": None, "pipeline_health": None}
             lake["error"] = f"{type(exc).__name__}: {exc}"
         raw_rows = sum({e["table"]: e["rows"] or 0 for e in lake["raw"]}.values())
@@ -330,12 +340,13 @@ class DashboardState:
                 data = await run_in_threadpool(self._compute)
                 self._snapshot = _Snapshot(now, data)
             snapshot = self._snapshot
+            history = list(self._history)
         return {
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "cache_seconds": self.cache_seconds,
             "ingest": ingest_figures(self.metrics),
             **snapshot.data,
-            "history": list(self._history),
+            "history": history,
         }
 
 
