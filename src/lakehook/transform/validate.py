@@ -42,7 +42,7 @@ _MONEY_SOURCES = (
         "AND financial_status IN ('paid', 'partially_refunded', 'refunded')",
     ),
     ("stripe", "SELECT coalesce(sum(amount), 0) FROM staging.stg_stripe_charges "
-     "WHERE status = 'succeeded'"),
+     "WHERE status = 'succeeded' AND paid"),
 )  # fmt: skip
 
 
