@@ -70,3 +70,17 @@ def test_normalize_records_adds_columns_per_row() -> None:
     assert out.column("email_norm").to_pylist() == ["a@b.com", None, "a@b.com"]
     assert out.column("phone_e164").to_pylist() == ["+14155550101", None, "+14155550101"]
     assert out.column("first_canon").to_pylist() == ["robert", "ann", None]
+
+
+def test_nameless_records_borrow_the_name_their_email_spells() -> None:
+    from lakehook.resolve.normalize import names_from_email
+
+    assert names_from_email("tony.montes") == "tony|montes"
+    assert names_from_email("mary.cox31") == "mary|cox"
+    assert names_from_email("jcarey") is None
+    out = normalize_records(
+        pa.table({"email": ["Tony.Montes+2026@x.com", "jo@y.com"], "first_name": [None, "Jo"]})
+    )
+    assert out.column("first_any").to_pylist() == ["tony", "jo"]
+    assert out.column("last_any").to_pylist() == ["montes", None]
+    assert out.column("name_inferred").to_pylist() == [True, False]

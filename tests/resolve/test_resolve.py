@@ -191,7 +191,7 @@ def test_incremental_equals_full_and_untouched_clusters_keep_ids(simulated: pa.T
 
 def test_merge_keeps_the_oldest_id_and_logs_it() -> None:
     older = rec("shopify", "1", 0, email="ann@x.com", first_name="Ann", last_name="Lee")
-    newer = rec("hubspot", "h1", 5, email="ann.lee@work.com")
+    newer = rec("hubspot", "h1", 5, email="alee@work.com")
     first = resolve_identities(table([*BACKGROUND, older, newer]), resolved_at=T0)
     before = ids(first.identity_map)
     assert before[("shopify", "1")] != before[("hubspot", "h1")]

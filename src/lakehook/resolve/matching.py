@@ -40,6 +40,10 @@ MATCH_COLUMNS: tuple[str, ...] = (
     "first_norm",
     "first_canon",
     "last_norm",
+    "first_any",
+    "canon_any",
+    "last_any",
+    "name_inferred",
     "address_norm",
     "postal_norm",
 )
@@ -73,15 +77,18 @@ class Comparison:
         return self.u_default[level]
 
 
+# names compare the recorded names, or for a nameless record the two tokens its email
+# spells (``*_any``); a spelled name that disagrees is no evidence (NULL), never a conflict
 _FIRST_LEVELS = """CASE
-  WHEN a.first_norm IS NULL OR b.first_norm IS NULL THEN NULL
-  WHEN a.first_norm = b.first_norm THEN 4
-  WHEN a.first_norm = b.last_norm AND a.last_norm = b.first_norm THEN 4
-  WHEN a.first_canon = b.first_canon THEN 3
-  WHEN jaro_winkler_similarity(a.first_norm, b.first_norm) >= 0.88 THEN 2
-  WHEN (length(a.first_norm) = 1 OR length(b.first_norm) = 1)
-       AND a.first_norm[1] = b.first_norm[1] THEN 1
-  WHEN starts_with(a.first_norm, b.first_norm) OR starts_with(b.first_norm, a.first_norm) THEN 1
+  WHEN a.first_any IS NULL OR b.first_any IS NULL THEN NULL
+  WHEN a.first_any = b.first_any THEN 4
+  WHEN a.first_any = b.last_any AND a.last_any = b.first_any THEN 4
+  WHEN a.canon_any = b.canon_any THEN 3
+  WHEN jaro_winkler_similarity(a.first_any, b.first_any) >= 0.88 THEN 2
+  WHEN (length(a.first_any) = 1 OR length(b.first_any) = 1)
+       AND a.first_any[1] = b.first_any[1] THEN 1
+  WHEN starts_with(a.first_any, b.first_any) OR starts_with(b.first_any, a.first_any) THEN 1
+  WHEN a.name_inferred OR b.name_inferred THEN NULL
   ELSE 0 END"""
 
 COMPARISONS: tuple[Comparison, ...] = (
@@ -149,15 +156,16 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison(
         "last_name",
         """CASE
-  WHEN a.last_norm IS NULL OR b.last_norm IS NULL THEN NULL
-  WHEN a.last_norm = b.last_norm THEN 3
-  WHEN a.first_norm = b.last_norm AND a.last_norm = b.first_norm THEN 3
-  WHEN jaro_winkler_similarity(a.last_norm, b.last_norm) >= 0.90 THEN 2
+  WHEN a.last_any IS NULL OR b.last_any IS NULL THEN NULL
+  WHEN a.last_any = b.last_any THEN 3
+  WHEN a.first_any = b.last_any AND a.last_any = b.first_any THEN 3
+  WHEN jaro_winkler_similarity(a.last_any, b.last_any) >= 0.90 THEN 2
+  WHEN a.name_inferred OR b.name_inferred THEN NULL
   ELSE 0 END""",
         {3: 0.86, 2: 0.08, 0: 0.06},
         {3: 0.005, 2: 0.01, 0: 0.98},
         tf_level=3,
-        tf_column="last_norm",
+        tf_column="last_any",
     ),
     Comparison(
         "address",
@@ -183,7 +191,7 @@ BLOCKING_KEYS: tuple[tuple[str, str, int], ...] = (
     ("email", "email_norm", 200),
     ("phone", "phone_key", 200),
     ("name_postal", "last_norm || '|' || postal_norm", 60),
-    ("full_name", "first_canon || '|' || last_norm", 40),
+    ("full_name", "canon_any || '|' || last_any", 40),
     ("email_local", "CASE WHEN length(email_local) >= 5 THEN email_local END", 40),
     ("address", "address_norm || '|' || postal_norm", 60),
     ("email_head", "left(email_local, 6) || '@' || email_domain", 25),
@@ -229,7 +237,7 @@ _TF_PSEUDO_RECORDS = 1_000.0
 #: than the pair compared*: two people called "Maria Garcia" are far more common than the
 #: product of the two names' frequencies says, while a full name held by the pair alone
 #: says nothing against it
-_FULL_NAME = "(first_canon || '|' || last_norm)"
+_FULL_NAME = "(canon_any || '|' || last_any)"
 _FULL_NAME_TF = (
     f"greatest(count({_FULL_NAME}) OVER (PARTITION BY {_FULL_NAME}) - 2, 0) / "
     f"(count({_FULL_NAME}) OVER () + {_TF_PSEUDO_RECORDS})::DOUBLE AS tf_full_name"

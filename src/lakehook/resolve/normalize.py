@@ -262,6 +262,24 @@ def _normalize_company(raw: str | None) -> str | None:
     return " ".join(words) or None
 
 
+_LOCAL_PART_NAME = re.compile(r"^([^\W\d_]{2,})[._-]([^\W\d_]{2,})$")
+
+
+def names_from_email(local_part: str | None) -> str | None:
+    """``"tony.montes"`` → ``"tony|montes"``: the two name tokens an address spells, if any.
+
+    Used only for records that carry no name at all (guest checkouts): the address is then
+    the one hint of who placed the order. Digits are ignored (``mary.cox31``); anything but
+    exactly two alphabetic tokens (``jcarey``, ``info``) gives None.
+    """
+    if not local_part:
+        return None
+    match = _LOCAL_PART_NAME.match(re.sub(r"\d+", "", local_part))
+    if not match:
+        return None
+    return f"{strip_accents(match.group(1))}|{strip_accents(match.group(2))}"
+
+
 def _map_distinct(values: pa.ChunkedArray | pa.Array, fn: Callable[[str], str | None]) -> pa.Array:
     """Apply ``fn`` once per distinct non-null string and spread the results back."""
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
@@ -288,8 +306,9 @@ def normalize_records(records: pa.Table, *, default_region: str = "US") -> pa.Ta
     Returns:
         ``records`` plus ``email_norm``, ``email_local``, ``email_domain``, ``email_key``
         (dots kept), ``email_key_local``, ``phone_e164``, ``phone_known`` (E.164 when the
-        country was known), ``first_norm``, ``first_canon``, ``last_norm``,
-        ``address_norm``, ``postal_norm``, ``city_norm`` and ``company_norm``.
+        country was known), ``first_any``/``canon_any``/``last_any`` (the names, or for a
+        nameless record the two tokens its email spells, flagged by ``name_inferred``),
+        ``first_norm``, ``first_canon``, ``last_norm``, ``address_norm``, ``postal_norm``, ``city_norm`` and ``company_norm``.
     """
     email_norm = _map_distinct(_column(records, "email"), normalize_email)
     split = pc.split_pattern(email_norm, "@", max_splits=1)
@@ -332,6 +351,20 @@ def normalize_records(records: pa.Table, *, default_region: str = "US") -> pa.Ta
         "city_norm": _map_distinct(_column(records, "city"), normalize_city),
         "company_norm": _map_distinct(_column(records, "company"), _normalize_company),
     }
+    # a record without any name borrows the two tokens of its email address (flagged:
+    # such a name is evidence when it agrees, never a conflict when it does not)
+    nameless = pc.and_(pc.is_null(columns["first_norm"]), pc.is_null(columns["last_norm"]))
+    spelled = _map_distinct(email_key_local, names_from_email)
+    spelled_parts = pc.split_pattern(spelled, "|", max_splits=1)
+    spelled_first = pc.list_element(spelled_parts, 0)
+    spelled_last = pc.list_element(spelled_parts, 1)
+    inferred = pc.and_(nameless, pc.is_valid(spelled))
+    columns["name_inferred"] = pc.fill_null(inferred, False)
+    columns["first_any"] = pc.if_else(inferred, spelled_first, columns["first_norm"])
+    columns["canon_any"] = pc.if_else(
+        inferred, _map_distinct(spelled_first, canonical_first_name), columns["first_canon"]
+    )
+    columns["last_any"] = pc.if_else(inferred, spelled_last, columns["last_norm"])
     out = records
     for name, column in columns.items():
         if name in out.column_names:
