@@ -308,7 +308,8 @@ def normalize_records(records: pa.Table, *, default_region: str = "US") -> pa.Ta
         (dots kept), ``email_key_local``, ``phone_e164``, ``phone_known`` (E.164 when the
         country was known), ``first_any``/``canon_any``/``last_any`` (the names, or for a
         nameless record the two tokens its email spells, flagged by ``name_inferred``),
-        ``first_norm``, ``first_canon``, ``last_norm``, ``address_norm``, ``postal_norm``, ``city_norm`` and ``company_norm``.
+        ``first_norm``, ``first_canon``, ``last_norm``, ``address_norm``, ``postal_norm``,
+        ``city_norm`` and ``company_norm``.
     """
     email_norm = _map_distinct(_column(records, "email"), normalize_email)
     split = pc.split_pattern(email_norm, "@", max_splits=1)
