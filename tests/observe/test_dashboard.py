@@ -10,10 +10,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from lakehook.contracts import RAW_TABLES, Provider
+from lakehook.ingest.signing import stripe_headers
 from lakehook.lake import open_catalog
 from lakehook.observe.dashboard import dashboard_router, histogram_quantile, sparkline
 from lakehook.observe.loader_metrics import LoaderMetrics
 from lakehook.settings import Settings
+from tests.integration.ingest_helpers import STRIPE_SECRET
 from tests.observe.conftest import BASE_URL, Served, post_signed
 
 
@@ -77,6 +79,8 @@ def test_after_a_load_raw_rows_match_the_log_heads_with_no_lag(
         assert entry["table"] == RAW_TABLES[Provider(entry["stream"])]
     assert lake["lag_total"] == 0
     assert lake["pipeline_health"] is None
+    for entry in lake["raw"]:  # the loader's commit is the table's current snapshot
+        assert datetime.fromisoformat(entry["last_commit_at"]).tzinfo is not None
     assert "no lake yet" not in page
     assert "not built yet" in page
     stripe = served.events["stripe"]
@@ -181,3 +185,20 @@ def test_sparkline_spans_its_box() -> None:
     svg = sparkline([0, 5, 10], width=100, height=20)
     assert 'points="0.0,18.0 50.0,10.0 100.0,2.0"' in svg
     assert sparkline([3]) == ""
+
+
+def test_dead_letters_are_listed_without_their_body(served: Served) -> None:
+    body = b'{"object": "not an event", "email": "secret-person@example.com"}'
+    answer = served.client.post(
+        "/webhooks/stripe", content=body, headers=stripe_headers(body, [STRIPE_SECRET])
+    )
+    assert answer.status_code == 400
+    data = figures(served)
+    (letter,) = data["event_log"]["recent_dead_letters"]
+    assert letter["provider"] == "stripe"
+    assert letter["body_bytes"] == len(body)
+    assert letter["reason"]
+    assert data["event_log"]["dead_letters"] == 1
+    page = served.client.get("/dashboard").text
+    assert "secret-person" not in page and "secret-person" not in str(data)
+    assert "newest dead letters" in page

@@ -59,6 +59,7 @@ REFRESH_SECONDS = 10
 HISTORY_POINTS = 60
 PIPELINE_HEALTH = "marts.pipeline_health"
 PIPELINE_HEALTH_ROWS = 50
+RECENT_DEAD_LETTERS = 5
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -156,8 +157,13 @@ def _rows(values: Mapping[tuple[str, str], float], names: tuple[str, str]) -> li
 
 
 def event_log_figures(event_log: EventLog) -> dict[str, Any]:
-    """Head offsets, retained events, dead letters and size of the event log (blocking)."""
+    """Head offsets, retained events, dead letters and size of the event log (blocking).
+
+    The newest dead letters are listed by provider, time, reason and size: never their body
+    or headers, which may carry personal data.
+    """
     stats = event_log.stats()
+    recent = event_log.dead_letters(limit=RECENT_DEAD_LETTERS) if stats.dead_letters else []
     return {
         "backend": event_log.backend,
         "head_offsets": [
@@ -167,6 +173,15 @@ def event_log_figures(event_log: EventLog) -> dict[str, Any]:
         "retained_events": stats.retained_events,
         "dead_letters": stats.dead_letters,
         "size_bytes": stats.size_bytes,
+        "recent_dead_letters": [
+            {
+                "provider": letter.provider.value,
+                "received_at": letter.received_at.isoformat(),
+                "reason": letter.reason,
+                "body_bytes": len(letter.body),
+            }
+            for letter in recent
+        ],
     }
 
 
@@ -213,8 +228,17 @@ def lake_figures(
             table = catalog.load_table(identifier)
         except NoSuchTableError:
             rows: int | None = None
+            last_commit: str | None = None
         else:  # one load per table: rows and offsets come from the same snapshot
             rows = _table_rows(table)
+            snapshot = table.current_snapshot()
+            last_commit = (
+                None
+                if snapshot is None
+                else datetime.fromtimestamp(snapshot.timestamp_ms / 1000, UTC).isoformat(
+                    timespec="seconds"
+                )
+            )
             offsets = table_offsets(table).items()
             committed.update((key, offset) for key, offset in offsets if key[0] == provider.value)
         partitions = sorted(
@@ -234,6 +258,7 @@ def lake_figures(
                     "committed_offset": offset,
                     "head_offset": head,
                     "lag": max(0, head - offset),
+                    "last_commit_at": last_commit,
                 }
             )
     return {
@@ -490,6 +515,17 @@ def render_html(data: Mapping[str, Any]) -> str:
             "the log is empty",
         )
     )
+    if log["recent_dead_letters"]:
+        parts.append(
+            _table(
+                ["newest dead letters", "received at", "reason", "bytes"],
+                [
+                    (d["provider"], d["received_at"], d["reason"], d["body_bytes"])
+                    for d in log["recent_dead_letters"]
+                ],
+                "",
+            )
+        )
 
     parts.append("<h2>Lake</h2>")
     if lake.get("error"):
@@ -502,7 +538,15 @@ def render_html(data: Mapping[str, Any]) -> str:
     else:
         parts.append(
             _table(
-                ["raw table", "partition", "rows", "committed offset", "log head", "lag"],
+                [
+                    "raw table",
+                    "partition",
+                    "rows",
+                    "committed offset",
+                    "log head",
+                    "lag",
+                    "last commit",
+                ],
                 [
                     (
                         e["table"],
@@ -511,6 +555,7 @@ def render_html(data: Mapping[str, Any]) -> str:
                         e["committed_offset"],
                         e["head_offset"],
                         e["lag"],
+                        e["last_commit_at"],
                     )
                     for e in lake["raw"]
                 ],
