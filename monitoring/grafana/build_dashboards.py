@@ -53,7 +53,7 @@ def sql(raw: str, ref: str = "A", *, time_series: bool = False) -> dict[str, Any
         "datasource": CLICKHOUSE,
         "editorType": "sql",
         "format": 0 if time_series else 1,
-        "queryType": "timeseries" if time_series else "table",
+        "queryType": "timeSeries" if time_series else "table",
         "rawSql": " ".join(raw.split()),
         "refId": ref,
     }
