@@ -202,3 +202,23 @@ def test_dead_letters_are_listed_without_their_body(served: Served) -> None:
     page = served.client.get("/dashboard").text
     assert "secret-person" not in page and "secret-person" not in str(data)
     assert "newest dead letters" in page
+
+
+def test_an_event_log_that_cannot_be_read_is_reported_and_ingest_still_shows(
+    served: Served, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> None:
+        raise ConnectionError("broker unreachable\nsecond line of detail")
+
+    monkeypatch.setattr(served.event_log, "stats", broken)
+    app = FastAPI()
+    app.include_router(dashboard_router(settings, served.event_log, served.metrics))
+    with TestClient(app, base_url=BASE_URL) as client:
+        page = client.get("/dashboard")
+        data = client.get("/dashboard.json").json()
+    assert page.status_code == 200
+    assert "the event log could not be read: ConnectionError: broker unreachable" in page.text
+    assert "second line" not in page.text
+    assert data["event_log"]["error"] == "ConnectionError: broker unreachable"
+    accepted = sum(r["count"] for r in data["ingest"]["requests"] if r["outcome"] == "accepted")
+    assert accepted == sum(served.accepted.values())

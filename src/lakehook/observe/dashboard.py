@@ -60,6 +60,7 @@ HISTORY_POINTS = 60
 PIPELINE_HEALTH = "marts.pipeline_health"
 PIPELINE_HEALTH_ROWS = 50
 RECENT_DEAD_LETTERS = 5
+ERROR_CHARS = 300
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -288,6 +289,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _describe(exc: BaseException) -> str:
+    """The error's type and first line, shortened (a page is no place for a traceback)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first[:ERROR_CHARS]}"
+
+
 # --- cached state -----------------------------------------------------------------------------
 
 
@@ -305,7 +312,7 @@ class DashboardState:
     event_log: EventLog
     metrics: IngestMetrics
     cache_seconds: float = CACHE_SECONDS_DEFAULT
-    clock: Any = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     _snapshot: _Snapshot | None = None
     _catalog: Any = None
     _engine: QueryEngine | None = None
@@ -330,7 +337,11 @@ class DashboardState:
 
     def _compute(self) -> dict[str, Any]:
         """Event log and lake figures (blocking: runs in a worker thread)."""
-        log = event_log_figures(self.event_log)
+        try:
+            log = event_log_figures(self.event_log)
+        except Exception as exc:  # a broker outage must not take the page down
+            logger.exception("dashboard could not read the event log")
+            log = {"backend": self.event_log.backend, "error": _describe(exc), "head_offsets": []}
         heads = {(h["stream"], h["partition"]): h["offset"] for h in log["head_offsets"]}
         lake: dict[str, Any]
         try:
@@ -345,7 +356,7 @@ class DashboardState:
                 self._engine.close()
                 self._engine = None
             lake = {"exists": None, "raw": [], "lag_total": None, "pipeline_health": None}
-            lake["error"] = f"{type(exc).__name__}: {exc}"
+            lake["error"] = _describe(exc)
         raw_rows = sum({e["table"]: e["rows"] or 0 for e in lake["raw"]}.values())
         self._history.append(
             {
@@ -502,12 +513,15 @@ def render_html(data: Mapping[str, Any]) -> str:
     )
 
     parts.append(f"<h2>Event log ({_e(log['backend'])})</h2>")
-    dead = log["dead_letters"]
-    parts.append(
-        f"<p>{log['retained_events']:,} events retained · "
-        f'<span class="{"warn" if dead else ""}">{dead:,} dead letters</span> · '
-        f"{log['size_bytes'] / 1e6:,.2f} MB</p>"
-    )
+    if log.get("error"):
+        parts.append(f'<p class="warn">the event log could not be read: {_e(log["error"])}</p>')
+    else:
+        dead = log["dead_letters"]
+        parts.append(
+            f"<p>{log['retained_events']:,} events retained · "
+            f'<span class="{"warn" if dead else ""}">{dead:,} dead letters</span> · '
+            f"{log['size_bytes'] / 1e6:,.2f} MB</p>"
+        )
     parts.append(
         _table(
             ["stream", "partition", "head offset"],
@@ -515,7 +529,7 @@ def render_html(data: Mapping[str, Any]) -> str:
             "the log is empty",
         )
     )
-    if log["recent_dead_letters"]:
+    if log.get("recent_dead_letters"):
         parts.append(
             _table(
                 ["newest dead letters", "received at", "reason", "bytes"],
