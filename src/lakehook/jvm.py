@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from lakehook import resources
 from lakehook.errors import ConfigurationError
 
 #: the Maven profiles of ``jvm/pom.xml``
@@ -57,7 +58,7 @@ class JarGroup:
 
 def project_root() -> Path:
     """The source checkout lakehook runs from (it holds ``jvm/pom.xml``)."""
-    return Path(__file__).resolve().parents[2]
+    return resources.project_root()
 
 
 def pom_path() -> Path:

@@ -60,9 +60,10 @@ from pyiceberg.types import (
 from sqlglot import exp
 
 from lakehook.errors import LakehookError
+from lakehook.resources import sql_root
 
 #: the ``sql/`` folder of the repository (layers ``00_raw`` … ``05_marts``)
-SQL_ROOT = Path(__file__).resolve().parents[3] / "sql"
+SQL_ROOT = sql_root()
 RAW_DDL_DIR = SQL_ROOT / "00_raw"
 
 _EVOLVE_ATTEMPTS = 10

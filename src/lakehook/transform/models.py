@@ -30,6 +30,7 @@ import sqlglot
 from sqlglot import exp
 
 from lakehook.errors import ConfigurationError
+from lakehook.resources import sql_root
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -325,7 +326,7 @@ def _declares_target(path: Path) -> bool:
 
 def default_sql_root() -> Path:
     """The ``sql/`` folder of the lakehook checkout this package runs from."""
-    return Path(__file__).resolve().parents[3] / "sql"
+    return sql_root()
 
 
 def load_project(sql_root: Path | None = None, extra: Iterable[Model] | None = None) -> Project:
