@@ -12,9 +12,10 @@ machine without internet): inline CSS, inline SVG sparklines, a ``<meta refresh>
   (read with the DuckDB query engine).
 
 The event-log and lake figures are computed in a worker thread and cached for
-``cache_seconds``; one refresh runs at a time and concurrent viewers share it, so the page
-never competes with the webhook path for the event loop. Nothing here creates the lake: before
-the first load the page says "no lake yet".
+``cache_seconds``; one refresh runs at a time and concurrent viewers share it. The page never
+holds the event loop; what it shares with the webhook path is the GIL for the few
+milliseconds of a refresh (``benchmarks/dashboard.py`` measures it). Nothing here creates the
+lake: before the first load the page says "no lake yet".
 
 Mount it with ``app.include_router(dashboard_router(settings, event_log, metrics))``.
 """
