@@ -54,6 +54,8 @@ SPARK_DEFAULTS: dict[str, str] = {
 log = logging.getLogger(__name__)
 
 _SESSION_LOCK = threading.Lock()
+#: name, JDBC URI and warehouse of the lake catalog of the session built by spark_session
+_SESSION_CATALOG: dict[str, str] = {}
 _VIEW_PREFIX = "__lh_"
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -119,8 +121,10 @@ def spark_conf(settings: Settings, extra: dict[str, str] | None = None) -> dict[
 def spark_session(settings: Settings, extra: dict[str, str] | None = None) -> SparkSession:
     """The process's SparkSession on the lakehook catalog (created on first use).
 
-    A SparkSession is one per JVM: a second call returns the running session (its catalog
-    settings are updated, which Spark honours for catalogs not used yet).
+    A SparkSession is one per JVM and a Spark catalog, once loaded, keeps its connection:
+    while a session built here is active, later calls return it unchanged, whatever their
+    settings (engines for another lake then read through Arrow, see
+    :meth:`SparkEngine.register_table`).
     """
     try:
         from pyspark.sql import SparkSession
@@ -129,15 +133,33 @@ def spark_session(settings: Settings, extra: dict[str, str] | None = None) -> Sp
 
         raise MissingExtraError("the Spark engine", "spark") from exc
     with _SESSION_LOCK:
+        active = SparkSession.getActiveSession()
+        if active is not None and _SESSION_CATALOG:
+            wanted = jdbc_catalog_properties(settings)
+            if (_SESSION_CATALOG["uri"], _SESSION_CATALOG["warehouse"]) != (
+                wanted["uri"],
+                wanted["warehouse"],
+            ):
+                log.warning(
+                    "the running Spark session's %r catalog is another lake; "
+                    "Spark SQL on catalog tables reads that one",
+                    _SESSION_CATALOG["name"],
+                )
+            return active
         os.environ.setdefault("JAVA_HOME", str(java_home()))
         if settings.spark_master.startswith("local"):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python3"))
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder: Any = SparkSession.builder
         for key, value in spark_conf(settings, extra).items():
             builder = builder.config(key, value)
         session: SparkSession = builder.getOrCreate()
         session.sparkContext.setLogLevel("WARN")
+        catalog = jdbc_catalog_properties(settings)
+        _SESSION_CATALOG.clear()
+        _SESSION_CATALOG.update(
+            name=settings.catalog_name, uri=catalog["uri"], warehouse=catalog["warehouse"]
+        )
         return session
 
 
@@ -205,18 +227,21 @@ class SparkEngine(BatchEngine):
         self._registered.add(relation)
 
     def _shares_catalog(self) -> bool:
+        """Whether the session's lake catalog was built for these settings' catalog."""
         if self._catalog_shared is None:
-            prefix = f"spark.sql.catalog.{self.settings.catalog_name}"
-            conf = self.session.conf
             try:
                 expected = jdbc_catalog_properties(self.settings)
             except ConfigurationError:
-                self._catalog_shared = False
-            else:
-                self._catalog_shared = all(
-                    conf.get(f"{prefix}.{key}", None) == expected[key]
-                    for key in ("uri", "warehouse")
-                )
+                expected = {}
+            self._catalog_shared = (
+                bool(expected)
+                and {
+                    "name": self.settings.catalog_name,
+                    "uri": expected["uri"],
+                    "warehouse": expected["warehouse"],
+                }
+                == _SESSION_CATALOG
+            )
         return self._catalog_shared
 
     def _query_arrow(self, sql: str) -> pa.Table:
