@@ -14,4 +14,4 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-"${root}/.venv/bin/lakehook" jars fetch
+"${LAKEHOOK_VENV:-$root/.venv}/bin/lakehook" jars fetch
