@@ -245,3 +245,14 @@ def test_connected_components_label_by_smallest_node() -> None:
     right = np.array([4, 3, 1, 7], dtype=np.int64)
     got = connected_components(9, left, right)
     assert got.tolist() == [0, 1, 2, 1, 1, 1, 6, 7, 7]
+
+
+def test_records_without_a_key_are_left_out_and_duplicates_keep_the_newest() -> None:
+    rows = [
+        rec("shopify", "1", 0, email="old@x.com"),
+        rec("shopify", "1", 2, email="new@x.com"),
+        {**rec("stripe", "c9", 1, email="x@y.com"), "source_id": None},
+    ]
+    result = resolve_identities(table(rows))
+    assert result.identity_map.num_rows == 1
+    assert result.changes.records == 1

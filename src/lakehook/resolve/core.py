@@ -148,6 +148,12 @@ def _prepare_records(records: pa.Table) -> pa.Table:
         else:
             columns[name] = pa.nulls(records.num_rows, pa.string())
     table = pa.table(columns)
+    # a record without its key cannot be mapped (staging never emits one; be safe)
+    keyed = pc.and_(
+        pc.is_valid(table.column("source_system")), pc.is_valid(table.column("source_id"))
+    )
+    if not pc.all(keyed).as_py():
+        table = table.filter(keyed)
     table = table.sort_by(
         [("source_system", "ascending"), ("source_id", "ascending"), ("updated_at", "descending")]
     )
