@@ -38,9 +38,16 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 RECORDS_PER_PERSON = 1.66
 
 
-def simulator_records(people: int, seed: int = 7) -> pa.Table:
+def simulator_records(
+    people: int, seed: int = 7, noise: dict[str, float] | None = None
+) -> pa.Table:
     """Simulator source records in the staging contract's columns, plus truth columns."""
-    population = generate_population(SimulationConfig(seed=seed, people=people, events=0))
+    from dataclasses import replace
+
+    config = SimulationConfig(seed=seed, people=people, events=0)
+    if noise:
+        config = replace(config, noise=replace(config.noise, **noise))
+    population = generate_population(config)
     source = population.source_records()
     n = source.num_rows
     created = pa.array(
@@ -241,7 +248,9 @@ def run_splink(records: pa.Table, threshold: float = 0.95) -> tuple[list[str], f
 
 
 def cmd_quality(args: argparse.Namespace) -> None:
-    records = simulator_records(args.people, seed=args.seed)
+    records = simulator_records(
+        args.people, seed=args.seed, noise=json.loads(args.noise) if args.noise else None
+    )
     keys = _keys(records)
     truth = records.column("person_id").to_pylist()
     noise = records.column("noise_kinds").to_pylist()
@@ -428,6 +437,9 @@ def main() -> None:
     q.add_argument("--seed", type=int, default=7)
     q.add_argument("--splink", action="store_true")
     q.add_argument("--threshold", type=float, default=0.95)
+    q.add_argument(
+        "--noise", default=None, help='NoiseRates overrides as JSON, e.g. {"email_typo": 0.1}'
+    )
     s = sub.add_parser("stability")
     s.add_argument("--people", type=int, default=20_000)
     s.add_argument("--seed", type=int, default=7)

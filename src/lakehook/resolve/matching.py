@@ -291,7 +291,7 @@ class Matcher:
         )
         self.n = records.num_rows
         self.match_threshold = match_threshold
-        self.phone_only_probability = 0.0
+        self.phone_only_probability = 0.1
         #: the unique-name rule still needs the scorer's support: on 166k simulator records
         #: its pairs below 0.5 were 58% right, those above 78%
         self.unique_name_probability = 0.5
@@ -463,7 +463,15 @@ class Matcher:
             (levels["phone"] == 2)
             & (phone_users <= 3)
             & names_compatible
-            & (names_agree | (probability >= self.phone_only_probability))
+            & (
+                names_agree
+                # a nameless side: a switchboard shared by colleagues looks the same, so the
+                # streets must not disagree and the scorer must not be against it
+                | (
+                    (probability >= self.phone_only_probability)
+                    & ((levels["address"] >= 2) | (levels["address"] == _NULL_LEVEL))
+                )
+            )
         ] = RULE_PHONE
         # a one-edit email links only when the names say nothing else (a name that differs
         # by a letter, Naoko/Naoki, explains the edit)
