@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from lakehook.contracts import (
     AppendOutcome,
     DeadLetter,
@@ -82,11 +84,11 @@ class RacingLog(SqliteEventLog):
 
     rival: RawLoader | None = None
 
-    def read(
+    def read_arrow(
         self, stream: str, partition: int, start_offset: int, max_records: int
-    ) -> list[LogRecord]:
-        records = super().read(stream, partition, start_offset, max_records)
-        if self.rival is not None and records:
+    ) -> pa.Table:
+        records = super().read_arrow(stream, partition, start_offset, max_records)
+        if self.rival is not None and records.num_rows:
             rival, self.rival = self.rival, None
             rival.run(until_idle=True)  # commits everything before we do
         return records

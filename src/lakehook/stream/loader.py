@@ -2,9 +2,10 @@
 
 For each provider stream, the loader reads every partition from its committed offset, in
 micro-batches closed by size (``max_batch`` events) or age (``commit_interval`` seconds),
-turns them into Arrow and appends them to the stream's raw table. The next offsets go in
-the snapshot summary of that same append (:mod:`lakehook.stream.offsets`), so a batch and
-its offsets land together or not at all:
+and appends them to the stream's raw table. Records stay columnar from the log to Iceberg
+(:meth:`~lakehook.log.base.EventLog.read_arrow`): no Python object per event on the way.
+The next offsets go in the snapshot summary of that same append
+(:mod:`lakehook.stream.offsets`), so a batch and its offsets land together or not at all:
 
 - killed at any instant (SIGKILL), a restarted loader resumes from the newest committed
   offsets; data files of an unfinished commit are orphans that ``lakehook maintain`` removes;
@@ -26,14 +27,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from lakehook.contracts import RAW_TABLES, LogRecord, Provider, StreamPartition, utcnow
+from lakehook.contracts import RAW_TABLES, Provider, StreamPartition, to_micros, utcnow
 from lakehook.errors import LakehookError
 from lakehook.lake.arrow import arrow_schema
 from lakehook.lake.ddl import ensure_raw_tables
@@ -78,7 +79,9 @@ class _StreamState:
     schema: pa.Schema
     positions: dict[int, int]
     report: StreamReport
-    pending: list[LogRecord] = field(default_factory=list)
+    #: pages read but not yet committed, in log schema (``log_arrow_schema``)
+    pending: list[pa.Table] = field(default_factory=list)
+    pending_rows: int = 0
     pending_since: float | None = None
     turn: int = -1  # which partition reads first in the next fill
 
@@ -196,10 +199,10 @@ class RawLoader:
             if self.stopping:
                 break
             if caught_up:
-                if until_idle and not state.pending:
+                if until_idle and not state.pending_rows:
                     break
                 self._stop.wait(self.idle_sleep)
-        if state.pending:  # the batch in hand
+        if state.pending_rows:  # the batch in hand
             self._commit(state)
 
     def _open(self) -> None:
@@ -231,27 +234,28 @@ class RawLoader:
         state.turn = (state.turn + 1) % len(partitions)
         caught_up = True
         for index, partition in enumerate(partitions[state.turn :] + partitions[: state.turn]):
-            room = self.max_batch - len(state.pending)
+            room = self.max_batch - state.pending_rows
             if room <= 0:
                 return False
             share = max(1, room // (len(partitions) - index))
             start = state.positions.setdefault(partition, 0)
-            records = self.event_log.read(state.stream, partition, start, share)
-            if not records:
+            page = self.event_log.read_arrow(state.stream, partition, start, share)
+            if not page.num_rows:
                 continue
             if state.pending_since is None:
                 state.pending_since = self._clock()
-            state.pending.extend(records)
-            state.positions[partition] = records[-1].offset + 1
-            self.metrics.pending.labels(state.stream).set(len(state.pending))
-            if len(records) == share:
+            state.pending.append(page)
+            state.pending_rows += page.num_rows
+            state.positions[partition] = page.column("offset")[-1].as_py() + 1
+            self.metrics.pending.labels(state.stream).set(state.pending_rows)
+            if page.num_rows == share:
                 caught_up = False
-        return caught_up and len(state.pending) < self.max_batch
+        return caught_up and state.pending_rows < self.max_batch
 
     def _due(self, state: _StreamState, *, caught_up: bool, until_idle: bool) -> bool:
-        if not state.pending:
+        if not state.pending_rows:
             return False
-        if len(state.pending) >= self.max_batch or (until_idle and caught_up):
+        if state.pending_rows >= self.max_batch or (until_idle and caught_up):
             return True
         assert state.pending_since is not None
         return self._clock() - state.pending_since >= self.commit_interval
@@ -259,27 +263,15 @@ class RawLoader:
     # --- committing ----------------------------------------------------------------------
 
     def _commit(self, state: _StreamState) -> None:
-        records = state.pending
+        records = pa.concat_tables(state.pending)
         stream = state.stream
         for attempt in range(COMMIT_ATTEMPTS):
             committed = table_offsets(state.table)
-            gaps_checked: set[StreamPartition] = set()
-            fresh = [r for r in records if r.offset >= committed.get((stream, r.partition), 0)]
-            skipped = len(records) - len(fresh)
-            if not fresh:
+            fresh, offsets = _fresh_records(stream, records, committed)
+            skipped = records.num_rows - fresh.num_rows
+            if not fresh.num_rows:
                 self._skip(state, skipped)
                 break
-            offsets = dict(committed)
-            for record in fresh:
-                key = (stream, record.partition)
-                if record.offset > offsets.get(key, 0) and key not in gaps_checked:
-                    # the log no longer holds what lies between (e.g. Kafka retention)
-                    logger.warning(
-                        "loader: %s/%d jumps from offset %d to %d: events missing from the log",
-                        stream, record.partition, offsets.get(key, 0), record.offset,
-                    )  # fmt: skip
-                gaps_checked.add(key)
-                offsets[key] = max(offsets.get(key, 0), record.offset + 1)
             loaded_at = utcnow()
             batch = self._to_arrow(state, fresh, loaded_at)
             started = time.perf_counter()
@@ -300,6 +292,7 @@ class RawLoader:
         else:
             raise LoaderError(f"{state.identifier}: no commit after {COMMIT_ATTEMPTS} attempts")
         state.pending = []
+        state.pending_rows = 0
         state.pending_since = None
         self.metrics.pending.labels(stream).set(0)
         # Another writer may be ahead of what we read: continue from the newest offsets.
@@ -325,67 +318,53 @@ class RawLoader:
     def _record_commit(
         self,
         state: _StreamState,
-        records: list[LogRecord],
+        records: pa.Table,
         loaded_at: datetime,
         elapsed: float,
         offsets: dict[StreamPartition, int],
     ) -> None:
         stream = state.stream
-        state.report.events += len(records)
+        state.report.events += records.num_rows
         state.report.batches += 1
         m = self.metrics
-        m.events.labels(stream).inc(len(records))
+        m.events.labels(stream).inc(records.num_rows)
         m.batches.labels(stream).inc()
         m.commit_seconds.labels(stream).observe(elapsed)
-        m.observe_freshness(
-            stream, [(loaded_at - r.envelope.received_at).total_seconds() for r in records]
-        )
+        received_us = records.column("received_at").cast(pa.int64())
+        age_us = pc.subtract(to_micros(loaded_at), received_us)
+        m.observe_freshness(stream, pc.divide(age_us.cast(pa.float64()), 1e6).to_pylist())
         for (s, partition), offset in offsets.items():
             if s == stream:
                 m.committed_offset.labels(stream, str(partition)).set(offset)
 
     @staticmethod
-    def _to_arrow(state: _StreamState, records: list[LogRecord], loaded_at: datetime) -> pa.Table:
-        envelopes = [r.envelope for r in records]
-        schema = state.schema
-        n = len(records)
-
-        def strings(values: list[str | None]) -> pa.Array:
-            return pa.array(values, pa.large_string())
-
-        def instants(values: list[datetime | None]) -> pa.Array:
-            # aware datetimes are converted to UTC microseconds by Arrow itself (in C)
-            return pa.array(values, _UTC_MICROS)
-
-        def payloads(values: list[bytes]) -> pa.Array:
-            try:  # validated as UTF-8 by Arrow; the payload is JSON text, so it always is
-                return pa.array(values, pa.large_binary()).cast(pa.large_string())
-            except pa.ArrowInvalid:
-                return strings([v.decode("utf-8", "replace") for v in values])
-
+    def _to_arrow(state: _StreamState, records: pa.Table, loaded_at: datetime) -> pa.Table:
+        """The raw table's rows for log records (in ``log_arrow_schema``): columns renamed,
+        the provider and load time added, the payload checked as UTF-8 JSON text."""
+        n = records.num_rows
         columns = {
-            "_raw_id": strings([e.raw_id for e in envelopes]),
-            "_event_id": strings([e.event_id for e in envelopes]),
-            "_provider": strings([e.provider.value for e in envelopes]),
-            "_webhook_topic": strings([e.topic for e in envelopes]),
-            "_object_id": strings([e.object_id for e in envelopes]),
-            "_source_account": strings([e.source_account for e in envelopes]),
-            "_occurred_at": instants([e.occurred_at for e in envelopes]),
-            "_received_at": instants([e.received_at for e in envelopes]),
-            "_loaded_at": instants([loaded_at] * n),
-            "_api_version": strings([e.api_version for e in envelopes]),
-            "_headers": strings([orjson.dumps(e.headers).decode() for e in envelopes]),
-            "payload": payloads([e.payload for e in envelopes]),
-            "_log_partition": pa.array([r.partition for r in records], pa.int32()),
-            "_log_offset": pa.array([r.offset for r in records], pa.int64()),
-            "_quarantine_reason": strings([e.quarantine_reason for e in envelopes]),
+            "_raw_id": records.column("raw_id"),
+            "_event_id": records.column("event_id"),
+            "_provider": pa.array([state.stream] * n, pa.large_string()),
+            "_webhook_topic": records.column("topic"),
+            "_object_id": records.column("object_id"),
+            "_source_account": records.column("source_account"),
+            "_occurred_at": records.column("occurred_at"),
+            "_received_at": records.column("received_at"),
+            "_loaded_at": pa.array([to_micros(loaded_at)] * n, _UTC_MICROS),
+            "_api_version": records.column("api_version"),
+            "_headers": records.column("headers"),
+            "payload": _payload_text(records.column("payload")),
+            "_log_partition": records.column("partition"),
+            "_log_offset": records.column("offset"),
+            "_quarantine_reason": records.column("quarantine_reason"),
         }
         return pa.Table.from_arrays(
             [
-                columns[f.name].cast(f.type) if f.name in columns else pa.nulls(n, f.type)
-                for f in schema
+                _as_type(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type)
+                for f in state.schema
             ],
-            schema=schema,
+            schema=state.schema,
         )
 
     # --- lag and pruning -----------------------------------------------------------------
@@ -416,3 +395,50 @@ class RawLoader:
         if self.prune_retention is None:
             return 0
         return self.event_log.prune(self.committed(), utcnow() - self.prune_retention)
+
+
+def _fresh_records(
+    stream: str, records: pa.Table, committed: dict[StreamPartition, int]
+) -> tuple[pa.Table, dict[StreamPartition, int]]:
+    """The records not committed yet, and the offsets to commit with them.
+
+    Records are in offset order per partition. A partition whose first fresh offset lies
+    beyond its committed offset is logged: the log no longer holds what lies between (e.g.
+    Kafka retention).
+    """
+    partitions = records.column("partition")
+    offsets = records.column("offset")
+    keep = None
+    next_offsets = dict(committed)
+    for partition in pc.unique(partitions).to_pylist():
+        key = (stream, partition)
+        floor = committed.get(key, 0)
+        mask = pc.and_(pc.equal(partitions, partition), pc.greater_equal(offsets, floor))
+        keep = mask if keep is None else pc.or_(keep, mask)
+        fresh_offsets = pc.filter(offsets, mask)
+        if not len(fresh_offsets):
+            continue
+        first = pc.min(fresh_offsets).as_py()
+        if first > floor:
+            logger.warning(
+                "loader: %s/%d jumps from offset %d to %d: events missing from the log",
+                stream, partition, floor, first,
+            )  # fmt: skip
+        next_offsets[key] = max(floor, pc.max(fresh_offsets).as_py() + 1)
+    if keep is None:
+        return records, next_offsets
+    return records.filter(keep), next_offsets
+
+
+def _payload_text(payload: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """Payload bytes as text: validated as UTF-8 by Arrow (JSON text always is); bytes that
+    are not valid UTF-8 are decoded with replacement characters rather than refused."""
+    try:
+        return payload.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        values = [None if v is None else v.decode("utf-8", "replace") for v in payload.to_pylist()]
+        return pa.array(values, pa.large_string())
+
+
+def _as_type(column: pa.ChunkedArray | pa.Array, type_: pa.DataType) -> pa.ChunkedArray | pa.Array:
+    return column if column.type == type_ else column.cast(type_)
