@@ -304,6 +304,7 @@ def cmd_stability(args: argparse.Namespace) -> None:
             f"merge-log rows {rerun.merge_log.num_rows}"
         )
 
+    grown_ids: dict[str, dict[tuple[str, str], str]] = {}
     for mode in ("incremental", "full"):
         tick = time.perf_counter()
         grown = resolve_identities(
@@ -311,6 +312,7 @@ def cmd_stability(args: argparse.Namespace) -> None:
         )
         seconds = time.perf_counter() - tick
         after = _id_of(grown.identity_map)
+        grown_ids[mode] = after
         new_keys = {k for k, h in zip(_keys(records), held_out.tolist(), strict=True) if h}
         touched_ids = {after[k] for k in new_keys}
         clusters: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -327,6 +329,9 @@ def cmd_stability(args: argparse.Namespace) -> None:
             f"re-resolved {grown.changes.affected_records} records in {seconds:.1f}s; "
             f"log: {Counter(grown.merge_log.column('action').to_pylist())}"
         )
+    print(
+        f"incremental and full give the same ids: {grown_ids['incremental'] == grown_ids['full']}"
+    )
 
 
 def _cpu_seconds() -> float:

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehook.resolve.cluster import cluster_records
-from lakehook.resolve.matching import RULE_NAMES, Matcher, ScoredPairs
+from lakehook.resolve.matching import RULE_NAMES, RULE_NONE, Matcher, ScoredPairs
 from lakehook.resolve.normalize import RECORD_COLUMNS, normalize_records
 
 Mode = Literal["incremental", "full"]
@@ -412,6 +412,18 @@ def resolve_identities(
         issued |= set(previous_map.column("unified_customer_id").to_pylist())
 
     if local_pairs is not None and affected_rids.size:
+        if has_previous:
+            # two unchanged records the previous run kept apart bring no new evidence: their
+            # pair is not revisited (only a changed record can merge previous clusters), so
+            # a full run decides like an incremental one and untouched clusters keep their id
+            left_rid = affected_rids[local_pairs.left]
+            right_rid = affected_rids[local_pairs.right]
+            stale = (
+                ~changed[left_rid]
+                & ~changed[right_rid]
+                & (prev_ids[left_rid] != prev_ids[right_rid])
+            )
+            local_pairs.rule[stale] = RULE_NONE
         clustering = cluster_records(
             int(affected_rids.size),
             local_pairs,
