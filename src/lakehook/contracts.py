@@ -9,6 +9,7 @@ turns log records into rows of ``raw.*``.
 from __future__ import annotations
 
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,17 +50,24 @@ def from_micros(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
+#: random source of raw ids: seeded from the OS once per process, and again in every forked
+#: child (two processes never share a sequence); one call per id instead of a syscall
+_RAW_ID_RANDOM = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _RAW_ID_RANDOM.seed(os.urandom(32)))
+
+
 def new_raw_id(now_ms: int | None = None) -> str:
-    """A time-ordered id (UUIDv7 layout, RFC 9562): 48-bit ms timestamp + 74 random bits."""
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76  # version 7
-    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a, 12 bits
-    value |= 0b10 << 62  # variant
-    value |= rand & ((1 << 62) - 1)  # rand_b, 62 bits
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A time-ordered id (UUIDv7 layout, RFC 9562): 48-bit ms timestamp + 74 random bits.
+
+    The random bits come from a generator seeded with ``os.urandom`` per process (not from a
+    syscall per id): ids need uniqueness and time order, not secrecy.
+    """
+    ms = (time.time_ns() // 1_000_000 if now_ms is None else now_ms) & 0xFFFF_FFFF_FFFF
+    rand = _RAW_ID_RANDOM.getrandbits(74)  # rand_a (12 bits) then rand_b (62 bits)
+    return (
+        f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7{rand >> 62:03x}-"  # version 7
+        f"{0x8000 | (rand >> 48) & 0x3FFF:04x}-{rand & 0xFFFF_FFFF_FFFF:012x}"  # variant 0b10
+    )
 
 
 @dataclass(frozen=True, slots=True)

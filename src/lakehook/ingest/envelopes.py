@@ -139,6 +139,11 @@ def _load_exact(body: bytes) -> Any:
 
 def _id_text(value: Any) -> str | None:
     """Provider ids as text: integers and strings; anything else is not an id."""
+    kind = type(value)
+    if kind is str:  # exact types first: all the parser ever makes, and the hot path
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return str(value)
     if isinstance(value, str):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
@@ -275,9 +280,21 @@ def _hubspot_envelope(
 ) -> Envelope:
     if not isinstance(event, dict):
         raise MalformedEventError(f"HubSpot event [{index}] is not a JSON object")
-    parts = [_id_text(event.get(name)) for name in _HUBSPOT_REQUIRED]
-    topic = event.get("subscriptionType")
-    if None in parts or not isinstance(topic, str) or not topic:
+    get = event.get
+    portal = _id_text(get("portalId"))
+    subscription = _id_text(get("subscriptionId"))
+    event_id = _id_text(get("eventId"))
+    occurred = _id_text(get("occurredAt"))
+    topic = get("subscriptionType")
+    if (
+        portal is None
+        or subscription is None
+        or event_id is None
+        or occurred is None
+        or not isinstance(topic, str)
+        or not topic
+    ):
+        parts = [portal, subscription, event_id, occurred]
         missing = [
             name for name, part in zip(_HUBSPOT_REQUIRED, parts, strict=True) if part is None
         ]
@@ -287,21 +304,32 @@ def _hubspot_envelope(
             f"HubSpot event [{index}] lacks {', '.join(missing)} (needed for the dedupe key"
             " and topic)"
         )
-    object_id = _id_text(event.get("objectId")) or _id_text(event.get("fromObjectId"))
+    object_id = _id_text(get("objectId")) or _id_text(get("fromObjectId"))
     return Envelope(
         raw_id=new_raw_id(),
-        event_id=f"{parts[0]}:{parts[1]}:{parts[2]}:{parts[3]}:{object_id or ''}",
+        event_id=f"{portal}:{subscription}:{event_id}:{occurred}:{object_id or ''}",
         provider=Provider.HUBSPOT,
         topic=topic,
         object_id=object_id,
-        source_account=parts[0],
-        occurred_at=_epoch_time(event.get("occurredAt"), 1000),
+        source_account=portal,
+        occurred_at=_epoch_time(get("occurredAt"), 1000),
         received_at=received_at,
         api_version=None,
         headers=headers,
         payload=payload,
         quarantine_reason=quarantine_reason(Provider.HUBSPOT, topic),
     )
+
+
+def _has_float_id(events: list[Any]) -> bool:
+    """Whether an id field came back as a float (an integer beyond 64 bits)."""
+    for event in events:
+        if isinstance(event, dict):
+            get = event.get
+            for name in _HUBSPOT_ID_FIELDS:
+                if type(get(name)) is float:
+                    return True
+    return False
 
 
 def hubspot_envelopes(
@@ -313,12 +341,7 @@ def hubspot_envelopes(
         raise MalformedEventError("HubSpot body is not a JSON array")
     if not events:
         raise MalformedEventError("HubSpot body is an empty array")
-    if any(
-        isinstance(event.get(name), float)
-        for event in events
-        if isinstance(event, dict)
-        for name in _HUBSPOT_ID_FIELDS
-    ):
+    if _has_float_id(events):
         events = _load_exact(body)
     payloads = element_bytes(body, events)
     if len(payloads) != len(events):  # cannot happen for valid JSON; never store a wrong cut

@@ -135,6 +135,8 @@ def verify_stripe(
 
 def hubspot_decode_uri(uri: str) -> str:
     """Decode the escapes HubSpot decodes before signing v3 (case-insensitive)."""
+    if "%" not in uri:  # the usual webhook URL: nothing to decode
+        return uri
     out = []
     i = 0
     while i < len(uri):

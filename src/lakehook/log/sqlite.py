@@ -104,8 +104,13 @@ _INSERT_EVENT = (
 )
 
 
+#: stream name of each provider (``Envelope.stream`` goes through the enum's ``value``
+#: descriptor, which costs more than the rest of an event's row on the append path)
+_STREAM_OF: dict[Provider, str] = {provider: provider.value for provider in Provider}
+
+
 def _event_row(
-    env: Envelope, stream: str, offset: int, now_us: int, headers_json: str
+    env: Envelope, stream: str, offset: int, now_us: int, headers_json: str, received_us: int
 ) -> tuple[object, ...]:
     return (
         stream,
@@ -116,7 +121,7 @@ def _event_row(
         env.object_id,
         env.source_account,
         to_micros(env.occurred_at) if env.occurred_at else None,
-        to_micros(env.received_at),
+        received_us,
         now_us,
         env.api_version,
         headers_json,
@@ -357,7 +362,9 @@ class SqliteEventLog(EventLog):
             conn, [env for job in jobs for env in job.envelopes or ()], cutoff
         )
         event_rows: list[tuple[object, ...]] = []
+        # the envelopes of one request share their headers and received_at: convert them once
         headers_text: dict[int, str] = {}
+        received_micros: dict[int, int] = {}
         results: list[list[AppendOutcome]] = []
         for job in jobs:
             if job.letter is not None:
@@ -366,7 +373,7 @@ class SqliteEventLog(EventLog):
                 continue
             outcomes = []
             for env in job.envelopes or ():
-                stream = env.stream
+                stream = _STREAM_OF[env.provider]
                 prior = seen.get((stream, env.event_id))
                 if prior is not None:
                     outcomes.append(AppendOutcome(env.event_id, True, _PARTITION, prior))
@@ -374,12 +381,17 @@ class SqliteEventLog(EventLog):
                 offset = heads.get(stream, 0)
                 heads[stream] = offset + 1
                 seen[(stream, env.event_id)] = offset
-                # the envelopes of one request share their headers: serialise them once
                 headers_json = headers_text.get(id(env.headers))
                 if headers_json is None:
                     headers_json = orjson.dumps(env.headers).decode()
                     headers_text[id(env.headers)] = headers_json
-                event_rows.append(_event_row(env, stream, offset, now_us, headers_json))
+                received_us = received_micros.get(id(env.received_at))
+                if received_us is None:
+                    received_us = to_micros(env.received_at)
+                    received_micros[id(env.received_at)] = received_us
+                event_rows.append(
+                    _event_row(env, stream, offset, now_us, headers_json, received_us)
+                )
                 outcomes.append(AppendOutcome(env.event_id, False, _PARTITION, offset))
             results.append(outcomes)
         if event_rows:
@@ -407,7 +419,7 @@ class SqliteEventLog(EventLog):
         """(stream, event_id) → offset, for the envelopes already appended within the window."""
         by_stream: dict[str, list[str]] = {}
         for env in envelopes:
-            by_stream.setdefault(env.stream, []).append(env.event_id)
+            by_stream.setdefault(_STREAM_OF[env.provider], []).append(env.event_id)
         seen: dict[tuple[str, str], int] = {}
         for stream, ids in by_stream.items():
             unique = list(dict.fromkeys(ids))
