@@ -5,9 +5,12 @@ Usage::
     .venv/bin/python benchmarks/raw_loader.py [--events 300000] [--rate 500] [--duration 60]
 
 1. **baseline**, measured in the same run: reading the whole backlog from the SQLite event
-   log only (no Iceberg) — the ceiling the loader could reach with a free lake.
+   log only (no Iceberg), with the loader's columnar read (``read_arrow``) — the ceiling the
+   loader could reach with a free lake — and with the record-per-event ``read`` for
+   comparison.
 2. **throughput**: ``RawLoader.run(until_idle=True)`` on the same backlog (3 streams,
-   default ``max_batch`` 5000): events/s committed to raw, exactly once, offsets included.
+   default ``max_batch``, or ``--max-batch``): events/s committed to raw, exactly once,
+   offsets included.
    Printed as a ratio to the baseline and to the event-log append rate measured while
    filling (a stand-in for the ingest ceiling; compare with benchmarks/ingest_throughput.py).
 3. **freshness**: a feeder appends ``--rate`` events/s (spread over the three streams, in
@@ -49,7 +52,19 @@ def fill(log: SqliteEventLog, per_stream: int, chunk: int = 2000) -> float:
 
 
 def read_baseline(log: SqliteEventLog, max_batch: int) -> float:
-    """Events/s of reading every stream from offset 0 in max_batch pages, nothing else."""
+    """Events/s of reading every stream from offset 0 as Arrow pages, nothing else."""
+    started = time.perf_counter()
+    total = 0
+    for stream in STREAMS:
+        offset = 0
+        while (page := log.read_arrow(stream, 0, offset, max_batch)).num_rows:
+            total += page.num_rows
+            offset = page.column("offset")[-1].as_py() + 1
+    return total / (time.perf_counter() - started)
+
+
+def read_records_baseline(log: SqliteEventLog, max_batch: int) -> float:
+    """Events/s of reading every stream as ``LogRecord`` objects (the per-event read)."""
     started = time.perf_counter()
     total = 0
     for stream in STREAMS:
@@ -60,16 +75,18 @@ def read_baseline(log: SqliteEventLog, max_batch: int) -> float:
     return total / (time.perf_counter() - started)
 
 
-def throughput(events: int) -> dict[str, float]:
+def throughput(events: int, max_batch: int | None) -> dict[str, float]:
     per_stream = events // 3
     with tempfile.TemporaryDirectory(prefix="lakehook-bench-") as home:
         settings = load_settings(home=Path(home))
+        batch = max_batch or settings.stream_max_batch
         log = SqliteEventLog(settings.log_dir / "events.db", max_batch=10_000)
         try:
             append_rate = fill(log, per_stream)
-            baseline = read_baseline(log, settings.stream_max_batch)
+            baseline = read_baseline(log, batch)
+            records_baseline = read_records_baseline(log, batch)
             catalog = open_catalog(settings)
-            loader = RawLoader(catalog, log, max_batch=settings.stream_max_batch)
+            loader = RawLoader(catalog, log, max_batch=batch)
             started = time.perf_counter()
             reports = loader.run(until_idle=True)
             elapsed = time.perf_counter() - started
@@ -82,6 +99,8 @@ def throughput(events: int) -> dict[str, float]:
             "seconds": elapsed,
             "loader_eps": loaded / elapsed,
             "read_baseline_eps": baseline,
+            "read_records_eps": records_baseline,
+            "max_batch": batch,
             "log_append_eps": append_rate,
             "batches": sum(r.batches for r in reports),
         }
@@ -156,16 +175,26 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--commit-interval", type=float, default=2.0)
+    parser.add_argument("--max-batch", type=int, default=None, help="default: settings")
     parser.add_argument("--skip-freshness", action="store_true")
     args = parser.parse_args()
 
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    t = throughput(args.events)
-    print(f"throughput: {t['events']:,} events in {t['seconds']:.2f} s, {t['batches']:.0f} commits")
+    t = throughput(args.events, args.max_batch)
+    print(
+        f"throughput: {t['events']:,} events in {t['seconds']:.2f} s, {t['batches']:.0f} commits"
+        f" (max_batch {t['max_batch']:,.0f})"
+    )
     print(f"  loader into raw        {t['loader_eps']:>10,.0f} events/s")
     print(
         f"  baseline: log read     {t['read_baseline_eps']:>10,.0f} events/s"
         f"   loader/baseline = {t['loader_eps'] / t['read_baseline_eps']:.2f}"
+        "   (read_arrow, no Iceberg)"
+    )
+    print(
+        f"  log read as records    {t['read_records_eps']:>10,.0f} events/s"
+        f"   loader/records  = {t['loader_eps'] / t['read_records_eps']:.2f}"
+        "   (read: one LogRecord per event)"
     )
     print(
         f"  log append (fill)      {t['log_append_eps']:>10,.0f} events/s"

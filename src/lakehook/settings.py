@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     warehouse: str | None = Field(None, description="Warehouse URI; default file://home/warehouse.")
 
     # --- raw loader ----------------------------------------------------------------------
-    stream_max_batch: int = Field(5000, ge=1)
+    stream_max_batch: int = Field(20_000, ge=1)
     stream_commit_interval_seconds: float = Field(2.0, gt=0)
 
     # --- batch ---------------------------------------------------------------------------

@@ -195,3 +195,34 @@ def test_progress_reports_events_and_lag(catalog: Catalog, event_log: SqliteEven
     assert first_events == {p.value: 0 for p in Provider}
     assert first_lags == {p.value: 12 for p in Provider}
     assert seen[-1] == ({p.value: 12 for p in Provider}, {p.value: 0 for p in Provider})
+
+
+def test_byte_bound_closes_batches_before_the_event_count(
+    catalog: Catalog, event_log: SqliteEventLog
+) -> None:
+    fill_log(event_log, 60)
+    bytes_per_event = event_log.read_arrow("stripe", 0, 0, 60).nbytes / 60
+    loader = RawLoader(
+        catalog, event_log, max_batch=1000, max_batch_bytes=int(bytes_per_event * 10)
+    )
+    reports = loader.run(until_idle=True)
+    assert {r.stream: r.events for r in reports} == {p.value: 60 for p in Provider}
+    for provider in Provider:
+        table = catalog.load_table(RAW_TABLES[provider])
+        added = [int(s.summary["added-records"] or 0) for s in table.snapshots() if s.summary]
+        assert sum(added) == 60 and len(added) >= 5
+        assert max(added) <= 12  # ten events' bytes, give or take their varying sizes
+        offsets = table.scan(selected_fields=("_log_offset",)).to_arrow().column(0)
+        assert sorted(offsets.to_pylist()) == list(range(60))
+
+
+@pytest.mark.timeout(120)
+def test_an_event_larger_than_the_byte_bound_still_loads_alone(
+    catalog: Catalog, event_log: SqliteEventLog
+) -> None:
+    fill_log(event_log, 3)
+    (report,) = RawLoader(catalog, event_log, max_batch_bytes=1, providers=[Provider.HUBSPOT]).run(
+        until_idle=True
+    )
+    assert (report.events, report.batches) == (3, 3)
+    assert table_offsets(catalog.load_table(RAW_TABLES[Provider.HUBSPOT])) == {("hubspot", 0): 3}

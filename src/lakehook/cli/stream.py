@@ -26,7 +26,7 @@ PROGRESS_EVERY_SECONDS = 10.0
     "--max-batch",
     type=click.IntRange(min=1),
     default=None,
-    help="Events per micro-batch and stream (env LAKEHOOK_STREAM_MAX_BATCH, default 5000).",
+    help="Events per micro-batch and stream (env LAKEHOOK_STREAM_MAX_BATCH, default 20000).",
 )
 @click.option(
     "--commit-interval",

@@ -1,7 +1,8 @@
 """The raw loader: event log → ``raw.*`` Iceberg tables, exactly once.
 
 For each provider stream, the loader reads every partition from its committed offset, in
-micro-batches closed by size (``max_batch`` events) or age (``commit_interval`` seconds),
+micro-batches closed by size (``max_batch`` events or ``max_batch_bytes``) or age
+(``commit_interval`` seconds),
 and appends them to the stream's raw table. Records stay columnar from the log to Iceberg
 (:meth:`~lakehook.log.base.EventLog.read_arrow`): no Python object per event on the way.
 The next offsets go in the snapshot summary of that same append
@@ -44,7 +45,14 @@ from lakehook.stream.offsets import offset_properties, table_offsets
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH_DEFAULT = 5000
+#: Each commit costs PyIceberg ~45 ms of CPU whatever its size (manifests, metadata, catalog),
+#: so a backlog is loaded in large batches; live traffic is committed by age long before.
+MAX_BATCH_DEFAULT = 20_000
+#: bound on the Arrow bytes of one stream's pending batch, so large payloads cannot make a
+#: 20,000-event batch take gigabytes
+MAX_BATCH_BYTES_DEFAULT = 64 * 1024 * 1024
+#: events of a stream's first read: its bytes per event size the reads that follow
+FIRST_READ_EVENTS = 1
 COMMIT_INTERVAL_DEFAULT = 2.0
 #: how long to sleep when the log has nothing new
 IDLE_SLEEP_DEFAULT = 0.05
@@ -82,6 +90,9 @@ class _StreamState:
     #: pages read but not yet committed, in log schema (``log_arrow_schema``)
     pending: list[pa.Table] = field(default_factory=list)
     pending_rows: int = 0
+    pending_bytes: int = 0
+    #: Arrow bytes per event of the last page read: sizes the next read under the byte bound
+    bytes_per_event: float = 0.0
     pending_since: float | None = None
     turn: int = -1  # which partition reads first in the next fill
 
@@ -97,6 +108,8 @@ class RawLoader:
         catalog: the lake catalog; raw tables are created from ``sql/00_raw`` if missing.
         event_log: the event log to read.
         max_batch: events per micro-batch and stream, at most.
+        max_batch_bytes: Arrow bytes per micro-batch and stream, about at most (reads are
+            sized from the previous page's bytes per event; a batch holds at least one).
         commit_interval: seconds a micro-batch may wait for more events before committing.
         metrics: where to record metrics (a fresh registry when omitted).
         idle_sleep: seconds to wait when the log has nothing new.
@@ -114,6 +127,7 @@ class RawLoader:
         event_log: EventLog,
         *,
         max_batch: int = MAX_BATCH_DEFAULT,
+        max_batch_bytes: int = MAX_BATCH_BYTES_DEFAULT,
         commit_interval: float = COMMIT_INTERVAL_DEFAULT,
         metrics: LoaderMetrics | None = None,
         idle_sleep: float = IDLE_SLEEP_DEFAULT,
@@ -123,11 +137,12 @@ class RawLoader:
         clock: Callable[[], float] = time.monotonic,
         on_progress: Callable[[list[StreamReport], dict[str, int]], None] | None = None,
     ) -> None:
-        if max_batch < 1 or commit_interval <= 0:
-            raise ValueError("max_batch must be ≥ 1 and commit_interval > 0")
+        if max_batch < 1 or max_batch_bytes < 1 or commit_interval <= 0:
+            raise ValueError("max_batch and max_batch_bytes must be ≥ 1, commit_interval > 0")
         self.catalog = catalog
         self.event_log = event_log
         self.max_batch = max_batch
+        self.max_batch_bytes = max_batch_bytes
         self.commit_interval = commit_interval
         self.metrics = metrics or LoaderMetrics()
         self.idle_sleep = idle_sleep
@@ -234,7 +249,7 @@ class RawLoader:
         state.turn = (state.turn + 1) % len(partitions)
         caught_up = True
         for index, partition in enumerate(partitions[state.turn :] + partitions[: state.turn]):
-            room = self.max_batch - state.pending_rows
+            room = self._room(state)
             if room <= 0:
                 return False
             share = max(1, room // (len(partitions) - index))
@@ -246,16 +261,30 @@ class RawLoader:
                 state.pending_since = self._clock()
             state.pending.append(page)
             state.pending_rows += page.num_rows
+            state.pending_bytes += page.nbytes
+            state.bytes_per_event = page.nbytes / page.num_rows
             state.positions[partition] = page.column("offset")[-1].as_py() + 1
             self.metrics.pending.labels(state.stream).set(state.pending_rows)
             if page.num_rows == share:
                 caught_up = False
-        return caught_up and state.pending_rows < self.max_batch
+        return caught_up and self._room(state) > 0
+
+    def _room(self, state: _StreamState) -> int:
+        """Events the pending batch can still take: by count, and by bytes at the last page's
+        bytes per event (the first read takes one event to learn it); an empty batch always
+        takes at least one."""
+        room = self.max_batch - state.pending_rows
+        if state.bytes_per_event:
+            free = self.max_batch_bytes - state.pending_bytes
+            room = min(room, int(free / state.bytes_per_event))
+        else:
+            room = min(room, FIRST_READ_EVENTS)
+        return room if state.pending_rows else max(room, 1)
 
     def _due(self, state: _StreamState, *, caught_up: bool, until_idle: bool) -> bool:
         if not state.pending_rows:
             return False
-        if state.pending_rows >= self.max_batch or (until_idle and caught_up):
+        if self._room(state) <= 0 or (until_idle and caught_up):
             return True
         assert state.pending_since is not None
         return self._clock() - state.pending_since >= self.commit_interval
@@ -293,6 +322,7 @@ class RawLoader:
             raise LoaderError(f"{state.identifier}: no commit after {COMMIT_ATTEMPTS} attempts")
         state.pending = []
         state.pending_rows = 0
+        state.pending_bytes = 0
         state.pending_since = None
         self.metrics.pending.labels(stream).set(0)
         # Another writer may be ahead of what we read: continue from the newest offsets.
