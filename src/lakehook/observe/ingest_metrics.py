@@ -120,6 +120,8 @@ class IngestMetrics:
         self.registry.register(EventLogCollector(event_log))
         # label lookups cost microseconds each: the request path reuses the children
         self._child = lru_cache(maxsize=4096)(self._lookup_child)
+        self._request_child = lru_cache(maxsize=256)(self._lookup_request_child)
+        self._event_child = lru_cache(maxsize=4096)(self._lookup_event_child)
         # pre-create label children so every series exists from the first scrape
         for provider in Provider:
             self.duplicates.labels(provider=provider.value)
@@ -128,9 +130,16 @@ class IngestMetrics:
     def _lookup_child(self, metric: str, *labels: str) -> Any:
         return getattr(self, metric).labels(*labels)
 
+    def _lookup_request_child(self, provider: Provider, outcome: str) -> Any:
+        return self.requests.labels(provider.value, outcome)
+
+    def _lookup_event_child(self, provider: Provider, topic: str, outcome: str) -> Any:
+        label = topic if is_known_topic(provider, topic) else UNKNOWN_TOPIC_LABEL
+        return self.events.labels(provider.value, label, outcome)
+
     def request(self, provider: Provider, outcome: str) -> None:
         """Count one webhook request."""
-        self._child("requests", provider.value, outcome).inc()
+        self._request_child(provider, outcome).inc()
 
     def verification_failed(self, provider: Provider, reason: str) -> None:
         """Count a signature failure, by reason kind."""
@@ -146,22 +155,21 @@ class IngestMetrics:
         self, envelopes: Sequence[Envelope], outcomes: Sequence[AppendOutcome]
     ) -> None:
         """Count the events of an accepted request (one increment per topic and outcome)."""
-        tally: dict[tuple[str, str, str], int] = {}
+        tally: dict[tuple[Provider, str, str], int] = {}
         for envelope, appended in zip(envelopes, outcomes, strict=True):
-            provider = envelope.provider.value
             if appended.duplicate:
                 outcome = "duplicate"
             elif envelope.quarantine_reason is None:
                 outcome = "stored"
             else:
                 outcome = "quarantined"
-            known = is_known_topic(envelope.provider, envelope.topic)
-            key = (provider, envelope.topic if known else UNKNOWN_TOPIC_LABEL, outcome)
+            key = (envelope.provider, envelope.topic, outcome)
             tally[key] = tally.get(key, 0) + 1
         for (provider, topic, outcome), count in tally.items():
-            self._child("events", provider, topic, outcome).inc(count)
+            # the cached child already carries the ``_unknown`` label for an unknown topic
+            self._event_child(provider, topic, outcome).inc(count)
             if outcome == "duplicate":
-                self._child("duplicates", provider).inc(count)
+                self._child("duplicates", provider.value).inc(count)
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric (runs the log collector)."""
