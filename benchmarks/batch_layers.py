@@ -70,6 +70,14 @@ def main() -> None:
         incremental = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     slowest = sorted(runs, key=lambda r: r.seconds, reverse=True)[:5]
+    print("incremental run, per model (seconds, status, candidate rows):")
+    for run in sorted(runs, key=lambda r: r.seconds, reverse=True):
+        print(f"  {run.target:48} {run.seconds:6.2f}  {run.status:9} {run.candidate_rows}")
+    semantic = sum(r.seconds for r in runs if r.target.startswith("semantic."))
+    print(
+        f"incremental without the semantic layer: {incremental - semantic:.2f} s = "
+        f"{(incremental - semantic) / full:.1%} of full"
+    )
     print(f"raw events: {loaded} + {added} new ({added / loaded:.2%})")
     print(f"full rebuild (baseline): {full:.2f} s")
     print(f"incremental after new events: {incremental:.2f} s = {incremental / full:.1%} of full")

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.expressions import (
+    AlwaysFalse,
     AlwaysTrue,
     And,
     BooleanExpression,
@@ -271,7 +272,12 @@ class BatchRunner:
             candidates = result.num_rows
             scope: BooleanExpression = AlwaysTrue()
             if delta_inputs and table is not None and model.config.strategy != "overwrite":
-                result, scope = self._merge(model, table, result)
+                if candidates:
+                    result, scope = self._merge(model, table, result)
+                else:
+                    # nothing new to merge: the table's files stay as they are and the
+                    # commit only records the snapshots and watermarks consumed
+                    scope = AlwaysFalse()
             table = self._commit(model, table, result, reads, mode, candidates, scope)
             self._tables[model.target] = table
         finally:
