@@ -256,3 +256,12 @@ def test_records_without_a_key_are_left_out_and_duplicates_keep_the_newest() -> 
     result = resolve_identities(table(rows))
     assert result.identity_map.num_rows == 1
     assert result.changes.records == 1
+
+
+def test_incremental_run_without_changed_records_resolves_nothing(simulated: pa.Table) -> None:
+    first = resolve_identities(simulated, mode="full", resolved_at=T0)
+    again = resolve_identities(simulated, first.identity_map, resolved_at=T0 + timedelta(days=1))
+    assert again.changes.affected_records == 0
+    assert again.changes.candidate_pairs == 0
+    assert "normalize_s" not in again.changes.timings  # nothing was normalised
+    assert again.identity_map.equals(first.identity_map)

@@ -358,12 +358,7 @@ def resolve_identities(
     n = table.num_rows
     prev = _previous_by_key(table, previous_map)
     prev_ids = prev["unified_customer_id"]
-    normalized = normalize_records(table, default_region=default_region)
-    normalized = normalized.append_column("rid", pa.array(np.arange(n, dtype=np.int64)))
-    timings["normalize_s"] = time.perf_counter() - tick
-
     summary = ChangeSummary(records=n)
-    tick = time.perf_counter()
     has_previous = previous_map is not None and previous_map.num_rows > 0
     incremental = mode == "incremental" and has_previous
     changed = _changed_mask(table, prev) if has_previous else np.ones(n, dtype=bool)
@@ -372,6 +367,12 @@ def resolve_identities(
     scored: ScoredPairs | None = None
     try:
         if n and (changed.any() or mode == "full"):
+            # records are normalised only when something is to be resolved: an incremental
+            # run in which no record is new or changed keeps every row as it is
+            normalized = normalize_records(table, default_region=default_region)
+            normalized = normalized.append_column("rid", pa.array(np.arange(n, dtype=np.int64)))
+            timings["normalize_s"] = time.perf_counter() - tick
+            tick = time.perf_counter()
             matcher = Matcher(normalized, match_threshold=match_threshold)
             del normalized  # DuckDB holds its own copy
             timings["calibrate_s"] = time.perf_counter() - tick
