@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lakehook.contracts import Provider
+from lakehook.contracts import AppendOutcome, Provider
 from lakehook.log import open_event_log
+from lakehook.log import sqlite as sqlite_log
 from lakehook.log.base import EventLog
 from lakehook.log.sqlite import SqliteEventLog
 from lakehook.settings import Settings
@@ -139,3 +141,34 @@ def test_prune_spanning_several_chunks_deletes_exactly_the_committed_range(
         assert log.prune({("hubspot", 0): 8}, utcnow() + timedelta(days=1)) == 0
     finally:
         log.close()
+
+
+def test_appends_under_steady_load_share_one_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after a commit, the flush waits for more appends instead of committing one
+    request at a time (a wide window here, so the test never depends on timing)."""
+    monkeypatch.setattr(sqlite_log, "_GATHER_S", 0.5)
+    log = SqliteEventLog(tmp_path / "events.db")
+    commits: list[int] = []
+    commit = log._commit
+
+    def counted_commit() -> None:
+        commits.append(1)
+        commit()
+
+    monkeypatch.setattr(log, "_commit", counted_commit)
+
+    async def steady_load() -> list[AppendOutcome]:
+        await log.append([envelope(Provider.STRIPE, "before")])  # a commit has just ended
+        first = asyncio.ensure_future(log.append([envelope(Provider.STRIPE, "one")]))
+        await asyncio.sleep(0)  # the flush has started and is gathering
+        second = asyncio.ensure_future(log.append([envelope(Provider.SHOPIFY, "two")]))
+        return [outcome for batch in await asyncio.gather(first, second) for outcome in batch]
+
+    try:
+        outcomes = asyncio.run(steady_load())
+    finally:
+        log.close()
+    assert len(commits) == 2  # "before", then "one" and "two" together
+    assert [o.duplicate for o in outcomes] == [False, False]

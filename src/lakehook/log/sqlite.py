@@ -131,6 +131,13 @@ def _event_row(
 
 
 _DEDUPE_PURGE_EVERY_S = 60.0
+#: Group commit under steady load: when the loop's previous commit ended less than
+#: ``_GATHER_S`` ago and fewer than ``_GATHER_JOBS`` appends wait, the flush waits
+#: ``_GATHER_S`` for more before writing. A durable commit costs about 250 µs of CPU
+#: (WAL write, fsync, thread hand-off) however small, and on a disk that fsyncs in 0.1 ms
+#: moderate rates otherwise commit one or two requests at a time. An idle log never waits.
+_GATHER_S = 0.001
+_GATHER_JOBS = 32
 
 
 @dataclass(slots=True)
@@ -195,6 +202,7 @@ class SqliteEventLog(EventLog):
             max_workers=1, thread_name_prefix="eventlog-commit"
         )
         self._last_purge = 0.0
+        self._last_loop_commit = 0.0  # when a loop's flush last committed (monotonic)
         self._closed = False
         self._thread = threading.Thread(
             target=self._writer_loop, name="eventlog-writer", daemon=True
@@ -246,6 +254,11 @@ class SqliteEventLog(EventLog):
     async def _flush_loop_queue(self, loop: asyncio.AbstractEventLoop, waiting: _LoopQueue) -> None:
         try:
             while waiting.jobs:
+                if (
+                    len(waiting.jobs) < _GATHER_JOBS
+                    and time.monotonic() - self._last_loop_commit < _GATHER_S
+                ):
+                    await asyncio.sleep(_GATHER_S)
                 jobs, waiting.jobs = _take_batch(waiting.jobs, self.max_batch)
                 await self._write_on_loop(jobs)
         finally:
@@ -271,6 +284,7 @@ class SqliteEventLog(EventLog):
             else:
                 # the fsync runs off the loop, which meanwhile serves and queues the next batch
                 outcome = await self._commit_off_loop(results)
+                self._last_loop_commit = time.monotonic()
         finally:
             self._write_lock.release()
         for i, job in enumerate(jobs):
