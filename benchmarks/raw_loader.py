@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/raw_loader.py [--events 300000] [--rate 500] [--duration 60]
+        [--max-batch N] [--rounds 1] [--skip-freshness]
 
 1. **baseline**, measured in the same run: reading the whole backlog from the SQLite event
    log only (no Iceberg), with the loader's columnar read (``read_arrow``) — the ceiling the
@@ -10,7 +11,8 @@ Usage::
    comparison.
 2. **throughput**: ``RawLoader.run(until_idle=True)`` on the same backlog (3 streams,
    default ``max_batch``, or ``--max-batch``): events/s committed to raw, exactly once,
-   offsets included.
+   offsets included; also the loader process's CPU time per event (all threads), a figure
+   that depends much less on what else the machine runs than events/s does.
    Printed as a ratio to the baseline and to the event-log append rate measured while
    filling (a stand-in for the ingest ceiling; compare with benchmarks/ingest_throughput.py).
 3. **freshness**: a feeder appends ``--rate`` events/s (spread over the three streams, in
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,9 +90,10 @@ def throughput(events: int, max_batch: int | None) -> dict[str, float]:
             records_baseline = read_records_baseline(log, batch)
             catalog = open_catalog(settings)
             loader = RawLoader(catalog, log, max_batch=batch)
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             reports = loader.run(until_idle=True)
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started
         finally:
             log.close()
         loaded = sum(r.events for r in reports)
@@ -98,6 +102,7 @@ def throughput(events: int, max_batch: int | None) -> dict[str, float]:
             "events": loaded,
             "seconds": elapsed,
             "loader_eps": loaded / elapsed,
+            "cpu_us_per_event": cpu / loaded * 1e6,
             "read_baseline_eps": baseline,
             "read_records_eps": records_baseline,
             "max_batch": batch,
@@ -176,30 +181,43 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--commit-interval", type=float, default=2.0)
     parser.add_argument("--max-batch", type=int, default=None, help="default: settings")
+    parser.add_argument("--rounds", type=int, default=1, help="throughput runs (median shown)")
     parser.add_argument("--skip-freshness", action="store_true")
     args = parser.parse_args()
 
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    t = throughput(args.events, args.max_batch)
-    print(
-        f"throughput: {t['events']:,} events in {t['seconds']:.2f} s, {t['batches']:.0f} commits"
-        f" (max_batch {t['max_batch']:,.0f})"
-    )
-    print(f"  loader into raw        {t['loader_eps']:>10,.0f} events/s")
-    print(
-        f"  baseline: log read     {t['read_baseline_eps']:>10,.0f} events/s"
-        f"   loader/baseline = {t['loader_eps'] / t['read_baseline_eps']:.2f}"
-        "   (read_arrow, no Iceberg)"
-    )
-    print(
-        f"  log read as records    {t['read_records_eps']:>10,.0f} events/s"
-        f"   loader/records  = {t['loader_eps'] / t['read_records_eps']:.2f}"
-        "   (read: one LogRecord per event)"
-    )
-    print(
-        f"  log append (fill)      {t['log_append_eps']:>10,.0f} events/s"
-        f"   loader/append   = {t['loader_eps'] / t['log_append_eps']:.2f}"
-    )
+    runs = []
+    for _ in range(args.rounds):
+        t = throughput(args.events, args.max_batch)
+        runs.append(t)
+        print(
+            f"throughput: {t['events']:,} events in {t['seconds']:.2f} s, "
+            f"{t['batches']:.0f} commits (max_batch {t['max_batch']:,.0f})"
+        )
+        print(f"  loader into raw        {t['loader_eps']:>10,.0f} events/s")
+        print(f"  loader CPU per event   {t['cpu_us_per_event']:>10.1f} us (process, all threads)")
+        print(
+            f"  baseline: log read     {t['read_baseline_eps']:>10,.0f} events/s"
+            f"   loader/baseline = {t['loader_eps'] / t['read_baseline_eps']:.2f}"
+            "   (read_arrow, no Iceberg)"
+        )
+        print(
+            f"  log read as records    {t['read_records_eps']:>10,.0f} events/s"
+            f"   loader/records  = {t['loader_eps'] / t['read_records_eps']:.2f}"
+            "   (read: one LogRecord per event)"
+        )
+        print(
+            f"  log append (fill)      {t['log_append_eps']:>10,.0f} events/s"
+            f"   loader/append   = {t['loader_eps'] / t['log_append_eps']:.2f}"
+        )
+    if len(runs) > 1:
+        rates = sorted(r["loader_eps"] for r in runs)
+        cpus = sorted(r["cpu_us_per_event"] for r in runs)
+        print(
+            f"loader over {len(runs)} runs: median {statistics.median(rates):,.0f} events/s "
+            f"(min {rates[0]:,.0f}, max {rates[-1]:,.0f}); "
+            f"median CPU {statistics.median(cpus):.1f} us/event"
+        )
     if args.skip_freshness:
         return
     f = freshness(args.rate, args.duration, args.commit_interval)
