@@ -27,6 +27,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
@@ -435,6 +436,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     conn.close()
     lost = sum(1 for key in acked if stored.get(key, 0) != 1)
     fsync_p50, fsync_p99 = _fsync_ms(work)
+    shutil.rmtree(work, ignore_errors=True)  # the log of a default run is a few hundred MB
 
     print(
         f"machine: {_cpu_model()}, {os.cpu_count()} CPUs; server: 1 uvicorn process "
