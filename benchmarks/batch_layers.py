@@ -42,6 +42,11 @@ def _load(loader: DeliveryLoader, deliveries: Iterator[Any], events: int) -> int
     return loaded
 
 
+def _peak_mib() -> float:
+    """The process's peak resident memory so far (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
@@ -60,15 +65,17 @@ def main() -> None:
         started = time.perf_counter()
         loaded = _load(loader, deliveries, args.events)
         print(f"loaded {loaded} raw events in {time.perf_counter() - started:.1f} s", flush=True)
+        after_load = _peak_mib()
         started = time.perf_counter()
         run_batch(settings, catalog, mode="full")
         full = time.perf_counter() - started
         print(f"full rebuild: {full:.1f} s", flush=True)
+        after_full = _peak_mib()
         added = _load(loader, deliveries, extra)
         started = time.perf_counter()
         runs = run_batch(settings, catalog, mode="incremental")
         incremental = time.perf_counter() - started
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = _peak_mib()
     slowest = sorted(runs, key=lambda r: r.seconds, reverse=True)[:5]
     print("incremental run, per model (seconds, status, candidate rows):")
     for run in sorted(runs, key=lambda r: r.seconds, reverse=True):
@@ -85,6 +92,10 @@ def main() -> None:
         "slowest incremental models: " + ", ".join(f"{r.target} {r.seconds:.1f}s" for r in slowest)
     )
     print(f"peak memory (whole process, incl. generator): {peak_mib:.0f} MiB")
+    print(
+        f"peak memory reached by phase: load {after_load:.0f} MiB, full {after_full:.0f} MiB, "
+        f"incremental {peak_mib:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ For each model the runner:
    whose ``_loaded_at`` is newer than the watermark; ``affected_keys`` models re-read every
    row of the keys found in that delta); a model whose inputs did not change is skipped;
 3. runs the model on the engine and, for merge models, merges the candidates into the
-   table's rows (newest by ``order_by`` wins; on a tie the row already there stays);
+   table's rows (newest by ``order_by`` wins; on a tie the row already there stays); a
+   merge without candidates leaves the table's files alone;
 4. commits the result through PyIceberg in one transaction whose snapshot summary records
    the watermarks consumed, so a crash leaves either the old state or the new one.
 
