@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -54,10 +55,13 @@ class EngineCapabilities:
     Attributes:
         sql_dialect: sqlglot dialect the engine speaks.
         reads_iceberg_natively: inputs are read by the engine itself, not via Arrow.
+        native_merge: the engine commits incremental merges itself
+            (:meth:`BatchEngine.merge_into`) instead of the runner's PyIceberg overwrite.
     """
 
     sql_dialect: str
     reads_iceberg_natively: bool = False
+    native_merge: bool = False
 
 
 class BatchEngine(ABC):
@@ -125,6 +129,36 @@ class BatchEngine(ABC):
             time.perf_counter() - started,
         )
         return result
+
+    def merge_into(
+        self,
+        table: Table,
+        source: str,
+        *,
+        strategy: str,
+        keys: Sequence[str],
+        order_by: Sequence[str],
+        snapshot_properties: Mapping[str, str],
+    ) -> bool:
+        """Merge the rows registered as ``source`` into ``table`` in one engine commit.
+
+        Only engines whose capabilities say ``native_merge`` implement it. The semantics are
+        the runner's: ``append`` inserts rows whose keys are new; ``merge`` replaces rows
+        with the same keys, and with ``order_by`` only when the candidate is newer (greatest
+        first, NULLs last; the row already there wins ties).
+
+        Args:
+            table: the target Iceberg table (its schema already holds every source column).
+            source: a relation registered on this engine, one row per key.
+            strategy: ``merge`` or ``append``.
+            keys: the merge keys.
+            order_by: columns ordering versions of a row (merge only).
+            snapshot_properties: recorded in the commit's snapshot summary.
+
+        Returns:
+            False when this engine cannot commit to ``table`` (the runner then merges itself).
+        """
+        raise NotImplementedError(f"{self.name} has no native merge")
 
     def close(self) -> None:
         """Release the session; registered relations are gone."""

@@ -12,7 +12,9 @@ For each model the runner:
    table's rows (newest by ``order_by`` wins; on a tie the row already there stays); a
    merge without candidates leaves the table's files alone;
 4. commits the result through PyIceberg in one transaction whose snapshot summary records
-   the watermarks consumed, so a crash leaves either the old state or the new one.
+   the watermarks consumed, so a crash leaves either the old state or the new one. An
+   engine whose capabilities say ``native_merge`` (Spark) commits an incremental merge
+   itself instead (``MERGE INTO``, same semantics, same summary), still in one commit.
 
 Commits are copy-on-write overwrites of the whole table: measured on this machine they are
 cheaper than PyIceberg's ``upsert`` (which rewrites whole files and filters every key in
@@ -272,14 +274,20 @@ class BatchRunner:
             self._check_keys(model, result)
             candidates = result.num_rows
             scope: BooleanExpression = AlwaysTrue()
+            merged: Table | None = None
             if delta_inputs and table is not None and model.config.strategy != "overwrite":
-                if candidates:
+                if candidates and self.engine.capabilities.native_merge:
+                    merged = self._merge_natively(model, table, result, reads, mode)
+                if merged is None and candidates:
                     result, scope = self._merge(model, table, result)
-                else:
+                elif merged is None:
                     # nothing new to merge: the table's files stay as they are and the
                     # commit only records the snapshots and watermarks consumed
                     scope = AlwaysFalse()
-            table = self._commit(model, table, result, reads, mode, candidates, scope)
+            if merged is not None:
+                table = merged
+            else:
+                table = self._commit(model, table, result, reads, mode, candidates, scope)
             self._tables[model.target] = table
         finally:
             for read in reads:
@@ -558,7 +566,66 @@ class BatchRunner:
             scope = piece if scope is None else Or(scope, piece)
         return scope if scope is not None else AlwaysTrue()
 
+    def _merge_natively(
+        self,
+        model: Model,
+        table: Table,
+        candidates: pa.Table,
+        reads: Sequence[_InputRead],
+        mode: str,
+    ) -> Table | None:
+        """Let the engine commit the merge itself (``MERGE INTO``); None when it cannot.
+
+        The engine gets the candidates aligned to the table's schema and the runner's
+        snapshot properties, so the commit records what :meth:`_commit` records. When the
+        engine's statement changed nothing and made no snapshot, the runner commits the
+        properties alone (files untouched), so the model still ends with ONE commit.
+        """
+        table = self._evolve_schema(table, candidates.schema)
+        schema = table.schema().as_arrow()
+        if not set(schema.names) <= set(candidates.column_names):
+            return None  # target columns the model no longer yields: the runner's merge
+        keys = list(model.config.keys)
+        if candidates.select(keys).group_by(keys).aggregate([]).num_rows != candidates.num_rows:
+            return None  # several candidates per key (affected_keys): the runner's merge
+        before = self._current_id(table)
+        properties = self._snapshot_properties(model, reads, mode, candidates.num_rows)
+        self.engine.register("__candidates", _align(candidates, schema))
+        try:
+            done = self.engine.merge_into(
+                table,
+                "__candidates",
+                strategy=model.config.strategy,
+                keys=keys,
+                order_by=model.config.order_by,
+                snapshot_properties=properties,
+            )
+        finally:
+            self.engine.unregister("__candidates")
+        if not done:
+            return None
+        table = self.catalog.load_table(model.target)
+        if self._current_id(table) == before:
+            empty = schema.empty_table()
+            return self._commit(
+                model, table, empty, reads, mode, candidates.num_rows, AlwaysFalse()
+            )
+        return table
+
     # --- commit ------------------------------------------------------------------------
+    def _snapshot_properties(
+        self, model: Model, reads: Sequence[_InputRead], mode: str, candidates: int
+    ) -> dict[str, str]:
+        """What every commit of a model records in its snapshot summary."""
+        return {
+            PROP_MODEL_VERSION: model.version,
+            PROP_MODE: mode,
+            PROP_INPUTS: json.dumps({r.name: r.snapshot_id for r in reads}, sort_keys=True),
+            PROP_WATERMARKS: json.dumps({r.name: r.watermark for r in reads}, sort_keys=True),
+            PROP_ROWS_READ: str(sum(r.rows for r in reads)),
+            PROP_CANDIDATES: str(candidates),
+        }
+
     def _commit(
         self,
         model: Model,
@@ -574,14 +641,7 @@ class BatchRunner:
         else:
             table = self._evolve_schema(table, result.schema)
         data = _align(result, table.schema().as_arrow())
-        properties = {
-            PROP_MODEL_VERSION: model.version,
-            PROP_MODE: mode,
-            PROP_INPUTS: json.dumps({r.name: r.snapshot_id for r in reads}, sort_keys=True),
-            PROP_WATERMARKS: json.dumps({r.name: r.watermark for r in reads}, sort_keys=True),
-            PROP_ROWS_READ: str(sum(r.rows for r in reads)),
-            PROP_CANDIDATES: str(candidates),
-        }
+        properties = self._snapshot_properties(model, reads, mode, candidates)
         with table.transaction() as transaction:
             transaction.overwrite(data, overwrite_filter=scope, snapshot_properties=properties)
         return table

@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlglot
@@ -28,7 +28,7 @@ from sqlglot import exp, transforms
 
 from lakehook.errors import ConfigurationError, LakehookError
 from lakehook.jvm import ensure_jars, java_home
-from lakehook.transform.engine import MODEL_DIALECT, BatchEngine, EngineCapabilities
+from lakehook.transform.engine import MODEL_DIALECT, BatchEngine, EngineCapabilities, ModelError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -57,6 +57,8 @@ _SESSION_LOCK = threading.Lock()
 #: name, JDBC URI and warehouse of the lake catalog of the session built by spark_session
 _SESSION_CATALOG: dict[str, str] = {}
 _VIEW_PREFIX = "__lh_"
+#: session settings Iceberg copies into the summary of the next commit (Iceberg ≥ 1.8)
+_SNAPSHOT_PROPERTY = "spark.sql.iceberg.snapshot-property."
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
@@ -167,7 +169,9 @@ class SparkEngine(BatchEngine):
     """Runs models as Spark SQL in the process's SparkSession."""
 
     name: ClassVar[str] = "spark"
-    capabilities: ClassVar[EngineCapabilities] = EngineCapabilities(sql_dialect="spark")
+    capabilities: ClassVar[EngineCapabilities] = EngineCapabilities(
+        sql_dialect="spark", native_merge=True
+    )
 
     def __init__(self, settings: Settings, session: SparkSession | None = None) -> None:
         super().__init__(settings)
@@ -226,6 +230,41 @@ class SparkEngine(BatchEngine):
         self._views[relation] = view
         self._registered.add(relation)
 
+    def merge_into(
+        self,
+        table: Table,
+        source: str,
+        *,
+        strategy: str,
+        keys: Sequence[str],
+        order_by: Sequence[str],
+        snapshot_properties: Mapping[str, str],
+    ) -> bool:
+        """Commit the merge with Spark's ``MERGE INTO`` on the lake catalog.
+
+        The snapshot properties go in through the session settings
+        ``spark.sql.iceberg.snapshot-property.<key>``, set for this one statement only.
+        Returns False (the runner merges) when the session's catalog is another lake's.
+        """
+        view = self._views.get(source)
+        if view is None or not self._shares_catalog():
+            return False
+        identifier = ".".join(_quoted(p) for p in (self.settings.catalog_name, *table.name()))
+        statement = merge_statement(identifier, view, strategy, keys, order_by)
+        conf = self.session.conf
+        settings = {_SNAPSHOT_PROPERTY + key: value for key, value in snapshot_properties.items()}
+        for key, value in settings.items():
+            conf.set(key, value)
+        try:
+            log.debug("spark: %s", statement)
+            self.session.sql(statement).collect()
+        except Exception as exc:
+            raise ModelError(".".join(table.name()), statement, exc) from exc
+        finally:
+            for key in settings:
+                conf.unset(key)
+        return True
+
     def _shares_catalog(self) -> bool:
         """Whether the session's lake catalog was built for these settings' catalog."""
         if self._catalog_shared is None:
@@ -252,6 +291,50 @@ class SparkEngine(BatchEngine):
         view = self._views.pop(relation, None)
         if view is not None:
             self.session.catalog.dropTempView(view)
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _newer(order_by: Sequence[str]) -> str:
+    """Spark SQL true when ``s`` sorts before ``t`` by ``order_by`` DESC NULLS LAST.
+
+    The runner's merge ranks target and candidate rows of a key by ``order_by`` (greatest
+    first, NULLs last) and keeps the target row on a tie; the candidate replaces the target
+    row exactly when it ranks strictly first.
+    """
+    condition = "FALSE"
+    for column in reversed(order_by):
+        s, t = f"s.{_quoted(column)}", f"t.{_quoted(column)}"
+        condition = (
+            f"(({s} IS NOT NULL AND ({t} IS NULL OR {s} > {t})) OR ({s} <=> {t} AND {condition}))"
+        )
+    return condition
+
+
+def merge_statement(
+    identifier: str, source: str, strategy: str, keys: Sequence[str], order_by: Sequence[str]
+) -> str:
+    """The ``MERGE INTO`` that reproduces the runner's merge of ``source`` into a table.
+
+    ``append`` inserts rows whose keys are not there (keys compared with ``=``, as the
+    runner does); ``merge`` matches keys NULL-safely and replaces the row, when ``order_by``
+    is given only if the candidate is newer.
+
+    Raises:
+        ValueError: an unknown strategy or no keys.
+    """
+    if not keys or strategy not in ("merge", "append"):
+        raise ValueError(f"cannot MERGE INTO with strategy {strategy!r} and keys {keys!r}")
+    equals = "=" if strategy == "append" else "<=>"
+    on = " AND ".join(f"t.{_quoted(k)} {equals} s.{_quoted(k)}" for k in keys)
+    clauses = []
+    if strategy == "merge":
+        when = f" AND {_newer(order_by)}" if order_by else ""
+        clauses.append(f"WHEN MATCHED{when} THEN UPDATE SET *")
+    clauses.append("WHEN NOT MATCHED THEN INSERT *")
+    return f"MERGE INTO {identifier} t USING {source} s ON {on} " + " ".join(clauses)
 
 
 # --- the dialect layer: DuckDB model SQL → Spark SQL ----------------------------------------
