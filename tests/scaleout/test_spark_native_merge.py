@@ -119,6 +119,9 @@ def test_spark_merge_into_matches_the_runner_and_records_its_summary(
         assert snapshot is not None and snapshot.summary is not None
         props = snapshot.summary.additional_properties
         assert "spark.app.id" in props  # committed by Spark, not by PyIceberg
+        # Spark's MERGE metrics: a and c updated, e inserted; b and d kept
+        assert props["spark.merge-into.num-target-rows-updated"] == "2"
+        assert props["spark.merge-into.num-target-rows-inserted"] == "1"
         assert props[PROP_MODEL_VERSION] == "merge-v1"
         assert props["lakehook.mode"] == "incremental"
         assert props["lakehook.candidate-rows"] == str(len(DELTA))
@@ -139,6 +142,9 @@ def test_spark_merge_into_matches_the_runner_and_records_its_summary(
         rerun = target.current_snapshot()
         assert rerun is not None and rerun.summary is not None
         assert rerun.snapshot_id != snapshot.snapshot_id
+        again = rerun.summary.additional_properties
+        assert again["spark.merge-into.num-target-rows-updated"] == "0"
+        assert again["spark.merge-into.num-target-rows-inserted"] == "0"
         consumed = json.loads(rerun.summary.additional_properties[PROP_INPUTS])
         assert consumed == {source: catalog.load_table(source).current_snapshot().snapshot_id}  # type: ignore[union-attr]
     finally:
