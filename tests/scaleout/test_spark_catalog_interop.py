@@ -8,6 +8,7 @@ PyIceberg at once.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -39,7 +40,7 @@ ROWS = [
 ]
 
 
-def _arrow(rows: list[tuple[object, ...]]) -> pa.Table:
+def _arrow(rows: Sequence[tuple[object, ...]]) -> pa.Table:
     return pa.Table.from_pylist(
         [dict(zip(SCHEMA.column_names, r, strict=True)) for r in rows],
         schema=SCHEMA.as_arrow(),

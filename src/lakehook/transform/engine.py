@@ -21,7 +21,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Self
 
 import sqlglot
 
@@ -165,7 +165,7 @@ class BatchEngine(ABC):
         for relation in list(self._registered):
             self.unregister(relation)
 
-    def __enter__(self) -> BatchEngine:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
