@@ -54,9 +54,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if rel.parts and rel.parts[0] == folder:
                 item.add_marker(getattr(pytest.mark, marker))
         for name in getattr(item, "fixturenames", ()):
-            marker = SERVICE_FIXTURE_MARKERS.get(name)
-            if marker:
-                item.add_marker(getattr(pytest.mark, marker))
+            service = SERVICE_FIXTURE_MARKERS.get(name)
+            if service:
+                item.add_marker(getattr(pytest.mark, service))
 
 
 @pytest.fixture(autouse=True)
