@@ -14,8 +14,8 @@ from lakehook.transform.identity import placeholder_identity_model
 from lakehook.transform.models import load_project
 from tests.transform.lakefixtures import DeliveryLoader, run_batch, simulated_deliveries
 
-#: entity resolution may legitimately give other ids when it sees history in slices; these
-#: tests pin the deterministic placeholder identity step to check the runner and the layers
+#: entity resolution may legitimately give other ids when it sees history in slices, so the
+#: slices test pins the deterministic placeholder identity step to check the runner and layers
 PROJECT = load_project(extra=[placeholder_identity_model()])
 
 #: columns that record when a row was written, not what it says
@@ -60,12 +60,14 @@ def test_ten_incremental_slices_equal_one_full_run(tmp_path: Path) -> None:
 
 
 def test_rerun_on_unchanged_input_changes_nothing(settings: Settings, catalog: Catalog) -> None:
+    # the real layers, entity resolution included: a rerun must not touch any table
+    project = load_project()
     DeliveryLoader(catalog).load(simulated_deliveries(seed=5, people=30, events=400))
-    run_batch(settings, catalog, mode="full", project=PROJECT)
+    run_batch(settings, catalog, mode="full", project=project)
     before = {
         m.target: catalog.load_table(m.target).current_snapshot() for m in load_project().models
     }
-    results = run_batch(settings, catalog, mode="incremental", project=PROJECT)
+    results = run_batch(settings, catalog, mode="incremental", project=project)
     assert {r.status for r in results} == {"unchanged"}
     after = {
         m.target: catalog.load_table(m.target).current_snapshot() for m in load_project().models
