@@ -258,6 +258,80 @@ def _tf_select() -> str:
     )
 
 
+# --- population statistics, also for scale-out backends (lakehook.resolve.spark) ----------
+#: SQL (DuckDB dialect) of the full-name key whose frequency ``tf_full_name`` counts
+FULL_NAME_KEY_SQL = _FULL_NAME
+#: pseudo-records added to every term-frequency denominator
+TF_PSEUDO_RECORDS = _TF_PSEUDO_RECORDS
+#: columns whose term frequencies the exact levels use
+TF_COLUMNS: tuple[str, ...] = tuple(sorted({c.tf_column for c in COMPARISONS if c.tf_column}))
+#: per-record columns measured over the whole population: ``tf_<col>`` (frequency),
+#: ``n_<col>`` (count) per :data:`TF_COLUMNS`, and ``tf_full_name``
+POPULATION_COLUMNS: tuple[str, ...] = (
+    *(name for col in TF_COLUMNS for name in (f"tf_{col}", f"n_{col}")),
+    "tf_full_name",
+)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The population statistics scoring needs: its size, ``u`` per level, the prior.
+
+    :class:`Matcher` measures them itself; a scale-out backend measures them over the
+    whole population on its cluster, then scores partition by partition with
+    ``Matcher(part, calibration=…)`` (records carrying :data:`POPULATION_COLUMNS`).
+    """
+
+    records: int
+    u: dict[str, dict[int, float]]
+    log2_prior: float
+
+
+def sample_u_pairs(
+    n: int, sample_pairs: int, seed: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """The random pairs ``(left, right)`` of rids ``u`` is measured on; None: every pair."""
+    if n * (n - 1) // 2 <= sample_pairs:
+        return None
+    rng = np.random.default_rng(seed)
+    left = rng.integers(0, n, size=sample_pairs, dtype=np.int64)
+    right = rng.integers(0, n - 1, size=sample_pairs, dtype=np.int64)
+    right = right + (right >= left)  # never a record with itself
+    return left, right
+
+
+def u_from_level_counts(
+    counts: dict[str, dict[int, float]] | None, n: int
+) -> dict[str, dict[int, float]]:
+    """``u`` per level from the level counts of the sampled pairs (None: the priors)."""
+    if counts is None:
+        return {c.name: {lvl: c.default_u(lvl, n) for lvl in c.m} for c in COMPARISONS}
+    u: dict[str, dict[int, float]] = {}
+    for c in COMPARISONS:
+        observed = counts.get(c.name, {})
+        non_null = sum(v for k, v in observed.items() if k != _NULL_LEVEL)
+        u[c.name] = {
+            lvl: (observed.get(lvl, 0.0) + _U_PSEUDO_PAIRS * c.default_u(lvl, n))
+            / (non_null + _U_PSEUDO_PAIRS)
+            for lvl in c.m
+        }
+    return u
+
+
+def log2_prior_odds(email_pairs: float, n: int) -> float:
+    """log2 prior odds of a match from the number of pairs sharing an ``email_key``.
+
+    Pairs sharing a normalised email are nearly all matches and occur in a known share
+    ``m`` of matching pairs, so their count divided by that ``m`` estimates the number
+    of matching pairs.
+    """
+    all_pairs = max(n * (n - 1) / 2, 1.0)
+    m_email = next(c.m[5] for c in COMPARISONS if c.name == "email")
+    expected = max(email_pairs / m_email, n * 0.05, 1.0)
+    prior = min(expected / all_pairs, 0.5)
+    return math.log2(prior / (1 - prior))
+
+
 class Matcher:
     """Blocking and scoring over one set of normalised records held in DuckDB.
 
@@ -269,6 +343,9 @@ class Matcher:
         seed: Seed of that sample, so that a rerun scores identically.
         memory_limit: DuckDB's memory cap; beyond it DuckDB spills to a temp folder.
         connection: DuckDB connection to use (a fresh in-memory one by default).
+        calibration: Population statistics measured elsewhere (a scale-out backend):
+            ``records`` then carry :data:`POPULATION_COLUMNS` and may be any part of
+            the population; nothing is measured here.
     """
 
     def __init__(
@@ -280,6 +357,7 @@ class Matcher:
         seed: int = 20261126,
         memory_limit: str = "2GB",
         connection: duckdb.DuckDBPyConnection | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.db = connection or duckdb.connect(
             config={
@@ -289,13 +367,14 @@ class Matcher:
                 "preserve_insertion_order": False,
             }
         )
-        self.n = records.num_rows
+        self.n = records.num_rows if calibration is None else calibration.records
         self.match_threshold = match_threshold
         self.phone_only_probability = 0.1
         #: the unique-name rule still needs the scorer's support: on 166k simulator records
         #: its pairs below 0.5 were 58% right, those above 78%
         self.unique_name_probability = 0.5
-        self.db.register("records_arrow", records.select(list(MATCH_COLUMNS)))
+        given = POPULATION_COLUMNS if calibration is not None else ()
+        self.db.register("records_arrow", records.select([*MATCH_COLUMNS, *given]))
         tf_columns = sorted({c.tf_column for c in COMPARISONS if c.tf_column})
         tf_windows = ", ".join(
             f"count({col}) OVER (PARTITION BY {col}) / "
@@ -307,12 +386,28 @@ class Matcher:
             "CREATE OR REPLACE TEMP TABLE recs AS SELECT *, "
             "regexp_replace(email_key_local, '[0-9]+', '', 'g') AS email_alpha, "
             "replace(email_key_local, '.', '') AS email_nodot, "
-            "regexp_replace(email_key_local, '[^0-9]+', '', 'g') AS email_digits, "
-            f"{tf_windows}, {_FULL_NAME_TF} FROM records_arrow"
+            "regexp_replace(email_key_local, '[^0-9]+', '', 'g') AS email_digits"
+            f"{'' if given else f', {tf_windows}, {_FULL_NAME_TF}'} FROM records_arrow"
         )
         self.db.unregister("records_arrow")
-        self.u = self._measure_u(u_sample_pairs, seed)
-        self.log2_prior = self._estimate_prior()
+        if calibration is None:
+            self.u = self._measure_u(u_sample_pairs, seed)
+            self.log2_prior = self._estimate_prior()
+        else:
+            self.u, self.log2_prior = calibration.u, calibration.log2_prior
+
+    def calibration(self) -> Calibration:
+        """The population statistics this matcher scores with."""
+        return Calibration(records=self.n, u=self.u, log2_prior=self.log2_prior)
+
+    def level_counts(self, pairs: pa.Table) -> dict[str, dict[int, float]]:
+        """How many of ``pairs`` (int64 rids ``l``, ``r``) fall in each comparison level."""
+        self.db.register("counted_pairs", pairs)
+        try:
+            counts, _ = self._level_counts("SELECT l, r FROM counted_pairs")
+        finally:
+            self.db.unregister("counted_pairs")
+        return counts
 
     # ------------------------------------------------------------------ calibration
     def _level_counts(self, pairs_sql: str) -> tuple[dict[str, dict[int, float]], int]:
@@ -335,30 +430,17 @@ class Matcher:
         """u per level: its share among random pairs of the records being resolved."""
         n = self.n
         if n < 2:
-            return {c.name: {lvl: c.default_u(lvl, n) for lvl in c.m} for c in COMPARISONS}
-        all_pairs = n * (n - 1) // 2
-        if all_pairs <= sample_pairs:
+            return u_from_level_counts(None, n)
+        sample = sample_u_pairs(n, sample_pairs, seed)
+        if sample is None:
             pairs_sql = (
                 f"SELECT a.i AS l, b.i AS r FROM range({n}) a(i), range({n}) b(i) WHERE a.i < b.i"
             )
         else:
-            rng = np.random.default_rng(seed)
-            left = rng.integers(0, n, size=sample_pairs, dtype=np.int64)
-            right = rng.integers(0, n - 1, size=sample_pairs, dtype=np.int64)
-            right = right + (right >= left)  # never a record with itself
-            self.db.register("u_pairs", pa.table({"l": left, "r": right}))
+            self.db.register("u_pairs", pa.table({"l": sample[0], "r": sample[1]}))
             pairs_sql = "SELECT l, r FROM u_pairs"
         counts, _ = self._level_counts(pairs_sql)
-        u: dict[str, dict[int, float]] = {}
-        for c in COMPARISONS:
-            observed = counts[c.name]
-            non_null = sum(v for k, v in observed.items() if k != _NULL_LEVEL)
-            u[c.name] = {
-                lvl: (observed.get(lvl, 0.0) + _U_PSEUDO_PAIRS * c.default_u(lvl, n))
-                / (non_null + _U_PSEUDO_PAIRS)
-                for lvl in c.m
-            }
-        return u
+        return u_from_level_counts(counts, n)
 
     def _estimate_prior(self) -> float:
         """log2 prior odds that a random pair is a match.
@@ -367,17 +449,12 @@ class Matcher:
         share ``m`` of matching pairs, so their count divided by that ``m`` estimates
         the number of matching pairs.
         """
-        n = self.n
-        all_pairs = max(n * (n - 1) / 2, 1.0)
         row = self.db.sql(
             "SELECT coalesce(sum(c * (c - 1) / 2), 0) FROM "
             "(SELECT count(*) AS c FROM recs WHERE email_key IS NOT NULL GROUP BY email_key)"
         ).fetchone()
         email_pairs = float(row[0]) if row else 0.0
-        m_email = next(c.m[5] for c in COMPARISONS if c.name == "email")
-        expected = max(email_pairs / m_email, n * 0.05, 1.0)
-        prior = min(expected / all_pairs, 0.5)
-        return math.log2(prior / (1 - prior))
+        return log2_prior_odds(email_pairs, self.n)
 
     # ------------------------------------------------------------------ blocking
     def candidate_pairs(self, focus: npt.NDArray[np.int64] | None = None) -> pa.Table:
