@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -36,6 +36,15 @@ from lakehook.resolve.matching import RULE_NAMES, RULE_NONE, Matcher, ScoredPair
 from lakehook.resolve.normalize import RECORD_COLUMNS, normalize_records
 
 Mode = Literal["incremental", "full"]
+
+#: a scale-out backend's matching step (:mod:`lakehook.resolve.spark`): called with the
+#: prepared records (rid = row), the changed mask, the previous ids, whether the run is
+#: incremental and the timings to fill; returns the records to re-cluster and the scored
+#: pairs among them (every pair with a rule or a cannot-link; other pairs may be left out)
+PairMatching = Callable[
+    [pa.Table, npt.NDArray[np.bool_], npt.NDArray[Any], bool, dict[str, float]],
+    tuple[npt.NDArray[np.bool_], ScoredPairs],
+]
 
 #: ``match_rule`` of a record that matched nothing (its ``match_score`` is 1.0)
 SINGLETON_RULE = "singleton"
@@ -328,6 +337,7 @@ def resolve_identities(
     match_threshold: float = 0.95,
     default_region: str = "US",
     keep_pairs: bool = False,
+    match_pairs: PairMatching | None = None,
 ) -> Resolution:
     """Resolve source customer records into unified customers with stable ids.
 
@@ -344,6 +354,8 @@ def resolve_identities(
         match_threshold: Posterior probability from which a scored pair is a match.
         default_region: Country for phone numbers of records without one.
         keep_pairs: Keep the scored pairs on the result (benchmarks, diagnostics).
+        match_pairs: Normalisation, blocking and scoring done elsewhere (the Spark
+            backend); by default they run here, in DuckDB.
 
     Returns:
         The new identity map (every input record, :data:`IDENTITY_MAP_SCHEMA`), the
@@ -366,7 +378,10 @@ def resolve_identities(
     matcher: Matcher | None = None
     scored: ScoredPairs | None = None
     try:
-        if n and (changed.any() or mode == "full"):
+        if match_pairs is not None and n and (changed.any() or mode == "full"):
+            # scale-out hook: the backend normalises, blocks and scores on its cluster
+            affected, scored = match_pairs(table, changed, prev_ids, incremental, timings)
+        elif n and (changed.any() or mode == "full"):
             # records are normalised only when something is to be resolved: an incremental
             # run in which no record is new or changed keeps every row as it is
             normalized = normalize_records(table, default_region=default_region)

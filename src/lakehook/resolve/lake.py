@@ -91,9 +91,16 @@ def compute_identity_map(engine: BatchEngine) -> pa.Table:
     """The semantic model's compute step: resolve, log the changes, return the new map."""
     from lakehook.lake.catalog import open_catalog
 
-    records = engine.query(f"SELECT * FROM {IDENTITY_INPUT}", target=IDENTITY_MAP)
     catalog = open_catalog(engine.settings)
-    resolution = resolve_from_lake(records, catalog)
+    # scale-out hook: an engine that resolves on its own cluster (SparkEngine, with
+    # lakehook.resolve.spark) gets the input's name, the previous map and the issued ids
+    resolve_natively = getattr(engine, "resolve_identities", None)
+    if resolve_natively is not None:
+        previous, issued = previous_state(catalog)
+        resolution = resolve_natively(IDENTITY_INPUT, previous, issued)
+    else:
+        records = engine.query(f"SELECT * FROM {IDENTITY_INPUT}", target=IDENTITY_MAP)
+        resolution = resolve_from_lake(records, catalog)
     ensure_semantic_table(catalog, IDENTITY_MAP)
     append_merge_log(catalog, resolution.merge_log)
     return resolution.identity_map
