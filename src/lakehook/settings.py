@@ -62,6 +62,17 @@ class Settings(BaseSettings):
     kafka_topic_prefix: str = "lakehook."
     kafka_partitions: int = Field(3, ge=1, description="Partitions of each provider topic.")
     kafka_replication_factor: int = Field(1, ge=1)
+    kafka_delivery_timeout_seconds: float = Field(
+        3.0,
+        gt=0,
+        description="An append the broker has not acknowledged by then is answered 503 "
+        "(below the providers' 5 s request timeout).",
+    )
+    kafka_dedupe_url: str | None = Field(
+        None,
+        description="postgresql:// URL of a dedupe store shared by every ingestion host; "
+        "default a SQLite file per host (<home>/log/kafka-dedupe.db).",
+    )
 
     # --- lake ----------------------------------------------------------------------------
     catalog_name: str = "lake"

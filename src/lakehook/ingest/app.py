@@ -49,6 +49,8 @@ logger = logging.getLogger("lakehook.ingest")
 JSON = "application/json"
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 BENCHMARK_NOOP_PATH = "/_benchmark/noop"
+#: ``Retry-After`` of a 503: the event log is unavailable (broker down), retry shortly
+RETRY_AFTER_SECONDS = 5
 
 #: (status, JSON body) of a webhook answer
 Answer = tuple[int, dict[str, Any]]
@@ -182,7 +184,10 @@ class WebhookReceiver:
         except MalformedEventError as exc:
             return await self._dead_letter(provider, exc.reason, received_at, headers, body)
         status, answer = await self._append(provider, envelopes)
-        return _json(status, answer)
+        response = _json(status, answer)
+        if status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
 
     async def _dead_letter(
         self,
@@ -198,7 +203,10 @@ class WebhookReceiver:
         except Exception:
             logger.exception("could not keep a %s dead letter", provider.value)
             self.metrics.request(provider, "unavailable")
-            return _problem(503, "log_unavailable", "the event log could not keep the request")
+            detail = "the event log could not keep the request"
+            unavailable = _problem(503, "log_unavailable", detail)
+            unavailable.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return unavailable
         self.metrics.dead_lettered(provider)
         logger.warning("%s webhook kept as dead letter: %s", provider.value, reason)
         return _problem(400, "malformed_event", reason)

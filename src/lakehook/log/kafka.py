@@ -34,12 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import os
-import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,6 +67,7 @@ from lakehook.contracts import (
 )
 from lakehook.errors import LakehookError
 from lakehook.log.base import EventLog, LogStats
+from lakehook.log.kafka_dedupe import ClaimState, Key, new_claim_token, open_dedupe_store
 
 if TYPE_CHECKING:
     from lakehook.settings import Settings
@@ -79,20 +76,6 @@ if TYPE_CHECKING:
 DEAD_LETTER_TOPIC = "dead-letters"
 #: header keys of an envelope record (the value is the payload)
 _H = "lakehook."
-_DEDUPE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS dedupe (
-  stream      TEXT    NOT NULL,
-  event_id    TEXT    NOT NULL,
-  state       TEXT    NOT NULL,  -- 'claimed' (being produced) or 'stored'
-  claim       TEXT,              -- '<pid>:<uuid>' of the append that holds the claim
-  seen_at_us  INTEGER NOT NULL,
-  partition   INTEGER,
-  offset      INTEGER,
-  PRIMARY KEY (stream, event_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dedupe_seen ON dedupe (seen_at_us);
-"""
-_PURGE_EVERY_S = 60.0
 #: appends in flight at once from async callers (each mostly waits for an ack)
 _ASYNC_APPENDERS = 64
 #: bytes of a record batch's per-record framing (varints, timestamps), roughly
@@ -101,10 +84,6 @@ _RECORD_OVERHEAD = 70
 
 class KafkaLogError(LakehookError):
     """The broker refused or did not acknowledge a write in time: nothing may be answered 2xx."""
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 @dataclass(slots=True)
@@ -196,6 +175,8 @@ _TRANSIENT = frozenset(
     }
 )
 _SETTLE_TIMEOUT_S = 30.0
+#: how long after its delivery timeout an append still waits for the producer's report
+_REPORT_GRACE_S = 0.5
 
 
 def _watermark(consumer: Consumer, partition: TopicPartition) -> tuple[int, int]:
@@ -211,123 +192,6 @@ def _watermark(consumer: Consumer, partition: TopicPartition) -> tuple[int, int]
             time.sleep(0.1)
 
 
-def _holder_alive(claim: str | None) -> bool:
-    """Whether the process that wrote a claim still runs (the dedupe file is per host).
-
-    A claim left by a killed ingestion process is taken over at once by the provider's
-    retry instead of blocking it until the claim expires.
-    """
-    pid_text = (claim or "").partition(":")[0]
-    if not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
-class _DedupeStore:
-    """``(stream, event_id)`` claims and records in a SQLite file of their own."""
-
-    def __init__(self, path: Path, window_us: int, claim_ttl_us: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.window_us = window_us
-        self.claim_ttl_us = claim_ttl_us
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        self._conn.executescript(_DEDUPE_SCHEMA)
-        self._last_purge = 0.0
-
-    def claim(
-        self, keys: Sequence[tuple[str, str]], token: str
-    ) -> dict[tuple[str, str], tuple[str, int | None, int | None]]:
-        """Claim every key that is neither stored within the window nor claimed by a live append.
-
-        Returns:
-            For each key: ``("claimed", None, None)``, ``("stored", partition, offset)`` or
-            ``("busy", None, None)`` (another append is producing it right now).
-        """
-        now = _now_us()
-        window_cutoff = now - self.window_us
-        claim_cutoff = now - self.claim_ttl_us
-        result: dict[tuple[str, str], tuple[str, int | None, int | None]] = {}
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for key in keys:
-                    row = conn.execute(
-                        "SELECT state, claim, seen_at_us, partition, offset FROM dedupe "
-                        "WHERE stream = ? AND event_id = ?",
-                        key,
-                    ).fetchone()
-                    if row is not None:
-                        state, holder, seen, partition, offset = row
-                        if state == "stored" and seen >= window_cutoff:
-                            result[key] = ("stored", partition, offset)
-                            continue
-                        if (
-                            state == "claimed"
-                            and holder != token
-                            and seen >= claim_cutoff
-                            and _holder_alive(holder)
-                        ):
-                            result[key] = ("busy", None, None)
-                            continue
-                    conn.execute(
-                        "INSERT INTO dedupe (stream, event_id, state, claim, seen_at_us) "
-                        "VALUES (?, ?, 'claimed', ?, ?) ON CONFLICT (stream, event_id) DO UPDATE "
-                        "SET state = 'claimed', claim = excluded.claim, "
-                        "seen_at_us = excluded.seen_at_us, partition = NULL, offset = NULL",
-                        (*key, token, now),
-                    )
-                    result[key] = ("claimed", None, None)
-                if time.monotonic() - self._last_purge > _PURGE_EVERY_S:
-                    conn.execute(
-                        "DELETE FROM dedupe WHERE seen_at_us < ?",
-                        (min(window_cutoff, claim_cutoff),),
-                    )
-                    self._last_purge = time.monotonic()
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-        return result
-
-    def mark_stored(self, stored: Sequence[tuple[str, str, int, int]], token: str) -> None:
-        """Turn this append's claims into records of where each event was stored."""
-        now = _now_us()
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany(
-                "UPDATE dedupe SET state = 'stored', claim = NULL, seen_at_us = ?, "
-                "partition = ?, offset = ? WHERE stream = ? AND event_id = ? AND claim = ?",
-                [(now, p, o, s, e, token) for s, e, p, o in stored],
-            )
-            self._conn.execute("COMMIT")
-
-    def release(self, keys: Sequence[tuple[str, str]], token: str) -> None:
-        """Drop this append's claims (its records were not all acknowledged)."""
-        with self._lock:
-            self._conn.executemany(
-                "DELETE FROM dedupe WHERE stream = ? AND event_id = ? AND claim = ?",
-                [(*k, token) for k in keys],
-            )
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-
 class KafkaEventLog(EventLog):
     """Event log on Kafka topics (any Kafka-protocol broker: Apache Kafka, Redpanda)."""
 
@@ -336,13 +200,13 @@ class KafkaEventLog(EventLog):
     def __init__(
         self,
         bootstrap_servers: str,
-        dedupe_path: Path,
+        dedupe: Path | str,
         *,
         topic_prefix: str = "lakehook.",
         partitions: int = 3,
         replication_factor: int = 1,
         dedupe_window_seconds: float = 72 * 3600.0,
-        delivery_timeout_seconds: float = 30.0,
+        delivery_timeout_seconds: float = 3.0,
         claim_ttl_seconds: float | None = None,
         connect_timeout_seconds: float = 10.0,
         client_config: Mapping[str, Any] | None = None,
@@ -351,12 +215,15 @@ class KafkaEventLog(EventLog):
 
         Args:
             bootstrap_servers: ``host:port[,host:port…]``.
-            dedupe_path: SQLite file of the dedupe store.
+            dedupe: where the dedupe store lives: the path of a SQLite file (one ingestion
+                host) or a ``postgresql://`` URL (a table shared by every ingestion host).
             topic_prefix: prefix of every topic name.
             partitions: partitions of a provider topic when it is created.
             replication_factor: replication of created topics (3 in production).
             dedupe_window_seconds: how long an event id stays a duplicate.
-            delivery_timeout_seconds: an append not acknowledged by then fails (non-2xx).
+            delivery_timeout_seconds: an append not acknowledged by then fails (non-2xx),
+                counted from the call; keep it below the providers' 5 s request timeout,
+                so a broker outage is answered 503 rather than left to time out.
             claim_ttl_seconds: after this a claim left by a crashed append may be taken
                 over; default twice the delivery timeout.
             connect_timeout_seconds: how long to wait for the broker when opening.
@@ -369,6 +236,7 @@ class KafkaEventLog(EventLog):
         self._base_config = base
         self._admin = AdminClient(base)
         self._ensure_topics(partitions, replication_factor, connect_timeout_seconds)
+        delivery_ms = max(100, int(delivery_timeout_seconds * 1000))
         self._producer = Producer(
             {
                 **base,
@@ -377,12 +245,17 @@ class KafkaEventLog(EventLog):
                 "linger.ms": 2,
                 "compression.type": "zstd",
                 "partitioner": "murmur2_random",  # same key → partition as Java clients
-                "delivery.timeout.ms": int(delivery_timeout_seconds * 1000),
+                # a record not acknowledged within the append's bound is failed by the
+                # producer itself, so it is not sent after the append was answered 503
+                "delivery.timeout.ms": delivery_ms,
+                "request.timeout.ms": min(30_000, delivery_ms),
+                # a restarted broker is found again within a second, not after 10 s of backoff
+                "reconnect.backoff.max.ms": 1000,
             }
         )
         ttl = claim_ttl_seconds if claim_ttl_seconds is not None else 2 * delivery_timeout_seconds
-        self._dedupe = _DedupeStore(
-            dedupe_path, int(dedupe_window_seconds * 1_000_000), int(ttl * 1_000_000)
+        self._dedupe = open_dedupe_store(
+            dedupe, int(dedupe_window_seconds * 1_000_000), int(ttl * 1_000_000)
         )
         self._consumer_lock = threading.Lock()
         self._consumer: Consumer | None = None
@@ -395,14 +268,19 @@ class KafkaEventLog(EventLog):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaEventLog:
-        """The Kafka event log the settings describe (dedupe file under the home)."""
+        """The Kafka event log the settings describe.
+
+        The dedupe store is ``kafka_dedupe_url`` (PostgreSQL, shared by ingestion hosts) when
+        set, else the SQLite file ``<home>/log/kafka-dedupe.db``.
+        """
         return cls(
             settings.kafka_bootstrap_servers,
-            settings.log_dir / "kafka-dedupe.db",
+            settings.kafka_dedupe_url or settings.log_dir / "kafka-dedupe.db",
             topic_prefix=settings.kafka_topic_prefix,
             partitions=settings.kafka_partitions,
             replication_factor=settings.kafka_replication_factor,
             dedupe_window_seconds=settings.dedupe_window_hours * 3600.0,
+            delivery_timeout_seconds=settings.kafka_delivery_timeout_seconds,
         )
 
     # --- topics ------------------------------------------------------------------------
@@ -476,8 +354,9 @@ class KafkaEventLog(EventLog):
             except BufferError:  # local queue full: let deliveries drain
                 time.sleep(0.01)
 
-    def _await(self, deliveries: Sequence[_Delivery]) -> None:
-        deadline = time.monotonic() + self.delivery_timeout_s + 5.0
+    def _await(self, deliveries: Sequence[_Delivery], deadline: float) -> None:
+        # the producer fails a record at its delivery timeout; the grace covers the report
+        deadline += _REPORT_GRACE_S
         for d in deliveries:
             if not d.done.wait(max(0.0, deadline - time.monotonic())):
                 raise KafkaLogError("the broker did not acknowledge the append in time")
@@ -485,23 +364,33 @@ class KafkaEventLog(EventLog):
                 raise KafkaLogError(f"the broker refused the append: {d.error.str()}")
 
     def append_sync(self, envelopes: Sequence[Envelope]) -> list[AppendOutcome]:
+        return self._append(envelopes, time.monotonic() + self.delivery_timeout_s)
+
+    def _key(self, env: Envelope) -> Key:
+        """Dedupe key of an envelope: its topic (not only its stream) and its event id."""
+        return (self.topic(env.stream), env.event_id)
+
+    def _append(self, envelopes: Sequence[Envelope], deadline: float) -> list[AppendOutcome]:
+        """Claim, produce, await the acks, mark stored; fail once ``deadline`` has passed."""
         if self._closed:
             raise RuntimeError("event log is closed")
-        token = f"{os.getpid()}:{uuid.uuid4().hex}"
-        keys = list(dict.fromkeys((e.stream, e.event_id) for e in envelopes))
-        claims = self._claim(keys, token)
+        if time.monotonic() > deadline:
+            raise KafkaLogError("the append waited its whole bound before it could start")
+        token = new_claim_token()
+        keys = list(dict.fromkeys(self._key(e) for e in envelopes))
+        claims = self._claim(keys, token, deadline)
         to_send = [k for k in keys if claims[k][0] == "claimed"]
-        sent: dict[tuple[str, str], _Delivery] = {}
+        sent: dict[Key, _Delivery] = {}
         try:
             for env in envelopes:
-                key = (env.stream, env.event_id)
+                key = self._key(env)
                 if claims[key][0] != "claimed" or key in sent:
                     continue
                 record_key = (env.object_id or env.event_id).encode()
                 sent[key] = self._produce(
                     self.topic(env.stream), record_key, env.payload, _headers(env)
                 )
-            self._await(list(sent.values()))
+            self._await(list(sent.values()), deadline)
         except BaseException:
             self._dedupe.release(to_send, token)
             raise
@@ -509,9 +398,9 @@ class KafkaEventLog(EventLog):
             [(s, e, d.partition, d.offset) for (s, e), d in sent.items()], token
         )
         outcomes: list[AppendOutcome] = []
-        first_seen: set[tuple[str, str]] = set()
+        first_seen: set[Key] = set()
         for env in envelopes:
-            key = (env.stream, env.event_id)
+            key = self._key(env)
             if key in sent and key not in first_seen:
                 first_seen.add(key)
                 d = sent[key]
@@ -527,14 +416,13 @@ class KafkaEventLog(EventLog):
     async def append(self, envelopes: Sequence[Envelope]) -> list[AppendOutcome]:
         # An append mostly waits for the broker's acknowledgement: many may wait at once,
         # and the producer batches their records into the same requests.
+        # The bound counts from the request, not from when a thread was free to run it.
+        deadline = time.monotonic() + self.delivery_timeout_s
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._appenders, self.append_sync, envelopes)
+        return await loop.run_in_executor(self._appenders, self._append, envelopes, deadline)
 
-    def _claim(
-        self, keys: list[tuple[str, str]], token: str
-    ) -> dict[tuple[str, str], tuple[str, int | None, int | None]]:
+    def _claim(self, keys: list[Key], token: str, deadline: float) -> dict[Key, ClaimState]:
         """Claim keys; wait while another append is producing one of them, then decide."""
-        deadline = time.monotonic() + self.delivery_timeout_s + 10.0
         claims = self._dedupe.claim(keys, token)
         while any(state == "busy" for state, _, _ in claims.values()):
             if time.monotonic() > deadline:
@@ -554,7 +442,7 @@ class KafkaEventLog(EventLog):
         delivery = self._produce(
             self.dead_letter_topic, letter.provider.value.encode(), letter.body, headers
         )
-        self._await([delivery])
+        self._await([delivery], time.monotonic() + self.delivery_timeout_s)
 
     # --- reading -----------------------------------------------------------------------
 

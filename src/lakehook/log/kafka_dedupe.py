@@ -1,0 +1,415 @@
+"""Dedupe stores of the Kafka event log: which ``(topic, event_id)`` were stored, or are being.
+
+Kafka cannot answer "was this event id appended in the last 72 hours?", so the Kafka log
+keeps the answer beside it. An append *claims* its keys (one round trip for the whole
+append), produces, waits for the broker's acknowledgements, then *marks* them stored (one
+round trip) or *releases* them when the broker did not acknowledge them.
+
+Two stores fill in the same :class:`DedupeStore` interface:
+
+- :class:`SqliteDedupeStore`: a WAL file on the ingestion host (the default). Only appends
+  of that host see it, so one ingestion host per home.
+- :class:`PostgresDedupeStore`: a table in PostgreSQL (``kafka_dedupe_url``), shared by
+  every ingestion host: a provider retry that lands on another replica is a duplicate too.
+  The claim is one ``INSERT … ON CONFLICT DO UPDATE … WHERE <takeover>`` statement for all
+  the append's keys, so concurrent appends of the same id on two hosts are serialised by
+  the row lock: exactly one of them claims it.
+
+A claim carries a token ``<host>:<pid>:<uuid>``. A claim left by a process that died (same
+host, pid gone) is taken over at once by the next append of that id; any other claim is
+taken over once it is older than the claim TTL (the holder's append has failed by then).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import psycopg2.extensions
+
+#: a dedupe key: (topic, event_id)
+Key = tuple[str, str]
+#: what a claim found: ("claimed" | "stored" | "busy", partition, offset)
+ClaimState = tuple[Literal["claimed", "stored", "busy"], int | None, int | None]
+#: a stored record: (topic, event_id, partition, offset)
+Stored = tuple[str, str, int, int]
+
+_PURGE_EVERY_S = 60.0
+_HOST = socket.gethostname()
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def new_claim_token() -> str:
+    """A token naming one append: ``<host>:<pid>:<uuid>``."""
+    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
+
+
+def holder_alive(claim: str | None) -> bool:
+    """Whether the append that wrote a claim may still run.
+
+    A claim of this host whose process is gone is dead (taken over at once); a claim of
+    another host is presumed alive until it expires.
+    """
+    host, _, rest = (claim or "").partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != _HOST:
+        return bool(host)
+    if not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+class DedupeStore(ABC):
+    """Claims and records of ``(topic, event_id)`` within the dedupe window."""
+
+    def __init__(self, window_us: int, claim_ttl_us: int) -> None:
+        self.window_us = window_us
+        self.claim_ttl_us = claim_ttl_us
+
+    @abstractmethod
+    def claim(self, keys: Sequence[Key], token: str) -> dict[Key, ClaimState]:
+        """Claim every key neither stored within the window nor claimed by a live append.
+
+        Args:
+            keys: distinct keys of one append.
+            token: the append's :func:`new_claim_token`.
+
+        Returns:
+            For each key: ``("claimed", None, None)``, ``("stored", partition, offset)`` or
+            ``("busy", None, None)`` (another append is producing it right now).
+        """
+
+    @abstractmethod
+    def mark_stored(self, stored: Sequence[Stored], token: str) -> None:
+        """Turn this append's claims into records of where each event was stored."""
+
+    @abstractmethod
+    def release(self, keys: Sequence[Key], token: str) -> None:
+        """Drop this append's claims (its records were not all acknowledged)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the store's connections."""
+
+
+_SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dedupe (
+  stream      TEXT    NOT NULL,  -- the Kafka topic
+  event_id    TEXT    NOT NULL,
+  state       TEXT    NOT NULL,  -- 'claimed' (being produced) or 'stored'
+  claim       TEXT,              -- token of the append that holds the claim
+  seen_at_us  INTEGER NOT NULL,
+  partition   INTEGER,
+  offset      INTEGER,
+  PRIMARY KEY (stream, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_seen ON dedupe (seen_at_us);
+"""
+
+
+class SqliteDedupeStore(DedupeStore):
+    """The dedupe store in a SQLite file of its own on the ingestion host (WAL)."""
+
+    def __init__(self, path: Path, window_us: int, claim_ttl_us: int) -> None:
+        super().__init__(window_us, claim_ttl_us)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._conn.executescript(_SQLITE_SCHEMA)
+        self._last_purge = 0.0
+
+    def claim(self, keys: Sequence[Key], token: str) -> dict[Key, ClaimState]:
+        now = _now_us()
+        window_cutoff = now - self.window_us
+        claim_cutoff = now - self.claim_ttl_us
+        result: dict[Key, ClaimState] = {}
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for key in keys:
+                    row = conn.execute(
+                        "SELECT state, claim, seen_at_us, partition, offset FROM dedupe "
+                        "WHERE stream = ? AND event_id = ?",
+                        key,
+                    ).fetchone()
+                    if row is not None:
+                        state, holder, seen, partition, offset = row
+                        if state == "stored" and seen >= window_cutoff:
+                            result[key] = ("stored", partition, offset)
+                            continue
+                        if (
+                            state == "claimed"
+                            and holder != token
+                            and seen >= claim_cutoff
+                            and holder_alive(holder)
+                        ):
+                            result[key] = ("busy", None, None)
+                            continue
+                    conn.execute(
+                        "INSERT INTO dedupe (stream, event_id, state, claim, seen_at_us) "
+                        "VALUES (?, ?, 'claimed', ?, ?) ON CONFLICT (stream, event_id) DO UPDATE "
+                        "SET state = 'claimed', claim = excluded.claim, "
+                        "seen_at_us = excluded.seen_at_us, partition = NULL, offset = NULL",
+                        (*key, token, now),
+                    )
+                    result[key] = ("claimed", None, None)
+                if time.monotonic() - self._last_purge > _PURGE_EVERY_S:
+                    conn.execute(
+                        "DELETE FROM dedupe WHERE seen_at_us < ?",
+                        (min(window_cutoff, claim_cutoff),),
+                    )
+                    self._last_purge = time.monotonic()
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        return result
+
+    def mark_stored(self, stored: Sequence[Stored], token: str) -> None:
+        now = _now_us()
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                "UPDATE dedupe SET state = 'stored', claim = NULL, seen_at_us = ?, "
+                "partition = ?, offset = ? WHERE stream = ? AND event_id = ? AND claim = ?",
+                [(now, p, o, s, e, token) for s, e, p, o in stored],
+            )
+            self._conn.execute("COMMIT")
+
+    def release(self, keys: Sequence[Key], token: str) -> None:
+        with self._lock:
+            self._conn.executemany(
+                "DELETE FROM dedupe WHERE stream = ? AND event_id = ? AND claim = ?",
+                [(*k, token) for k in keys],
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+#: the shared table; ``topic`` is the full Kafka topic, so deployments with different topic
+#: prefixes can share one database
+POSTGRES_TABLE = "lakehook_kafka_dedupe"
+
+_PG_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {POSTGRES_TABLE} (
+  topic       text    NOT NULL,
+  event_id    text    NOT NULL,
+  state       text    NOT NULL CHECK (state IN ('claimed', 'stored')),
+  claim       text,
+  seen_at_us  bigint  NOT NULL,
+  kpartition  integer,
+  koffset     bigint,
+  PRIMARY KEY (topic, event_id)
+);
+CREATE INDEX IF NOT EXISTS {POSTGRES_TABLE}_seen ON {POSTGRES_TABLE} (seen_at_us);
+"""
+
+# One statement claims every key of an append. A key is taken when it is new, stored before
+# the window, claimed longer than the TTL ago, claimed by a holder this host knows is dead,
+# or already ours. The outer SELECT reads the statement's snapshot: for a key not taken it
+# shows who has it (a row committed by a concurrent append after the snapshot shows as NULL
+# and is reported busy: the caller asks again).
+_PG_CLAIM = f"""
+WITH wanted (topic, event_id) AS (
+  SELECT * FROM unnest(%(topics)s::text[], %(event_ids)s::text[])
+),
+taken AS (
+  INSERT INTO {POSTGRES_TABLE} AS d (topic, event_id, state, claim, seen_at_us)
+  SELECT topic, event_id, 'claimed', %(token)s, %(now)s FROM wanted ORDER BY topic, event_id
+  ON CONFLICT (topic, event_id) DO UPDATE
+  SET state = 'claimed', claim = excluded.claim, seen_at_us = excluded.seen_at_us,
+      kpartition = NULL, koffset = NULL
+  WHERE (d.state = 'stored' AND d.seen_at_us < %(window_cutoff)s)
+     OR (d.state = 'claimed' AND (d.seen_at_us < %(claim_cutoff)s
+                                  OR d.claim = %(token)s OR d.claim = ANY(%(dead)s::text[])))
+  RETURNING d.topic, d.event_id
+)
+SELECT w.topic, w.event_id, t.event_id IS NOT NULL, d.state, d.claim, d.kpartition, d.koffset
+FROM wanted w
+LEFT JOIN taken t ON t.topic = w.topic AND t.event_id = w.event_id
+LEFT JOIN {POSTGRES_TABLE} d ON d.topic = w.topic AND d.event_id = w.event_id
+"""
+
+_PG_MARK = f"""
+UPDATE {POSTGRES_TABLE} AS d
+SET state = 'stored', claim = NULL, seen_at_us = %(now)s, kpartition = s.p, koffset = s.o
+FROM unnest(%(topics)s::text[], %(event_ids)s::text[], %(partitions)s::int[],
+            %(offsets)s::bigint[]) AS s (topic, event_id, p, o)
+WHERE d.topic = s.topic AND d.event_id = s.event_id AND d.claim = %(token)s
+"""
+
+_PG_RELEASE = f"""
+DELETE FROM {POSTGRES_TABLE} AS d
+USING unnest(%(topics)s::text[], %(event_ids)s::text[]) AS s (topic, event_id)
+WHERE d.topic = s.topic AND d.event_id = s.event_id AND d.claim = %(token)s
+"""
+
+
+def libpq_dsn(url: str) -> str:
+    """A libpq connection URI from a SQLAlchemy-style URL (``postgresql+psycopg2://…``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme.startswith(("postgresql", "postgres")):
+        raise ValueError("the dedupe URL must be a postgresql:// URL")
+    return f"postgresql://{rest}"
+
+
+class PostgresDedupeStore(DedupeStore):
+    """The dedupe store in a PostgreSQL table shared by every ingestion host.
+
+    Each claim, mark and release is one statement in autocommit, whatever the number of
+    keys: one round trip per append batch. Connections come from a small pool, so appends
+    of one host run their round trips side by side.
+    """
+
+    def __init__(self, url: str, window_us: int, claim_ttl_us: int, *, pool_size: int = 8) -> None:
+        import psycopg2
+        import psycopg2.errors
+        import psycopg2.pool
+
+        super().__init__(window_us, claim_ttl_us)
+        self._errors: tuple[type[BaseException], ...] = (psycopg2.Error,)
+        self._pool = psycopg2.pool.ThreadedConnectionPool(
+            1, pool_size, libpq_dsn(url), connect_timeout=10
+        )
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._last_purge = 0.0
+        with self._connection() as conn, conn.cursor() as cur:
+            # concurrent first starts of two hosts: the loser of the race sees a duplicate
+            # type or relation; the table exists either way
+            race = (psycopg2.errors.UniqueViolation, psycopg2.errors.DuplicateTable)
+            with contextlib.suppress(*race):
+                cur.execute(_PG_SCHEMA)
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg2.extensions.connection]:
+        with self._slots:
+            conn = self._pool.getconn()
+            broken = False
+            try:
+                conn.autocommit = True
+                yield conn
+            except self._errors:
+                broken = bool(conn.closed)
+                raise
+            finally:
+                self._pool.putconn(conn, close=broken)
+
+    def claim(self, keys: Sequence[Key], token: str) -> dict[Key, ClaimState]:
+        import psycopg2.errors
+
+        now = _now_us()
+        window_cutoff = now - self.window_us
+        claim_cutoff = now - self.claim_ttl_us
+        params: dict[str, object] = {
+            "topics": [k[0] for k in keys],
+            "event_ids": [k[1] for k in keys],
+            "token": token,
+            "now": now,
+            "window_cutoff": window_cutoff,
+            "claim_cutoff": claim_cutoff,
+            "dead": [],
+        }
+        result: dict[Key, ClaimState] = {}
+        with self._connection() as conn, conn.cursor() as cur:
+            for _ in range(2):  # a second round only to take over claims of dead processes
+                try:
+                    cur.execute(_PG_CLAIM, params)
+                except psycopg2.errors.DeadlockDetected:
+                    return {k: ("busy", None, None) for k in keys}
+                dead: list[str] = []
+                for topic, event_id, taken, state, holder, partition, offset in cur.fetchall():
+                    key = (topic, event_id)
+                    if taken:
+                        result[key] = ("claimed", None, None)
+                    elif state == "stored":
+                        result[key] = ("stored", partition, offset)
+                    else:
+                        result[key] = ("busy", None, None)
+                        if state == "claimed" and not holder_alive(holder):
+                            dead.append(holder)
+                if not dead:
+                    break
+                params["dead"] = dead
+            if time.monotonic() - self._last_purge > _PURGE_EVERY_S:
+                self._last_purge = time.monotonic()
+                cur.execute(
+                    f"DELETE FROM {POSTGRES_TABLE} WHERE seen_at_us < %s",
+                    (min(window_cutoff, claim_cutoff),),
+                )
+        return result
+
+    def mark_stored(self, stored: Sequence[Stored], token: str) -> None:
+        if not stored:
+            return
+        with self._connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                _PG_MARK,
+                {
+                    "topics": [s[0] for s in stored],
+                    "event_ids": [s[1] for s in stored],
+                    "partitions": [s[2] for s in stored],
+                    "offsets": [s[3] for s in stored],
+                    "token": token,
+                    "now": _now_us(),
+                },
+            )
+
+    def release(self, keys: Sequence[Key], token: str) -> None:
+        if not keys:
+            return
+        with self._connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                _PG_RELEASE,
+                {"topics": [k[0] for k in keys], "event_ids": [k[1] for k in keys], "token": token},
+            )
+
+    def close(self) -> None:
+        self._pool.closeall()
+
+
+def open_dedupe_store(target: Path | str, window_us: int, claim_ttl_us: int) -> DedupeStore:
+    """The store ``target`` names: a ``postgresql://`` URL, else the path of a SQLite file."""
+    text = str(target)
+    if text.startswith(("postgresql://", "postgresql+", "postgres://")):
+        return PostgresDedupeStore(text, window_us, claim_ttl_us)
+    return SqliteDedupeStore(Path(target), window_us, claim_ttl_us)
+
+
+__all__ = [
+    "POSTGRES_TABLE",
+    "DedupeStore",
+    "PostgresDedupeStore",
+    "SqliteDedupeStore",
+    "holder_alive",
+    "libpq_dsn",
+    "new_claim_token",
+    "open_dedupe_store",
+]
