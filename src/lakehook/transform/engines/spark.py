@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlglot
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
     from pyspark.sql import DataFrame, SparkSession
 
+    from lakehook.resolve.core import Resolution
     from lakehook.settings import Settings
 
 #: Spark settings every lakehook session gets (small, deterministic, UTC)
@@ -264,6 +265,25 @@ class SparkEngine(BatchEngine):
             for key in settings:
                 conf.unset(key)
         return True
+
+    def resolve_identities(
+        self, relation: str, previous_map: pa.Table | None, issued_ids: Iterable[str]
+    ) -> Resolution:
+        """Entity resolution of the registered ``relation`` on this session's cluster.
+
+        The semantic model (:func:`lakehook.resolve.lake.compute_identity_map`) hands its
+        run here instead of pulling the records to the driver: normalisation, statistics,
+        blocking and scoring run on Spark (:mod:`lakehook.resolve.spark`); clustering and
+        the stable ids on the driver. Same map as the DuckDB path.
+        """
+        from lakehook.resolve.spark import resolve_identities_on_spark
+
+        view = self._views.get(relation)
+        if view is None:
+            raise ModelError(relation, f"-- {relation} is not registered", KeyError(relation))
+        return resolve_identities_on_spark(
+            self.session.table(view), previous_map, issued_ids=issued_ids, mode="incremental"
+        )
 
     def _shares_catalog(self) -> bool:
         """Whether the session's lake catalog was built for these settings' catalog."""

@@ -1,0 +1,564 @@
+"""Entity resolution on Spark: normalisation, statistics, blocking and scoring on the cluster.
+
+The same resolver as :func:`lakehook.resolve.resolve_identities`, with its heavy half moved
+to Spark (docs/scale-out.md, "Entity resolution on Spark"):
+
+- **on Spark** — the records are cast, deduplicated (newest version per source record) and
+  numbered (``rid`` = rank in ``(source_system, source_id)`` order, as on DuckDB);
+  normalised by ``mapInArrow`` calling :func:`~lakehook.resolve.normalize.normalize_records`
+  on each Arrow batch; the population statistics (term frequencies by window counts, the
+  prior from the pairs sharing an email, ``u`` from the level counts of the same seeded
+  random pairs :class:`~lakehook.resolve.matching.Matcher` draws) are Spark jobs; the
+  blocking self-join is Spark SQL over :data:`~lakehook.resolve.matching.BLOCKING_KEYS`
+  (translated by sqlglot); each partition of candidate pairs is scored by a ``Matcher``
+  built from those statistics, so the comparison levels are the very SQL DuckDB runs and
+  the decision rules the very numpy code (Spark has no Jaro-Winkler or Damerau-Levenshtein;
+  re-implementing them as UDFs would risk disagreeing at a threshold).
+- **on the driver** — the per-record keys (source key, ``created_at``, ``updated_at``),
+  the previous map, and the scored pairs that matter to clustering (a decision rule or a
+  cannot-link; the rest never leave Spark); clustering and the stable id assignment run
+  there as in :mod:`lakehook.resolve.core`, in O(records) memory.
+
+Statistics, candidate pairs and decisions are identical to the DuckDB path for the same
+records, so both engines produce the same identity map (``tests/resolve/test_spark_resolve.py``
+and the all-layer parity test).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import sqlglot
+
+from lakehook.resolve.core import Mode, Resolution, resolve_identities
+from lakehook.resolve.matching import (
+    BLOCKING_KEYS,
+    COMPARISONS,
+    FULL_NAME_KEY_SQL,
+    MATCH_COLUMNS,
+    POPULATION_COLUMNS,
+    RULE_NONE,
+    TF_COLUMNS,
+    TF_PSEUDO_RECORDS,
+    Calibration,
+    Matcher,
+    ScoredPairs,
+    log2_prior_odds,
+    sample_u_pairs,
+    u_from_level_counts,
+)
+from lakehook.resolve.normalize import RECORD_COLUMNS
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+#: the Matcher's own defaults (u sample size and seed): both engines draw the same pairs
+_MATCHER_DEFAULTS: dict[str, Any] = dict(Matcher.__init__.__kwdefaults__ or {})
+_TIMESTAMPS = frozenset({"created_at", "updated_at"})
+#: key columns the driver receives, one row per record in rid order
+KEY_COLUMNS: tuple[str, ...] = ("source_system", "source_id", "created_at", "updated_at")
+#: monotonically_increasing_id() puts the partition index above bit 33
+_PARTITION_SHIFT = 33
+
+
+def resolve_identities_on_spark(
+    records: DataFrame,
+    previous_map: pa.Table | None = None,
+    *,
+    issued_ids: Iterable[str] = (),
+    mode: Mode = "incremental",
+    resolved_at: datetime | None = None,
+    run_id: str | None = None,
+    match_threshold: float = 0.95,
+    default_region: str = "US",
+    keep_pairs: bool = False,
+) -> Resolution:
+    """Resolve source customer records held in a Spark DataFrame; same result as on DuckDB.
+
+    Args:
+        records: One row per source customer record (columns of
+            :data:`~lakehook.resolve.normalize.RECORD_COLUMNS`; missing ones are null).
+        previous_map: The current ``semantic.customer_identity_map`` (None on first run).
+        issued_ids: Ids issued in earlier runs (from the merge log), never handed out again.
+        mode: ``incremental`` or ``full``, as :func:`~lakehook.resolve.resolve_identities`.
+        resolved_at: Timestamp stamped on new and changed rows (default: now, UTC).
+        run_id: Id of this run in the merge log.
+        match_threshold: Posterior probability from which a scored pair is a match.
+        default_region: Country for phone numbers of records without one.
+        keep_pairs: Keep the scored pairs that came back to the driver on the result.
+
+    Returns:
+        The new identity map, the merge-log rows and the change summary. The summary's
+        ``candidate_pairs`` counts the pairs that came back (those with a rule or a
+        cannot-link), not every candidate pair scored on Spark.
+    """
+    matching = SparkMatching(
+        records, match_threshold=match_threshold, default_region=default_region
+    )
+    try:
+        return resolve_identities(
+            matching.record_keys(),
+            previous_map,
+            issued_ids=issued_ids,
+            mode=mode,
+            resolved_at=resolved_at,
+            run_id=run_id,
+            match_threshold=match_threshold,
+            default_region=default_region,
+            keep_pairs=keep_pairs,
+            match_pairs=matching,
+        )
+    finally:
+        matching.close()
+
+
+class SparkMatching:
+    """Normalisation, statistics, blocking and scoring of one set of records on Spark.
+
+    An instance is the ``match_pairs`` step of
+    :func:`~lakehook.resolve.core.resolve_identities` (it is called with the prepared
+    record keys, the changed mask, the previous ids and whether the run is incremental).
+
+    Args:
+        records: The source customer records.
+        match_threshold: Posterior probability from which a pair is a match.
+        default_region: Country for phone numbers of records without one.
+        u_sample_pairs: Random pairs ``u`` is measured on (the Matcher's default).
+        seed: Seed of that sample (the Matcher's default).
+    """
+
+    def __init__(
+        self,
+        records: DataFrame,
+        *,
+        match_threshold: float = 0.95,
+        default_region: str = "US",
+        u_sample_pairs: int = _MATCHER_DEFAULTS["u_sample_pairs"],
+        seed: int = _MATCHER_DEFAULTS["seed"],
+    ) -> None:
+        self.spark: SparkSession = records.sparkSession
+        self.match_threshold = match_threshold
+        self.default_region = default_region
+        self.u_sample_pairs = u_sample_pairs
+        self.seed = seed
+        self._cached: list[DataFrame] = []
+        self.prepared = self._numbered(_prepared(records))
+        self.n = 0
+        self._keys = pa.table({name: pa.array([], pa.string()) for name in KEY_COLUMNS[:2]})
+        self.calibration: Calibration | None = None
+        self._scoring: DataFrame | None = None
+        self._kept_keys: DataFrame | None = None
+
+    # ------------------------------------------------------------------ records
+    def _keep(self, frame: DataFrame) -> DataFrame:
+        from pyspark import StorageLevel
+
+        frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        self._cached.append(frame)
+        return frame
+
+    def _numbered(self, records: DataFrame) -> DataFrame:
+        """``rid`` = rank of the record in ``(source_system, source_id)`` order, 0..n-1.
+
+        A global sort range-partitions the records; each partition's offset is the number
+        of records in the partitions before it (a small collect), so no single task sees
+        every record.
+        """
+        from pyspark.sql import functions as sf
+
+        ordered = self._keep(
+            records.orderBy("source_system", "source_id")
+            .withColumn("_part", sf.spark_partition_id())
+            .withColumn("_row", sf.monotonically_increasing_id())
+        )
+        sizes: dict[int, int] = dict(ordered.groupBy("_part").count().collect())
+        offsets, total = [], 0
+        for part in range(max(sizes, default=-1) + 1):
+            offsets.append(total)
+            total += int(sizes.get(part, 0))
+        offset = sf.element_at(sf.array(*[sf.lit(o) for o in offsets or [0]]), sf.col("_part") + 1)
+        local = sf.col("_row") - sf.shiftleft(sf.col("_part").cast("long"), _PARTITION_SHIFT)
+        return ordered.withColumn("rid", offset.cast("long") + local).drop("_part", "_row")
+
+    def record_keys(self) -> pa.Table:
+        """Source key, ``created_at`` and ``updated_at`` of every record, in rid order."""
+        keys = self.prepared.select("rid", *KEY_COLUMNS).toArrow()
+        rid = np.asarray(keys.column("rid").to_numpy(), dtype=np.int64)
+        self.n = int(rid.shape[0])
+        order = np.empty(self.n, dtype=np.int64)
+        order[rid] = np.arange(self.n, dtype=np.int64)
+        self._keys = keys.take(pa.array(order)).drop_columns(["rid"])
+        return self._keys
+
+    # ------------------------------------------------------------------ the resolver's step
+    def __call__(
+        self,
+        table: pa.Table,
+        changed: npt.NDArray[np.bool_],
+        prev_ids: npt.NDArray[Any],
+        incremental: bool,
+        timings: dict[str, float],
+    ) -> tuple[npt.NDArray[np.bool_], ScoredPairs]:
+        """Records to re-cluster and the scored pairs among them (see :mod:`core`)."""
+        self._check_order(table)
+        tick = time.perf_counter()
+        self._prepare_scoring()
+        timings["normalize_s"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        self.calibration = self._calibrate()
+        timings["calibrate_s"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        n = table.num_rows
+        if incremental:
+            affected = self._affected(changed, prev_ids)
+            pairs = self._pairs_among(np.flatnonzero(affected).astype(np.int64))
+        else:
+            affected = np.ones(n, dtype=bool)
+            pairs = self._candidate_pairs()
+        timings["block_s"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        scored = self._score(pairs)
+        timings["score_s"] = time.perf_counter() - tick
+        return affected, scored
+
+    def _check_order(self, table: pa.Table) -> None:
+        """The resolver's rows must be the Spark rids: same keys in the same order."""
+        same = table.num_rows == self._keys.num_rows and all(
+            table.column(name)
+            .combine_chunks()
+            .cast(pa.string())
+            .equals(self._keys.column(name).combine_chunks().cast(pa.string()))
+            for name in ("source_system", "source_id")
+        )
+        if not same:
+            raise ValueError("the resolver's record order is not Spark's rid order")
+
+    def _prepare_scoring(self) -> None:
+        """Normalised records with their population columns, cached on the cluster."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as sf
+
+        normalized = self.prepared.select("rid", *RECORD_COLUMNS).mapInArrow(
+            _normalizer(self.default_region), _normalized_schema()
+        )
+        normalized = self._keep(normalized)
+        full_name = sf.expr(_spark_sql(FULL_NAME_KEY_SQL))
+        totals = normalized.agg(
+            *[sf.count(col).alias(col) for col in TF_COLUMNS], sf.count(full_name).alias("_full")
+        ).first()
+        assert totals is not None
+        scoring = normalized
+        for col in TF_COLUMNS:
+            scoring = scoring.withColumn(
+                f"n_{col}", sf.count(col).over(Window.partitionBy(col))
+            ).withColumn(
+                f"tf_{col}", sf.col(f"n_{col}") / sf.lit(float(totals[col] + TF_PSEUDO_RECORDS))
+            )
+        scoring = (
+            scoring.withColumn("_full", full_name)
+            .withColumn(
+                "tf_full_name",
+                sf.greatest(sf.count("_full").over(Window.partitionBy("_full")) - 2, sf.lit(0))
+                / sf.lit(float(totals["_full"] + TF_PSEUDO_RECORDS)),
+            )
+            .select(*MATCH_COLUMNS, *POPULATION_COLUMNS)
+        )
+        self._scoring = self._keep(scoring)
+
+    def _calibrate(self) -> Calibration:
+        """The population statistics, measured exactly as the Matcher measures them."""
+        from pyspark.sql import functions as sf
+
+        scoring = self._require_scoring()
+        n = self.n
+        row = (
+            scoring.where("email_key IS NOT NULL")
+            .groupBy("email_key")
+            .count()
+            .agg(sf.coalesce(sf.sum(sf.col("count") * (sf.col("count") - 1) / 2), sf.lit(0.0)))
+            .first()
+        )
+        prior = log2_prior_odds(float(row[0]) if row else 0.0, n)
+        if n < 2:
+            return Calibration(records=n, u=u_from_level_counts(None, n), log2_prior=prior)
+        sample = sample_u_pairs(n, self.u_sample_pairs, self.seed)
+        if sample is None:
+            ids = scoring.select("rid")
+            pairs = ids.alias("a").crossJoin(ids.alias("b")).where("a.rid < b.rid")
+            pairs = pairs.selectExpr("a.rid AS l", "b.rid AS r")
+        else:
+            pairs = self.spark.createDataFrame(pa.table({"l": sample[0], "r": sample[1]}))
+        counted = self._with_records(pairs).mapInArrow(
+            _level_counter(n), "comparison string, level int, pairs double"
+        )
+        counts: dict[str, dict[int, float]] = {c.name: {} for c in COMPARISONS}
+        for name, level, total in (
+            counted.groupBy("comparison", "level").agg(sf.sum("pairs")).collect()
+        ):
+            counts[name][int(level)] = float(total)
+        return Calibration(records=n, u=u_from_level_counts(counts, n), log2_prior=prior)
+
+    # ------------------------------------------------------------------ blocking
+    def _blocking_keys(self) -> DataFrame:
+        """(rid, kind, key) of every record in a block of 2 up to its cap."""
+        if self._kept_keys is not None:
+            return self._kept_keys
+        scoring = self._require_scoring()
+        keys: DataFrame | None = None
+        for kind, expression, cap in BLOCKING_KEYS:
+            part = scoring.selectExpr(
+                "rid", f"'{kind}' AS kind", f"{_spark_sql(expression)} AS k", f"{cap} AS cap"
+            ).where("k IS NOT NULL")
+            keys = part if keys is None else keys.unionByName(part)
+        assert keys is not None
+        blocks = (
+            keys.groupBy("kind", "k", "cap")
+            .count()
+            .where("count BETWEEN 2 AND cap")
+            .select("kind", "k")
+        )
+        self._kept_keys = self._keep(keys.join(blocks, ["kind", "k"], "left_semi").drop("cap"))
+        return self._kept_keys
+
+    def _candidate_pairs(self, focus: DataFrame | None = None) -> DataFrame:
+        """Distinct ``(l, r)`` with ``l < r`` sharing a key; with ``focus``, touching it."""
+        kept = self._blocking_keys()
+        if focus is None:
+            return (
+                kept.alias("a")
+                .join(kept.alias("b"), ["kind", "k"])
+                .where("a.rid < b.rid")
+                .selectExpr("a.rid AS l", "b.rid AS r")
+                .distinct()
+            )
+        focused = kept.join(focus, "rid", "left_semi")
+        return (
+            focused.alias("f")
+            .join(kept.alias("o"), ["kind", "k"])
+            .where("f.rid <> o.rid")
+            .selectExpr("least(f.rid, o.rid) AS l", "greatest(f.rid, o.rid) AS r")
+            .distinct()
+        )
+
+    def _rids(self, rids: npt.NDArray[np.int64]) -> DataFrame:
+        return self.spark.createDataFrame(pa.table({"rid": pa.array(rids, pa.int64())}))
+
+    def _affected(
+        self, changed: npt.NDArray[np.bool_], prev_ids: npt.NDArray[Any]
+    ) -> npt.NDArray[np.bool_]:
+        """Changed records, their candidates, and every record of the clusters they touch.
+
+        The same set as :func:`lakehook.resolve.core._affected`; only the rids of the
+        changed records' candidates come back from Spark.
+        """
+        focus = np.flatnonzero(changed).astype(np.int64)
+        affected = changed.copy()
+        if focus.size:
+            pairs = self._candidate_pairs(self._rids(focus))
+            ends = pairs.selectExpr("l AS rid").union(pairs.selectExpr("r AS rid")).distinct()
+            rids = ends.toArrow().column("rid").to_numpy()
+            affected[np.asarray(rids, dtype=np.int64)] = True
+        touched = {i for i in prev_ids[affected] if i is not None}
+        if touched:
+            affected |= np.array([i in touched for i in prev_ids], dtype=bool)
+        return affected
+
+    def _pairs_among(self, rids: npt.NDArray[np.int64]) -> DataFrame:
+        """Candidate pairs whose two records are both among ``rids``."""
+        chosen = self._rids(rids)
+        pairs = self._candidate_pairs(chosen)
+        return pairs.join(chosen.withColumnRenamed("rid", "l"), "l", "left_semi").join(
+            chosen.withColumnRenamed("rid", "r"), "r", "left_semi"
+        )
+
+    # ------------------------------------------------------------------ scoring
+    def _with_records(self, pairs: DataFrame) -> DataFrame:
+        """Each pair ``(l, r)`` with both scoring records as structs ``a`` and ``b``."""
+        from pyspark.sql import functions as sf
+
+        scoring = self._require_scoring()
+        record = scoring.select("rid", sf.struct(*scoring.columns).alias("rec"))
+        return (
+            pairs.join(record.withColumnRenamed("rid", "l"), "l")
+            .withColumnRenamed("rec", "a")
+            .join(record.withColumnRenamed("rid", "r"), "r")
+            .withColumnRenamed("rec", "b")
+            .select("l", "r", "a", "b")
+        )
+
+    def _score(self, pairs: DataFrame) -> ScoredPairs:
+        """Score every candidate pair on Spark; bring back those clustering needs."""
+        assert self.calibration is not None
+        edges = (
+            self._with_records(pairs)
+            .mapInArrow(_pair_scorer(self.calibration, self.match_threshold), _edge_schema())
+            .toArrow()
+        )
+        edges = edges.sort_by([("l", "ascending"), ("r", "ascending")])
+        return ScoredPairs(
+            left=np.asarray(edges.column("l").to_numpy(), dtype=np.int64),
+            right=np.asarray(edges.column("r").to_numpy(), dtype=np.int64),
+            levels={
+                c.name: np.asarray(edges.column(f"lvl_{c.name}").to_numpy(), dtype=np.int8)
+                for c in COMPARISONS
+            },
+            weight=np.asarray(edges.column("weight").to_numpy(), dtype=np.float64),
+            probability=np.asarray(edges.column("probability").to_numpy(), dtype=np.float64),
+            rule=np.asarray(edges.column("rule").to_numpy(), dtype=np.int8),
+            cannot_link=np.asarray(
+                edges.column("cannot_link").to_numpy(zero_copy_only=False), dtype=np.bool_
+            ),
+            stats={"log2_prior": self.calibration.log2_prior},
+        )
+
+    def _require_scoring(self) -> DataFrame:
+        if self._scoring is None:
+            raise RuntimeError("records are not normalised yet")
+        return self._scoring
+
+    def close(self) -> None:
+        """Release every DataFrame cached on the cluster."""
+        for frame in self._cached:
+            frame.unpersist()
+        self._cached.clear()
+
+
+# --- Spark plumbing ---------------------------------------------------------------------------
+
+
+def _spark_sql(expression: str) -> str:
+    """A matching SQL expression (DuckDB dialect) in Spark SQL."""
+    return str(sqlglot.transpile(expression, read="duckdb", write="spark")[0])
+
+
+def _prepared(records: DataFrame) -> DataFrame:
+    """The contract columns as text/timestamps, keyed rows only, newest version per key.
+
+    Mirrors :func:`lakehook.resolve.core._prepare_records` (newest ``updated_at`` first,
+    NULLs last); staging holds one row per key, so ties do not arise.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as sf
+
+    columns: list[Column] = []
+    for name in RECORD_COLUMNS:
+        kind = "timestamp" if name in _TIMESTAMPS else "string"
+        source = sf.col(name) if name in records.columns else sf.lit(None)
+        columns.append(source.cast(kind).alias(name))
+    keyed = records.select(*columns).where("source_system IS NOT NULL AND source_id IS NOT NULL")
+    newest = Window.partitionBy("source_system", "source_id").orderBy(
+        sf.col("updated_at").desc_nulls_last()
+    )
+    return (
+        keyed.withColumn("_version", sf.row_number().over(newest))
+        .where("_version = 1")
+        .drop("_version")
+    )
+
+
+def _normalized_schema() -> str:
+    kinds = {"rid": "long", "name_inferred": "boolean"}
+    return ", ".join(f"{name} {kinds.get(name, 'string')}" for name in MATCH_COLUMNS)
+
+
+def _normalizer(
+    default_region: str,
+) -> Callable[[Iterable[pa.RecordBatch]], Iterable[pa.RecordBatch]]:
+    """The ``mapInArrow`` function normalising each batch of records (on the executors)."""
+
+    def normalize(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from lakehook.resolve.matching import MATCH_COLUMNS
+        from lakehook.resolve.normalize import normalize_records
+
+        for batch in batches:
+            records = pa.Table.from_batches([batch])
+            normalized = normalize_records(records, default_region=default_region)
+            yield from normalized.select(list(MATCH_COLUMNS)).to_batches()
+
+    return normalize
+
+
+def _records_of(batch: pa.Table) -> pa.Table:
+    """The distinct scoring records of a batch of pairs (structs ``a`` and ``b``)."""
+    sides = []
+    for side in ("a", "b"):
+        struct = batch.column(side).combine_chunks()
+        names = [struct.type.field(i).name for i in range(struct.type.num_fields)]
+        sides.append(pa.Table.from_arrays(struct.flatten(), names=names))
+    both = pa.concat_tables(sides)
+    _, first = np.unique(np.asarray(both.column("rid").to_numpy()), return_index=True)
+    return both.take(pa.array(first))
+
+
+def _level_counter(
+    n: int,
+) -> Callable[[Iterable[pa.RecordBatch]], Iterable[pa.RecordBatch]]:
+    """The ``mapInArrow`` function counting comparison levels of each batch of pairs."""
+    # counting levels needs no calibration; the Matcher only requires one to skip measuring
+    neutral = Calibration(records=n, u={}, log2_prior=0.0)
+
+    def count(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            if table.num_rows == 0:
+                continue
+            matcher = Matcher(_records_of(table), calibration=neutral)
+            try:
+                counts = matcher.level_counts(table.select(["l", "r"]))
+            finally:
+                matcher.close()
+            rows = [(name, lvl, c) for name, by in counts.items() for lvl, c in by.items()]
+            yield pa.RecordBatch.from_pylist(
+                [{"comparison": a, "level": b, "pairs": c} for a, b, c in rows],
+                schema=pa.schema(
+                    [("comparison", pa.string()), ("level", pa.int32()), ("pairs", pa.float64())]
+                ),
+            )
+
+    return count
+
+
+def _edge_schema() -> str:
+    levels = ", ".join(f"lvl_{c.name} byte" for c in COMPARISONS)
+    return (
+        f"l long, r long, {levels}, weight double, probability double, rule byte, "
+        "cannot_link boolean"
+    )
+
+
+def _pair_scorer(
+    calibration: Calibration, match_threshold: float
+) -> Callable[[Iterable[pa.RecordBatch]], Iterable[pa.RecordBatch]]:
+    """The ``mapInArrow`` function scoring each batch of pairs; yields the edges that matter."""
+
+    def score(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            if table.num_rows == 0:
+                continue
+            matcher = Matcher(
+                _records_of(table), calibration=calibration, match_threshold=match_threshold
+            )
+            try:
+                scored = matcher.score(table.select(["l", "r"]))
+            finally:
+                matcher.close()
+            keep = (scored.rule != RULE_NONE) | scored.cannot_link
+            if not keep.any():
+                continue
+            columns: dict[str, Any] = {"l": scored.left[keep], "r": scored.right[keep]}
+            for c in COMPARISONS:
+                columns[f"lvl_{c.name}"] = scored.levels[c.name][keep]
+            columns["weight"] = scored.weight[keep]
+            columns["probability"] = scored.probability[keep]
+            columns["rule"] = scored.rule[keep]
+            columns["cannot_link"] = scored.cannot_link[keep]
+            yield pa.RecordBatch.from_pydict(columns)
+
+    return score
