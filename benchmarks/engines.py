@@ -2,11 +2,18 @@
 
     .venv/bin/python benchmarks/engines.py batch  [--events 1000000] [--spark-memory 3g]
     .venv/bin/python benchmarks/engines.py ingest [--events 200000] [--clients 8] [--batch 1]
+    .venv/bin/python benchmarks/engines.py resolve [--people 60000] [--spark-memory 3g]
 
 ``batch``: the simulator's events go through the real ingest envelopes, an event log and
 the raw loader into TWO identical lakes; then every batch layer is built in full, once on
 DuckDB (baseline) and once on Spark ``local[2]``. Printed: seconds per engine and the ratio
-Spark / DuckDB (Spark's session start-up is reported apart).
+Spark / DuckDB (Spark's session start-up is reported apart), and the same for the semantic
+model alone (entity resolution: on Spark by ``lakehook.resolve.spark``).
+
+``resolve``: entity resolution alone on simulator source records (no lake): the DuckDB
+resolver (baseline) and the Spark backend, full run then an incremental run after a tenth
+more records; both maps must be identical. Printed: seconds per engine, the ratio, and
+Spark's steps.
 
 ``ingest``: the same envelopes appended by ``--clients`` concurrent writers in requests of
 ``--batch`` events, to the SQLite log (baseline) and to the Kafka log on a local
@@ -50,7 +57,12 @@ def _lake(home: Path, envelopes: list[Envelope]) -> tuple[Settings, float]:
     return settings, time.perf_counter() - started
 
 
-def _build_all(settings: Settings, engine: BatchEngine) -> tuple[float, int]:
+#: the entity-resolution model, timed apart in ``batch``
+SEMANTIC_MODEL = "semantic.customer_identity_map"
+
+
+def _build_all(settings: Settings, engine: BatchEngine) -> tuple[float, int, float]:
+    """Seconds for every layer, rows written, and the semantic model's seconds."""
     catalog = open_catalog(settings)
     started = time.perf_counter()
     runs = BatchRunner(settings, catalog, engine, load_project()).run(RunRequest(mode="full"))
@@ -58,7 +70,8 @@ def _build_all(settings: Settings, engine: BatchEngine) -> tuple[float, int]:
     failed = [r.target for r in runs if r.status not in ("built", "unchanged")]
     if failed:
         raise SystemExit(f"models failed: {failed}")
-    return seconds, sum(r.table_rows for r in runs)
+    semantic = sum(r.seconds for r in runs if r.target == SEMANTIC_MODEL)
+    return seconds, sum(r.table_rows for r in runs), semantic
 
 
 def cmd_batch(args: argparse.Namespace) -> None:
@@ -74,7 +87,7 @@ def cmd_batch(args: argparse.Namespace) -> None:
         spark_settings, _ = _lake(Path(root) / "spark", envelopes)
         print(f"log + raw loader: {raw_s:.1f} s per lake")
         with DuckDBEngine(duck_settings) as duck:
-            duck_s, rows = _build_all(duck_settings, duck)
+            duck_s, rows, duck_er = _build_all(duck_settings, duck)
         started = time.perf_counter()
         session = spark_session(
             spark_settings,
@@ -83,12 +96,77 @@ def cmd_batch(args: argparse.Namespace) -> None:
         session.sql("SELECT 1").collect()
         startup_s = time.perf_counter() - started
         with SparkEngine(spark_settings, session) as spark:
-            spark_s, spark_rows = _build_all(spark_settings, spark)
+            spark_s, spark_rows, spark_er = _build_all(spark_settings, spark)
         session.stop()
     print(f"batch layers, {len(envelopes)} events, {rows} rows written (Spark: {spark_rows})")
     print(f"  DuckDB (baseline): {duck_s:8.1f} s")
     print(f"  Spark local[2]:    {spark_s:8.1f} s  (+ {startup_s:.1f} s session start)")
     print(f"  ratio Spark / DuckDB: {spark_s / duck_s:.2f}x")
+    print(f"  of which {SEMANTIC_MODEL} (entity resolution):")
+    print(
+        f"    DuckDB: {duck_er:8.1f} s   Spark: {spark_er:8.1f} s   ratio {spark_er / duck_er:.2f}x"
+    )
+
+
+def cmd_resolve(args: argparse.Namespace) -> None:
+    import numpy as np
+    import pyarrow as pa
+    from entity_resolution import simulator_records
+
+    from lakehook.resolve import resolve_identities
+    from lakehook.resolve.spark import resolve_identities_on_spark
+    from lakehook.transform.engines.spark import spark_session
+
+    records = simulator_records(args.people).drop_columns(["person_id", "noise_kinds"])
+    n = records.num_rows
+    late = np.zeros(n, dtype=bool)
+    late[::11] = True  # the incremental run brings a tenth more records
+    first = records.filter(pa.array(~late))
+    print(f"{n} simulator records ({first.num_rows} in the first run)")
+
+    started = time.perf_counter()
+    duck_full = resolve_identities(first, mode="full")
+    duck_full_s = time.perf_counter() - started
+    started = time.perf_counter()
+    duck_incr = resolve_identities(records, duck_full.identity_map)
+    duck_incr_s = time.perf_counter() - started
+
+    with tempfile.TemporaryDirectory() as root:
+        settings = load_settings(home=Path(root))
+        open_catalog(settings)
+        started = time.perf_counter()
+        session = spark_session(
+            settings, {"spark.driver.memory": args.spark_memory, "spark.master": "local[2]"}
+        )
+        session.sql("SELECT 1").collect()
+        startup_s = time.perf_counter() - started
+        try:
+            frames = [session.createDataFrame(t) for t in (first, records)]
+            started = time.perf_counter()
+            spark_full = resolve_identities_on_spark(frames[0], mode="full")
+            spark_full_s = time.perf_counter() - started
+            started = time.perf_counter()
+            spark_incr = resolve_identities_on_spark(frames[1], spark_full.identity_map)
+            spark_incr_s = time.perf_counter() - started
+        finally:
+            session.stop()
+
+    def same(a: pa.Table, b: pa.Table) -> bool:
+        keys = [("source_system", "ascending"), ("source_id", "ascending")]
+        cols = ["source_system", "source_id", "unified_customer_id", "match_rule", "match_score"]
+        return bool(a.select(cols).sort_by(keys).equals(b.select(cols).sort_by(keys)))
+
+    print(f"entity resolution, {n} records; Spark session start {startup_s:.1f} s apart")
+    for name, d_s, s_s, d, sp in (
+        ("full", duck_full_s, spark_full_s, duck_full, spark_full),
+        ("incremental (+10%)", duck_incr_s, spark_incr_s, duck_incr, spark_incr),
+    ):
+        print(
+            f"  {name:<19} DuckDB {d_s:7.1f} s  Spark local[2] {s_s:7.1f} s  "
+            f"ratio {s_s / d_s:.2f}x  identical maps: {same(d.identity_map, sp.identity_map)}"
+        )
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in sp.changes.timings.items())
+        print(f"    Spark steps (s): {steps}")
 
 
 def _append_rate(log: EventLog, envelopes: list[Envelope], clients: int, batch: int) -> float:
@@ -154,8 +232,11 @@ def main() -> None:
     ingest.add_argument("--events", type=int, default=200_000)
     ingest.add_argument("--clients", type=int, default=64)
     ingest.add_argument("--batch", type=int, default=1)
+    resolve = sub.add_parser("resolve", help="entity resolution: DuckDB vs Spark local")
+    resolve.add_argument("--people", type=int, default=60_000)
+    resolve.add_argument("--spark-memory", default="3g")
     args = parser.parse_args()
-    {"batch": cmd_batch, "ingest": cmd_ingest}[args.command](args)
+    {"batch": cmd_batch, "ingest": cmd_ingest, "resolve": cmd_resolve}[args.command](args)
 
 
 if __name__ == "__main__":
