@@ -33,7 +33,9 @@ import pyarrow.compute as pc
 
 from lakehook.resolve.cluster import cluster_records
 from lakehook.resolve.matching import RULE_NAMES, RULE_NONE, Matcher, ScoredPairs
-from lakehook.resolve.normalize import RECORD_COLUMNS, normalize_records
+from lakehook.resolve.normalize import RECORD_COLUMNS
+from lakehook.resolve.state import VALUE_COLUMNS, ResolverState, normalize_with_state
+from lakehook.resolve.statistics import measure_statistics, update_statistics
 
 Mode = Literal["incremental", "full"]
 
@@ -138,6 +140,9 @@ class Resolution:
     merge_log: pa.Table
     changes: ChangeSummary
     scored_pairs: ScoredPairs | None = None
+    #: the normalised records and statistics after this run (what the next run reuses);
+    #: the ``state`` passed in when nothing was normalised, None when none was kept
+    state: ResolverState | None = None
 
 
 def _prepare_records(records: pa.Table) -> pa.Table:
@@ -177,20 +182,39 @@ def _prepare_records(records: pa.Table) -> pa.Table:
     return table
 
 
+#: a missing timestamp, as int64 microseconds (sorts after every real time)
+_NO_TIME = np.iinfo(np.int64).max
+
+
+def _micros(column: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
+    """Timestamps as int64 microseconds since the epoch, :data:`_NO_TIME` where null."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    array = array.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return np.asarray(pc.fill_null(array, _NO_TIME).to_numpy(), dtype=np.int64)
+
+
+def _timestamps(micros: npt.NDArray[np.int64]) -> pa.Array:
+    """The inverse of :func:`_micros`."""
+    return pa.array(micros, pa.int64(), mask=micros == _NO_TIME).cast(pa.timestamp("us", tz="UTC"))
+
+
 def _previous_by_key(
     records: pa.Table, previous_map: pa.Table | None
 ) -> dict[str, npt.NDArray[Any]]:
-    """Previous-map columns aligned to ``records`` (None where a record is new)."""
+    """Previous-map columns aligned to ``records`` (None / NaN / no time where a record is new).
+
+    Ids and rules are object arrays, ``match_score`` float64, timestamps int64 microseconds
+    (:func:`_micros`), ``found`` a mask.
+    """
     n = records.num_rows
-    empty = np.full(n, None, dtype=object)
     if previous_map is None or previous_map.num_rows == 0:
         return {
-            "unified_customer_id": empty,
-            "match_rule": empty.copy(),
-            "match_score": empty.copy(),
-            "first_seen_at": empty.copy(),
-            "updated_at": empty.copy(),
-            "source_updated_at": empty.copy(),
+            "unified_customer_id": np.full(n, None, dtype=object),
+            "match_rule": np.full(n, None, dtype=object),
+            "match_score": np.full(n, np.nan),
+            "first_seen_at": np.full(n, _NO_TIME, dtype=np.int64),
+            "updated_at": np.full(n, _NO_TIME, dtype=np.int64),
+            "source_updated_at": np.full(n, _NO_TIME, dtype=np.int64),
             "found": np.zeros(n, dtype=bool),
         }
     keys = pa.table(
@@ -220,19 +244,19 @@ def _previous_by_key(
         prev = prev.append_column(
             "source_updated_at", pa.nulls(prev.num_rows, pa.timestamp("us", tz="UTC"))
         )
+    prev = prev.append_column("_found", pa.array(np.ones(prev.num_rows, dtype=bool)))
     joined = keys.join(prev, ["source_system", "source_id"], join_type="left outer")
     joined = joined.sort_by("_pos")
     out: dict[str, npt.NDArray[Any]] = {}
-    for name in (
-        "unified_customer_id",
-        "match_rule",
-        "match_score",
-        "first_seen_at",
-        "updated_at",
-        "source_updated_at",
-    ):
-        out[name] = np.array(joined.column(name).to_pylist(), dtype=object)
-    out["found"] = np.array([v is not None for v in out["unified_customer_id"]], dtype=bool)
+    for name in ("unified_customer_id", "match_rule"):
+        column = joined.column(name).combine_chunks().cast(pa.string())
+        out[name] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+    score = joined.column("match_score").combine_chunks().cast(pa.float64())
+    out["match_score"] = np.asarray(pc.fill_null(score, np.nan).to_numpy(), dtype=np.float64)
+    for name in ("first_seen_at", "updated_at", "source_updated_at"):
+        out[name] = _micros(joined.column(name))
+    found = pc.fill_null(joined.column("_found").combine_chunks(), False)
+    out["found"] = np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
     return out
 
 
@@ -258,12 +282,9 @@ def mint_id(source_system: str, source_id: str, issued: set[str]) -> str:
 
 
 def _changed_mask(records: pa.Table, prev: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.bool_]:
-    current = np.array(records.column("updated_at").to_pylist(), dtype=object)
-    changed = ~prev["found"]
-    differs = np.array(
-        [a != b for a, b in zip(current, prev["source_updated_at"], strict=True)], dtype=bool
-    )
-    result: npt.NDArray[np.bool_] = changed | differs
+    """New records, and records whose ``updated_at`` differs from the map's (null ≠ a time)."""
+    current = _micros(records.column("updated_at"))
+    result: npt.NDArray[np.bool_] = ~prev["found"] | (current != prev["source_updated_at"])
     return result
 
 
@@ -279,10 +300,84 @@ def _affected(
         pairs = matcher.candidate_pairs(focus)
         affected[pairs.column("l").to_numpy()] = True
         affected[pairs.column("r").to_numpy()] = True
-    touched = {i for i in prev_ids[affected] if i is not None}
-    if touched:
-        affected |= np.array([i in touched for i in prev_ids], dtype=bool)
+    return _with_touched_clusters(affected, prev_ids)
+
+
+def _with_touched_clusters(
+    affected: npt.NDArray[np.bool_], prev_ids: npt.NDArray[Any]
+) -> npt.NDArray[np.bool_]:
+    """``affected`` plus every record of the previous clusters it touches."""
+    touched = pa.array(prev_ids[affected], pa.string()).drop_null().unique()
+    if len(touched):
+        within = pc.is_in(pa.array(prev_ids, pa.string()), value_set=touched)
+        affected = affected | np.asarray(
+            pc.fill_null(within, False).to_numpy(zero_copy_only=False), dtype=bool
+        )
     return affected
+
+
+def _match_changed(
+    matcher: Matcher,
+    changed: npt.NDArray[np.bool_],
+    prev_ids: npt.NDArray[Any],
+    timings: dict[str, float],
+) -> tuple[npt.NDArray[np.bool_], ScoredPairs]:
+    """Incremental matching: the records to re-cluster and every candidate pair among them.
+
+    The changed records are blocked against every record and scored; the records they
+    *match* (a pair with a rule) join them, with every record of the previous clusters
+    those records belong to. A candidate that matched no changed record is left alone:
+    its cluster holds only unchanged records, which must-links keep together and which no
+    changed record reaches, so a full run keeps it as it is too. The pairs among the
+    chosen records that touch no changed record are blocked and scored last.
+    """
+    tick = time.perf_counter()
+    focus = matcher.candidate_pairs(np.flatnonzero(changed).astype(np.int64))
+    timings["block_s"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    scored = matcher.score(focus)
+    timings["score_s"] = time.perf_counter() - tick
+    matched = scored.rule != RULE_NONE
+    affected = changed.copy()
+    affected[scored.left[matched]] = True
+    affected[scored.right[matched]] = True
+    affected = _with_touched_clusters(affected, prev_ids)
+    scored = _keep_pairs(scored, affected[scored.left] & affected[scored.right])
+    calm = np.flatnonzero(affected & ~changed).astype(np.int64)
+    if calm.size > 1:
+        tick = time.perf_counter()
+        rest = matcher.candidate_pairs(calm, within=True)
+        timings["block_s"] += time.perf_counter() - tick
+        tick = time.perf_counter()
+        scored = _concat_pairs(scored, matcher.score(rest))
+        timings["score_s"] += time.perf_counter() - tick
+    return affected, scored
+
+
+def _keep_pairs(pairs: ScoredPairs, mask: npt.NDArray[np.bool_]) -> ScoredPairs:
+    return ScoredPairs(
+        left=pairs.left[mask],
+        right=pairs.right[mask],
+        levels={k: v[mask] for k, v in pairs.levels.items()},
+        weight=pairs.weight[mask],
+        probability=pairs.probability[mask],
+        rule=pairs.rule[mask],
+        cannot_link=pairs.cannot_link[mask],
+        stats=pairs.stats,
+    )
+
+
+def _concat_pairs(a: ScoredPairs, b: ScoredPairs) -> ScoredPairs:
+    return ScoredPairs(
+        left=np.concatenate([a.left, b.left]),
+        right=np.concatenate([a.right, b.right]),
+        levels={k: np.concatenate([v, b.levels[k]]) for k, v in a.levels.items()},
+        weight=np.concatenate([a.weight, b.weight]),
+        probability=np.concatenate([a.probability, b.probability]),
+        rule=np.concatenate([a.rule, b.rule]),
+        cannot_link=np.concatenate([a.cannot_link, b.cannot_link]),
+        stats=a.stats,
+    )
 
 
 def _subset_pairs(pairs: ScoredPairs, keep: npt.NDArray[np.bool_]) -> ScoredPairs:
@@ -338,6 +433,7 @@ def resolve_identities(
     default_region: str = "US",
     keep_pairs: bool = False,
     match_pairs: PairMatching | None = None,
+    state: ResolverState | None = None,
 ) -> Resolution:
     """Resolve source customer records into unified customers with stable ids.
 
@@ -356,6 +452,10 @@ def resolve_identities(
         keep_pairs: Keep the scored pairs on the result (benchmarks, diagnostics).
         match_pairs: Normalisation, blocking and scoring done elsewhere (the Spark
             backend); by default they run here, in DuckDB.
+        state: What an earlier run kept (:attr:`Resolution.state`): an incremental run
+            normalises only records whose fields changed and updates the statistics by
+            deltas instead of measuring them; the result is the same as without it.
+            ``full`` runs ignore it.
 
     Returns:
         The new identity map (every input record, :data:`IDENTITY_MAP_SCHEMA`), the
@@ -377,35 +477,45 @@ def resolve_identities(
 
     matcher: Matcher | None = None
     scored: ScoredPairs | None = None
+    new_state: ResolverState | None = state
     try:
         if match_pairs is not None and n and (changed.any() or mode == "full"):
             # scale-out hook: the backend normalises, blocks and scores on its cluster
             affected, scored = match_pairs(table, changed, prev_ids, incremental, timings)
         elif n and (changed.any() or mode == "full"):
             # records are normalised only when something is to be resolved: an incremental
-            # run in which no record is new or changed keeps every row as it is
-            normalized = normalize_records(table, default_region=default_region)
-            normalized = normalized.append_column("rid", pa.array(np.arange(n, dtype=np.int64)))
+            # run in which no record is new or changed keeps every row as it is. A full run
+            # starts from nothing; an incremental one reuses the kept state (same result)
+            kept = state if mode == "incremental" else None
+            normalized, _ = normalize_with_state(
+                table, kept.records if kept is not None else None, default_region=default_region
+            )
             timings["normalize_s"] = time.perf_counter() - tick
             tick = time.perf_counter()
-            matcher = Matcher(normalized, match_threshold=match_threshold)
+            if kept is not None and kept.statistics is not None:
+                statistics = update_statistics(kept.statistics, kept.records, normalized)
+            else:
+                statistics = measure_statistics(normalized)
+            new_state = ResolverState(records=normalized, statistics=statistics)
+            matcher = Matcher(
+                normalized.select(list(VALUE_COLUMNS)).append_column(
+                    "rid", pa.array(np.arange(n, dtype=np.int64))
+                ),
+                match_threshold=match_threshold,
+                statistics=statistics,
+            )
             del normalized  # DuckDB holds its own copy
             timings["calibrate_s"] = time.perf_counter() - tick
             tick = time.perf_counter()
             if incremental:
-                affected = _affected(matcher, changed, prev_ids)
-                pairs = matcher.candidate_pairs(np.flatnonzero(affected).astype(np.int64))
-                both = (
-                    affected[pairs.column("l").to_numpy()] & affected[pairs.column("r").to_numpy()]
-                )
-                pairs = pairs.filter(pa.array(both))
+                affected, scored = _match_changed(matcher, changed, prev_ids, timings)
             else:
                 affected = np.ones(n, dtype=bool)
                 pairs = matcher.candidate_pairs()
-            timings["block_s"] = time.perf_counter() - tick
-            tick = time.perf_counter()
-            scored = matcher.score(pairs)
-            timings["score_s"] = time.perf_counter() - tick
+                timings["block_s"] = time.perf_counter() - tick
+                tick = time.perf_counter()
+                scored = matcher.score(pairs)
+                timings["score_s"] = time.perf_counter() - tick
         else:
             affected = np.zeros(n, dtype=bool)
     finally:
@@ -419,15 +529,17 @@ def resolve_identities(
     summary.candidate_pairs = len(local_pairs) if local_pairs is not None else 0
 
     # ------------------------------------------------------------ clusters
-    new_id = np.array(prev_ids, dtype=object)
-    rule_out = np.array(prev["match_rule"], dtype=object)
-    score_out = np.array(prev["match_score"], dtype=object)
+    found = prev["found"]
+    new_id = prev_ids.copy()
+    rule_out = prev["match_rule"].copy()
+    score_out = prev["match_score"].copy()
     log_rows: list[dict[str, Any]] = []
-    issued: set[str] = set(issued_ids) | {i for i in prev_ids if i is not None}
-    if previous_map is not None and previous_map.num_rows:
-        issued |= set(previous_map.column("unified_customer_id").to_pylist())
 
     if local_pairs is not None and affected_rids.size:
+        issued: set[str] = set(issued_ids)
+        issued.update(prev_ids[found].tolist())
+        if previous_map is not None and previous_map.num_rows:
+            issued.update(previous_map.column("unified_customer_id").to_pylist())
         if has_previous:
             # two unchanged records the previous run kept apart bring no new evidence: their
             # pair is not revisited (only a changed record can merge previous clusters), so
@@ -452,9 +564,7 @@ def resolve_identities(
             dtype=object,
         )
         rule_out[affected_rids] = names[codes]
-        score_out[affected_rids] = np.where(
-            codes > 0, np.round(clustering.best_score, 6), 1.0
-        ).astype(object)
+        score_out[affected_rids] = np.where(codes > 0, np.round(clustering.best_score, 6), 1.0)
         clusters: dict[int, _Cluster] = {}
         order = np.argsort(clustering.label, kind="stable")
         sorted_labels = clustering.label[order]
@@ -471,57 +581,58 @@ def resolve_identities(
             clusters[int(sorted_labels[start])] = _Cluster(members=members, old_ids=old_ids)
         _assign_ids(clusters, table, prev, new_id, issued, log_rows)
         # unchanged records that keep their id keep their row: rule and score included
-        kept = affected & ~changed & prev["found"] & (new_id == prev_ids)
-        rule_out[kept] = prev["match_rule"][kept]
-        score_out[kept] = prev["match_score"][kept]
+        kept_rows = affected & ~changed & found & (new_id == prev_ids)
+        rule_out[kept_rows] = prev["match_rule"][kept_rows]
+        score_out[kept_rows] = prev["match_score"][kept_rows]
 
     # ------------------------------------------------------------ the map
     if previous_map is not None and previous_map.num_rows:
-        present = set(
-            zip(
-                table.column("source_system").to_pylist(),
-                table.column("source_id").to_pylist(),
-                strict=True,
-            )
+        current_keys = table.select(["source_system", "source_id"])
+        previous_keys = pa.table(
+            {
+                key: previous_map.column(key).combine_chunks().cast(pa.string())
+                for key in ("source_system", "source_id", "unified_customer_id")
+            }
         )
+        gone = previous_keys.join(
+            current_keys, ["source_system", "source_id"], join_type="left anti"
+        ).sort_by([("source_system", "ascending"), ("source_id", "ascending")])
         for ss, sid, uc in zip(
-            previous_map.column("source_system").to_pylist(),
-            previous_map.column("source_id").to_pylist(),
-            previous_map.column("unified_customer_id").to_pylist(),
+            gone.column("source_system").to_pylist(),
+            gone.column("source_id").to_pylist(),
+            gone.column("unified_customer_id").to_pylist(),
             strict=True,
         ):
-            if (ss, sid) not in present:
-                summary.removed_records += 1
-                log_rows.append(
-                    _log(ACTION_REMOVE, uc, None, ss, sid, 1, "source record no longer in staging")
-                )
+            summary.removed_records += 1
+            log_rows.append(
+                _log(ACTION_REMOVE, uc, None, ss, sid, 1, "source record no longer in staging")
+            )
 
-    first_seen = np.array(prev["first_seen_at"], dtype=object)
-    updated = np.array(prev["updated_at"], dtype=object)
-    source_updated = np.array(table.column("updated_at").to_pylist(), dtype=object)
-    unseen = affected & np.array([v is None for v in first_seen], dtype=bool)
-    first_seen[unseen] = now
+    now_us = int(_micros(pa.array([now], pa.timestamp("us", tz="UTC")))[0])
+    first_seen = prev["first_seen_at"].copy()
+    updated = prev["updated_at"].copy()
+    source_updated = _micros(table.column("updated_at"))
+    first_seen[affected & (first_seen == _NO_TIME)] = now_us
     same = (
-        prev["found"]
+        found
         & (prev_ids == new_id)
         & (prev["match_rule"] == rule_out)
         & (prev["match_score"] == score_out)
         & (prev["source_updated_at"] == source_updated)
     )
     rewritten = affected & ~same
-    updated[rewritten] = now
-    changed_rows = int(rewritten.sum())
-    summary.changed_rows = changed_rows
+    updated[rewritten] = now_us
+    summary.changed_rows = int(rewritten.sum())
 
     identity_map = pa.table(
         {
             "source_system": table.column("source_system"),
             "source_id": table.column("source_id"),
-            "unified_customer_id": pa.array(new_id.tolist(), pa.string()),
-            "match_rule": pa.array(rule_out.tolist(), pa.string()),
-            "match_score": pa.array(score_out.tolist(), pa.float64()),
-            "first_seen_at": pa.array(first_seen.tolist(), pa.timestamp("us", tz="UTC")),
-            "updated_at": pa.array(updated.tolist(), pa.timestamp("us", tz="UTC")),
+            "unified_customer_id": pa.array(new_id, pa.string()),
+            "match_rule": pa.array(rule_out, pa.string()),
+            "match_score": pa.array(score_out, pa.float64(), mask=np.isnan(score_out)),
+            "first_seen_at": _timestamps(first_seen),
+            "updated_at": _timestamps(updated),
             "source_updated_at": table.column("updated_at"),
         },
         schema=IDENTITY_MAP_SCHEMA,
@@ -531,7 +642,7 @@ def resolve_identities(
         row["run_id"] = run
         row["logged_at"] = now
     summary.new_ids = sum(1 for r in log_rows if r["action"] in (ACTION_NEW, ACTION_SPLIT))
-    summary.new_records = int((~prev["found"]).sum())
+    summary.new_records = int((~found).sum())
     summary.merged_ids = sum(1 for r in log_rows if r["action"] == ACTION_MERGE)
     summary.splits = sum(1 for r in log_rows if r["action"] == ACTION_SPLIT)
     summary.moved_records = sum(1 for r in log_rows if r["action"] == ACTION_MOVE)
@@ -543,6 +654,7 @@ def resolve_identities(
         merge_log=merge_log,
         changes=summary,
         scored_pairs=scored if keep_pairs else None,
+        state=new_state,
     )
 
 
@@ -575,20 +687,21 @@ def _assign_ids(
     log_rows: list[dict[str, Any]],
 ) -> None:
     """Give each cluster its id: inherit, keep the oldest on merge, mint on split/new."""
-    systems = table.column("source_system").to_pylist()
-    source_ids = table.column("source_id").to_pylist()
-    created = table.column("created_at").to_pylist()
+    systems = np.asarray(table.column("source_system").to_numpy(zero_copy_only=False), dtype=object)
+    source_ids = np.asarray(table.column("source_id").to_numpy(zero_copy_only=False), dtype=object)
+    # missing times are _NO_TIME: they sort after every real time
+    created = _micros(table.column("created_at"))
+    first_seen = prev["first_seen_at"]
     prev_ids = prev["unified_customer_id"]
-    far_future = datetime.max.replace(tzinfo=UTC)
 
     # age of each old id: its earliest first_seen_at, then its earliest source record
-    age: dict[str, tuple[datetime, datetime, str]] = {}
+    age: dict[str, tuple[int, int, str]] = {}
     for label_cluster in clusters.values():
         for rid in label_cluster.members:
             old = prev_ids[rid]
             if old is None:
                 continue
-            key = (prev["first_seen_at"][rid] or far_future, created[rid] or far_future, old)
+            key = (int(first_seen[rid]), int(created[rid]), old)
             if old not in age or key < age[old]:
                 age[old] = key
 
@@ -605,7 +718,7 @@ def _assign_ids(
         )
         founder = min(
             cluster.members,
-            key=lambda r: (created[r] or far_future, systems[r], source_ids[r]),
+            key=lambda r: (int(created[r]), systems[r], source_ids[r]),
         )
         if inherited:
             uc = inherited[0]

@@ -4,8 +4,11 @@ The batch runner (``lakehook.transform``) runs :func:`batch_models`' model for t
 ``semantic`` layer: it registers ``staging.stg_customer_records``, calls
 :func:`compute_identity_map`, and commits the returned ``semantic.customer_identity_map``
 in one Iceberg commit. The merge-log rows of the run go to ``semantic.identity_merge_log``
-in one append of their own, just before. :func:`dry_run` resolves the same way and
-writes nothing.
+in one append of their own, just before; before that, the run's normalised records and
+population statistics (:class:`~lakehook.resolve.state.ResolverState`) replace
+``semantic.customer_records_normalized`` in one commit (statistics in its snapshot
+summary), so that the next run normalises and counts only what changed.
+:func:`dry_run` resolves the same way and writes nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from lakehook.resolve.core import IDENTITY_MAP_SCHEMA, Resolution, resolve_identities
+from lakehook.resolve.state import NORMALIZED_SCHEMA, ResolverState
+from lakehook.resolve.statistics import PopulationStatistics
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -29,12 +34,17 @@ if TYPE_CHECKING:
 IDENTITY_INPUT = "staging.stg_customer_records"
 IDENTITY_MAP = "semantic.customer_identity_map"
 MERGE_LOG = "semantic.identity_merge_log"
+#: the resolver's state between runs: normalised records (+ statistics in the summary)
+NORMALIZED_RECORDS = "semantic.customer_records_normalized"
+#: snapshot-summary property of NORMALIZED_RECORDS holding the population statistics
+STATISTICS_PROPERTY = "lakehook.resolve.statistics"
 #: bump when the resolution logic changes (the runner then rebuilds the map)
-MODEL_VERSION = "resolve-1"
+MODEL_VERSION = "resolve-2"
 #: the Spark-SQL DDL of both tables (one source of truth for every engine)
 DDL_FILES: dict[str, str] = {
     IDENTITY_MAP: "customer_identity_map.ddl.sql",
     MERGE_LOG: "identity_merge_log.ddl.sql",
+    NORMALIZED_RECORDS: "customer_records_normalized.ddl.sql",
 }
 
 
@@ -71,10 +81,55 @@ def previous_state(catalog: Catalog) -> tuple[pa.Table | None, set[str]]:
     return previous, issued
 
 
-def resolve_from_lake(records: pa.Table, catalog: Catalog) -> Resolution:
-    """Resolve staging records against the map and merge log held in the lake."""
+def load_resolver_state(catalog: Catalog) -> ResolverState | None:
+    """The normalised records and statistics the last resolving run kept (None: none)."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        table = catalog.load_table(NORMALIZED_RECORDS)
+    except NoSuchTableError:
+        return None
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return None
+    rows = table.scan(snapshot_id=snapshot.snapshot_id).to_arrow()
+    rows = rows.select(NORMALIZED_SCHEMA.names).cast(NORMALIZED_SCHEMA)
+    text = (
+        snapshot.summary.additional_properties.get(STATISTICS_PROPERTY)
+        if snapshot.summary
+        else None
+    )
+    statistics = PopulationStatistics.from_json(text) if text else None
+    return ResolverState(records=rows, statistics=statistics)
+
+
+def save_resolver_state(catalog: Catalog, state: ResolverState) -> None:
+    """Replace the kept state with ``state`` in one commit (statistics in its summary)."""
+    table = ensure_semantic_table(catalog, NORMALIZED_RECORDS)
+    rows = state.records
+    loaded_at = pa.array([datetime.now(UTC)] * rows.num_rows, pa.timestamp("us", tz="UTC"))
+    rows = rows.append_column("_loaded_at", loaded_at)
+    properties = {STATISTICS_PROPERTY: state.statistics.to_json()} if state.statistics else {}
+    table.overwrite(rows.cast(table.schema().as_arrow()), snapshot_properties=properties)
+
+
+def resolve_from_lake(
+    records: pa.Table, catalog: Catalog, state: ResolverState | None = None
+) -> Resolution:
+    """Resolve staging records against the map, merge log and state held in the lake.
+
+    Args:
+        records: The staging customer records.
+        catalog: The lake.
+        state: The kept state, when the caller loaded it already (default: load it).
+
+    Returns:
+        The resolution; nothing is written.
+    """
     previous, issued = previous_state(catalog)
-    return resolve_identities(records, previous, issued_ids=issued, mode="incremental")
+    if state is None:
+        state = load_resolver_state(catalog)
+    return resolve_identities(records, previous, issued_ids=issued, mode="incremental", state=state)
 
 
 def append_merge_log(catalog: Catalog, merge_log: pa.Table) -> None:
@@ -100,7 +155,10 @@ def compute_identity_map(engine: BatchEngine) -> pa.Table:
         resolution = resolve_natively(IDENTITY_INPUT, previous, issued)
     else:
         records = engine.query(f"SELECT * FROM {IDENTITY_INPUT}", target=IDENTITY_MAP)
-        resolution = resolve_from_lake(records, catalog)
+        state = load_resolver_state(catalog)
+        resolution = resolve_from_lake(records, catalog, state)
+        if resolution.state is not None and resolution.state is not state:
+            save_resolver_state(catalog, resolution.state)
     ensure_semantic_table(catalog, IDENTITY_MAP)
     append_merge_log(catalog, resolution.merge_log)
     return resolution.identity_map

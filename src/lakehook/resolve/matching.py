@@ -21,11 +21,15 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from lakehook.resolve.statistics import PopulationStatistics
 
 #: columns of the normalised records the matcher reads
 MATCH_COLUMNS: tuple[str, ...] = (
@@ -227,10 +231,19 @@ RULE_NAMES: dict[int, str] = {
     RULE_PROBABILISTIC: "probabilistic",
 }
 
-_NULL_LEVEL = -1
+#: level of a comparison where either side is missing (no evidence)
+NULL_LEVEL = -1
+_NULL_LEVEL = NULL_LEVEL
 #: pseudo-counts blending the measured u with ``u_default`` (matters on small inputs only)
-_U_PSEUDO_PAIRS = 10_000.0
+U_PSEUDO_PAIRS = 10_000.0
 _TF_PSEUDO_RECORDS = 1_000.0
+
+#: per-record helper columns the comparison levels read, computed from the match columns
+DERIVED_COLUMNS_SQL = (
+    "regexp_replace(email_key_local, '[0-9]+', '', 'g') AS email_alpha, "
+    "replace(email_key_local, '.', '') AS email_nodot, "
+    "regexp_replace(email_key_local, '[^0-9]+', '', 'g') AS email_digits"
+)
 
 
 #: frequency of the full name (canonical given name + family name) among records *other
@@ -244,10 +257,18 @@ _FULL_NAME_TF = (
 )
 
 
-def _levels_select() -> str:
+def levels_select() -> str:
+    """SELECT list of every comparison's level (``lvl_<name>``) over records ``a`` and ``b``.
+
+    ``a`` and ``b`` carry :data:`MATCH_COLUMNS` and the columns of
+    :data:`DERIVED_COLUMNS_SQL`; a missing side gives :data:`NULL_LEVEL`.
+    """
     return ",\n".join(
-        f"coalesce(({c.levels_sql}), {_NULL_LEVEL})::TINYINT AS lvl_{c.name}" for c in COMPARISONS
+        f"coalesce(({c.levels_sql}), {NULL_LEVEL})::TINYINT AS lvl_{c.name}" for c in COMPARISONS
     )
+
+
+_levels_select = levels_select
 
 
 def _tf_select() -> str:
@@ -311,8 +332,8 @@ def u_from_level_counts(
         observed = counts.get(c.name, {})
         non_null = sum(v for k, v in observed.items() if k != _NULL_LEVEL)
         u[c.name] = {
-            lvl: (observed.get(lvl, 0.0) + _U_PSEUDO_PAIRS * c.default_u(lvl, n))
-            / (non_null + _U_PSEUDO_PAIRS)
+            lvl: (observed.get(lvl, 0.0) + U_PSEUDO_PAIRS * c.default_u(lvl, n))
+            / (non_null + U_PSEUDO_PAIRS)
             for lvl in c.m
         }
     return u
@@ -346,6 +367,11 @@ class Matcher:
         calibration: Population statistics measured elsewhere (a scale-out backend):
             ``records`` then carry :data:`POPULATION_COLUMNS` and may be any part of
             the population; nothing is measured here.
+        statistics: ``u`` level counts of the population
+            (:class:`~lakehook.resolve.statistics.PopulationStatistics`, kept between
+            runs); term frequencies and the prior are still measured on ``records``.
+            Without it (and without ``calibration``) ``u`` is measured on
+            ``u_sample_pairs`` random pairs drawn with ``seed``.
     """
 
     def __init__(
@@ -358,6 +384,7 @@ class Matcher:
         memory_limit: str = "2GB",
         connection: duckdb.DuckDBPyConnection | None = None,
         calibration: Calibration | None = None,
+        statistics: PopulationStatistics | None = None,
     ) -> None:
         self.db = connection or duckdb.connect(
             config={
@@ -374,27 +401,20 @@ class Matcher:
         #: its pairs below 0.5 were 58% right, those above 78%
         self.unique_name_probability = 0.5
         given = POPULATION_COLUMNS if calibration is not None else ()
-        self.db.register("records_arrow", records.select([*MATCH_COLUMNS, *given]))
-        tf_columns = sorted({c.tf_column for c in COMPARISONS if c.tf_column})
-        tf_windows = ", ".join(
-            f"count({col}) OVER (PARTITION BY {col}) / "
-            f"(count({col}) OVER () + {_TF_PSEUDO_RECORDS})::DOUBLE AS tf_{col}, "
-            f"count({col}) OVER (PARTITION BY {col}) AS n_{col}"
-            for col in tf_columns
-        )
-        self.db.execute(
-            "CREATE OR REPLACE TEMP TABLE recs AS SELECT *, "
-            "regexp_replace(email_key_local, '[0-9]+', '', 'g') AS email_alpha, "
-            "replace(email_key_local, '.', '') AS email_nodot, "
-            "regexp_replace(email_key_local, '[^0-9]+', '', 'g') AS email_digits"
-            f"{'' if given else f', {tf_windows}, {_FULL_NAME_TF}'} FROM records_arrow"
-        )
-        self.db.unregister("records_arrow")
-        if calibration is None:
-            self.u = self._measure_u(u_sample_pairs, seed)
-            self.log2_prior = self._estimate_prior()
-        else:
+        self._population_given = bool(given)
+        # the records are read in place (Arrow, no copy); the columns scoring adds (derived,
+        # term frequencies) are computed for the records of the pairs scored only
+        self._records = records.select([*MATCH_COLUMNS, *given])
+        self.db.register("recs", self._records)
+        self._blocked = False
+        if calibration is not None:
             self.u, self.log2_prior = calibration.u, calibration.log2_prior
+        else:
+            if statistics is not None:
+                self.u = statistics.u_probabilities()
+            else:
+                self.u = self._measure_u(u_sample_pairs, seed)
+            self.log2_prior = self._estimate_prior()
 
     def calibration(self) -> Calibration:
         """The population statistics this matcher scores with."""
@@ -409,13 +429,61 @@ class Matcher:
             self.db.unregister("counted_pairs")
         return counts
 
+    # ------------------------------------------------------------------ population
+    def _scoring(self, rids_sql: str | None) -> None:
+        """Temp table ``scoring``: the records whose rid ``rids_sql`` selects (all: None)
+        with :data:`DERIVED_COLUMNS_SQL` and :data:`POPULATION_COLUMNS`.
+
+        A term frequency is the count of the record's value among *all* records over the
+        count of all non-null values (+ :data:`TF_PSEUDO_RECORDS`); ``tf_full_name`` leaves
+        out the pair compared (count - 2). Only the values of the chosen records are
+        counted, so scoring a few pairs costs a few group-bys, not a pass of windows.
+        """
+        chosen = "recs" if rids_sql is None else f"(SELECT * FROM recs WHERE rid IN ({rids_sql}))"
+        if self._population_given:
+            self.db.execute(
+                "CREATE OR REPLACE TEMP TABLE scoring AS "
+                f"SELECT *, {DERIVED_COLUMNS_SQL} FROM {chosen}"
+            )
+            return
+        value_sql = {col: col for col in TF_COLUMNS}
+        value_sql["full_name"] = _FULL_NAME
+        totals = ", ".join(f"count({sql}) AS t_{name}" for name, sql in value_sql.items())
+        counts = ", ".join(
+            f"c_{name} AS (SELECT {sql} AS v, count(*) AS c FROM recs "
+            f"WHERE {sql} IN (SELECT _v_{name} FROM sel) GROUP BY 1)"
+            for name, sql in value_sql.items()
+        )
+        selected = ", ".join(f"{sql} AS _v_{name}" for name, sql in value_sql.items())
+        tf = ", ".join(
+            f"coalesce(c_{col}.c, 0) / (tot.t_{col} + {_TF_PSEUDO_RECORDS})::DOUBLE AS tf_{col}, "
+            f"coalesce(c_{col}.c, 0) AS n_{col}"
+            for col in TF_COLUMNS
+        )
+        tf_full = (
+            "greatest(coalesce(c_full_name.c, 0) - 2, 0) / "
+            f"(tot.t_full_name + {_TF_PSEUDO_RECORDS})::DOUBLE AS tf_full_name"
+        )
+        joins = " ".join(f"LEFT JOIN c_{name} ON c_{name}.v = sel._v_{name}" for name in value_sql)
+        self.db.execute(
+            f"""CREATE OR REPLACE TEMP TABLE scoring AS
+                WITH sel AS (SELECT *, {selected} FROM {chosen}),
+                tot AS (SELECT {totals} FROM recs), {counts}
+                SELECT sel.* EXCLUDE ({", ".join(f"_v_{name}" for name in value_sql)}),
+                       {DERIVED_COLUMNS_SQL}, {tf}, {tf_full}
+                FROM sel CROSS JOIN tot {joins}"""
+        )
+
     # ------------------------------------------------------------------ calibration
     def _level_counts(self, pairs_sql: str) -> tuple[dict[str, dict[int, float]], int]:
+        self.db.execute(f"CREATE OR REPLACE TEMP TABLE level_pairs AS {pairs_sql}")
+        self._scoring("SELECT l FROM level_pairs UNION SELECT r FROM level_pairs")
         rel = self.db.sql(
-            f"""SELECT {_levels_select()} FROM ({pairs_sql}) p
-                JOIN recs a ON a.rid = p.l JOIN recs b ON b.rid = p.r"""
+            f"""SELECT {_levels_select()} FROM level_pairs p
+                JOIN scoring a ON a.rid = p.l JOIN scoring b ON b.rid = p.r"""
         )
         table = rel.to_arrow_table()
+        self.db.execute("DROP TABLE IF EXISTS level_pairs; DROP TABLE IF EXISTS scoring")
         total = table.num_rows
         counts: dict[str, dict[int, float]] = {}
         for c in COMPARISONS:
@@ -457,16 +525,11 @@ class Matcher:
         return log2_prior_odds(email_pairs, self.n)
 
     # ------------------------------------------------------------------ blocking
-    def candidate_pairs(self, focus: npt.NDArray[np.int64] | None = None) -> pa.Table:
-        """Distinct candidate pairs ``(l, r)`` with ``l < r`` from all blocking keys.
-
-        Args:
-            focus: When given, only pairs with at least one record among these rids
-                (incremental resolution: new and changed records against everything).
-
-        Returns:
-            An Arrow table of int64 columns ``l`` and ``r``.
-        """
+    def _block(self) -> None:
+        """The blocking index, built once per matcher: ``kept`` (rid, kind, key) rows of
+        every block within its cap."""
+        if self._blocked:
+            return
         selects = " UNION ALL ".join(
             f"SELECT rid, '{kind}' AS kind, {expr} AS k, {cap} AS cap FROM recs "
             f"WHERE {expr} IS NOT NULL"
@@ -482,29 +545,76 @@ class Matcher:
             "CREATE OR REPLACE TEMP TABLE kept AS SELECT keys.rid, keys.kind, keys.k "
             "FROM keys SEMI JOIN blocks USING (kind, k)"
         )
+        self.db.execute("DROP TABLE IF EXISTS keys; DROP TABLE IF EXISTS blocks")
+        self._blocked = True
+
+    def candidate_pairs(
+        self, focus: npt.NDArray[np.int64] | None = None, *, within: bool = False
+    ) -> pa.Table:
+        """Distinct candidate pairs ``(l, r)`` with ``l < r`` from all blocking keys.
+
+        Args:
+            focus: When given, only pairs with at least one record among these rids
+                (incremental resolution: new and changed records against everything).
+            within: With ``focus``, only pairs whose *both* records are among them.
+
+        Returns:
+            An Arrow table of int64 columns ``l`` and ``r``.
+        """
         if focus is None:
-            sql = """SELECT DISTINCT a.rid AS l, b.rid AS r FROM kept a JOIN kept b
+            self._block()
+            return self.db.sql(
+                """SELECT DISTINCT a.rid AS l, b.rid AS r FROM kept a JOIN kept b
+                   ON a.kind = b.kind AND a.k = b.k AND a.rid < b.rid"""
+            ).to_arrow_table()
+        # only the blocks the focus records are in: their keys, every record holding one
+        # of them (a block's size counts all records), the blocks within their cap
+        self.db.register("focus_arrow", pa.table({"rid": focus}))
+        focus_keys = " UNION ALL ".join(
+            f"SELECT '{kind}' AS kind, {expr} AS k FROM recs SEMI JOIN focus_arrow USING (rid) "
+            f"WHERE {expr} IS NOT NULL"
+            for kind, expr, _ in BLOCKING_KEYS
+        )
+        holders = " UNION ALL ".join(
+            f"SELECT rid, '{kind}' AS kind, {expr} AS k, {cap} AS cap FROM recs "
+            f"WHERE {expr} IN (SELECT k FROM fkeys WHERE kind = '{kind}')"
+            for kind, expr, cap in BLOCKING_KEYS
+        )
+        self.db.execute(
+            f"CREATE OR REPLACE TEMP TABLE fkeys AS SELECT DISTINCT * FROM ({focus_keys})"
+        )
+        self.db.execute(
+            f"""CREATE OR REPLACE TEMP TABLE fkept AS
+                WITH h AS ({holders}),
+                ok AS (SELECT kind, k FROM h GROUP BY kind, k
+                       HAVING count(*) BETWEEN 2 AND any_value(cap))
+                SELECT h.rid, h.kind, h.k FROM h SEMI JOIN ok USING (kind, k)"""
+        )
+        if within:
+            sql = """WITH f AS (SELECT * FROM fkept SEMI JOIN focus_arrow USING (rid))
+                     SELECT DISTINCT a.rid AS l, b.rid AS r FROM f a JOIN f b
                      ON a.kind = b.kind AND a.k = b.k AND a.rid < b.rid"""
         else:
-            self.db.register("focus_arrow", pa.table({"rid": focus}))
-            sql = """WITH f AS (SELECT kept.* FROM kept SEMI JOIN focus_arrow USING (rid))
+            sql = """WITH f AS (SELECT * FROM fkept SEMI JOIN focus_arrow USING (rid))
                      SELECT DISTINCT least(f.rid, o.rid) AS l, greatest(f.rid, o.rid) AS r
-                     FROM f JOIN kept o ON f.kind = o.kind AND f.k = o.k AND f.rid <> o.rid"""
+                     FROM f JOIN fkept o ON f.kind = o.kind AND f.k = o.k AND f.rid <> o.rid"""
         pairs = self.db.sql(sql).to_arrow_table()
-        self.db.execute("DROP TABLE IF EXISTS keys; DROP TABLE IF EXISTS blocks")
-        self.db.execute("DROP TABLE IF EXISTS kept")
+        self.db.execute("DROP TABLE IF EXISTS fkeys; DROP TABLE IF EXISTS fkept")
+        self.db.unregister("focus_arrow")
         return pairs
 
     # ------------------------------------------------------------------ scoring
     def score(self, pairs: pa.Table) -> ScoredPairs:
         """Evidence, weight, match probability and decision for each candidate pair."""
         self.db.register("cand", pairs)
+        self._scoring("SELECT l FROM cand UNION SELECT r FROM cand")
         table = self.db.sql(
             f"""SELECT p.l, p.r, {_levels_select()}, {_tf_select()},
                        a.n_phone_key AS phone_users,
                        a.tf_full_name AS tf_full_name
-                FROM cand p JOIN recs a ON a.rid = p.l JOIN recs b ON b.rid = p.r"""
+                FROM cand p JOIN scoring a ON a.rid = p.l JOIN scoring b ON b.rid = p.r"""
         ).to_arrow_table()
+        self.db.execute("DROP TABLE IF EXISTS scoring")
         self.db.unregister("cand")
         levels = {
             c.name: np.asarray(table.column(f"lvl_{c.name}").to_numpy(), dtype=np.int8)

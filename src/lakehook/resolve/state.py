@@ -1,0 +1,211 @@
+"""What entity resolution keeps between runs: normalised records and their statistics.
+
+Normalising a record (phone parsing, accents, nicknames…) and measuring the population
+statistics cost far more than resolving the few records a run changes. So each run that
+resolves something hands back its :class:`ResolverState`: every record's normalised match
+columns, keyed by ``(source_system, source_id)`` with a fingerprint of the fields they
+were computed from and the normaliser's version, and the ``u`` level counts of the
+population (:class:`~lakehook.resolve.statistics.PopulationStatistics`). The next run
+normalises only the records whose fingerprint or version differs
+(:func:`normalize_with_state`) and updates the counts by deltas, so its cost follows the
+change while its result equals a run from scratch.
+
+The lake keeps the state in ``semantic.customer_records_normalized`` (rows) and that
+table's snapshot summary (statistics); see :mod:`lakehook.resolve.lake`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehook.resolve.matching import MATCH_COLUMNS
+from lakehook.resolve.normalize import normalize_records
+from lakehook.resolve.statistics import PopulationStatistics, sample_ranks
+
+#: bump when a normaliser's output changes (nicknames, rules): every record is then
+#: normalised again on the next run
+NORMALIZER_VERSION = "normalize-1"
+
+#: the fields normalisation reads, in fingerprint order
+FINGERPRINT_FIELDS: tuple[str, ...] = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "company",
+    "address_line1",
+    "city",
+    "postal_code",
+    "country_code",
+)
+
+#: normalised match columns kept per record (what :class:`~lakehook.resolve.matching.Matcher`
+#: reads, ``rid`` aside)
+VALUE_COLUMNS: tuple[str, ...] = tuple(c for c in MATCH_COLUMNS if c != "rid")
+
+NORMALIZED_SCHEMA = pa.schema(
+    [
+        pa.field("source_system", pa.string(), nullable=False),
+        pa.field("source_id", pa.string(), nullable=False),
+        pa.field("source_updated_at", pa.timestamp("us", tz="UTC")),
+        pa.field("input_fingerprint", pa.string(), nullable=False),
+        pa.field("normalizer_version", pa.string(), nullable=False),
+        pa.field("sample_rank", pa.int64(), nullable=False),
+        *(
+            pa.field(name, pa.bool_() if name == "name_inferred" else pa.string())
+            for name in VALUE_COLUMNS
+        ),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ResolverState:
+    """Normalised records (:data:`NORMALIZED_SCHEMA`, one row per source record, in key
+    order) and the statistics counted on exactly those rows (None: not known)."""
+
+    records: pa.Table
+    statistics: PopulationStatistics | None
+
+
+def normalizer_version(default_region: str) -> str:
+    """Version tag of the normalised rows: the normaliser's, the default phone region and
+    the fingerprint function's (DuckDB's ``hash``, which may change between versions)."""
+    return f"{NORMALIZER_VERSION}/{default_region.upper()}/fp-duckdb-{duckdb.__version__}"
+
+
+def input_fingerprints(records: pa.Table) -> pa.Array:
+    """Per record, DuckDB's 64-bit ``hash`` of the fields normalisation reads, as text.
+
+    A record whose fingerprint (and normaliser version) is unchanged has the same fields,
+    so its normalised values can be reused; a hash collision, 2^-64 per changed record,
+    is the only way to miss a change.
+    """
+    fields = {
+        name: (
+            records.column(name).combine_chunks().cast(pa.string())
+            if name in records.column_names
+            else pa.nulls(records.num_rows, pa.string())
+        )
+        for name in FINGERPRINT_FIELDS
+    }
+    db = duckdb.connect()
+    try:
+        db.register("fields_arrow", pa.table(fields))
+        table = db.sql(
+            f"SELECT hash({', '.join(FINGERPRINT_FIELDS)})::VARCHAR AS fp FROM fields_arrow"
+        ).to_arrow_table()
+    finally:
+        db.close()
+    return table.column("fp").combine_chunks().cast(pa.string())
+
+
+def _as_state_rows(
+    records: pa.Table,
+    normalized: pa.Table,
+    fingerprints: pa.Array,
+    version: str,
+    ranks: pa.Array,
+) -> pa.Table:
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        "source_system": records.column("source_system"),
+        "source_id": records.column("source_id"),
+        "source_updated_at": records.column("updated_at"),
+        "input_fingerprint": fingerprints,
+        "normalizer_version": pa.array([version] * records.num_rows, pa.string()),
+        "sample_rank": ranks,
+    }
+    for name in VALUE_COLUMNS:
+        columns[name] = normalized.column(name)
+    return pa.table(columns).cast(NORMALIZED_SCHEMA)
+
+
+def normalize_with_state(
+    records: pa.Table,
+    previous: pa.Table | None,
+    *,
+    default_region: str = "US",
+) -> tuple[pa.Table, npt.NDArray[np.bool_]]:
+    """Normalised rows of ``records``, reusing the rows of ``previous`` that still hold.
+
+    A previous row is reused when its key, input fingerprint and normaliser version all
+    match the record; every other record is normalised now. The result is the same as
+    normalising every record.
+
+    Args:
+        records: Prepared records (one per key, key order; staging contract columns).
+        previous: Rows of :data:`NORMALIZED_SCHEMA` from an earlier run, or None.
+        default_region: Country for phone numbers of records without one.
+
+    Returns:
+        The rows (:data:`NORMALIZED_SCHEMA`, aligned with ``records``) and a mask of the
+        records normalised in this call.
+    """
+    n = records.num_rows
+    version = normalizer_version(default_region)
+    fingerprints = input_fingerprints(records)
+    reused = np.zeros(n, dtype=bool)
+    cached_pos = np.zeros(0, dtype=np.int64)
+    if previous is not None and previous.num_rows and n:
+        keys = ["source_system", "source_id"]
+        current = pa.table(
+            {
+                "source_system": records.column("source_system").cast(pa.string()),
+                "source_id": records.column("source_id").cast(pa.string()),
+                "_fp": fingerprints,
+                "_pos": pa.array(np.arange(n, dtype=np.int64)),
+            }
+        )
+        stored = pa.table(
+            {
+                "source_system": previous.column("source_system").cast(pa.string()),
+                "source_id": previous.column("source_id").cast(pa.string()),
+                "_stored_fp": previous.column("input_fingerprint").cast(pa.string()),
+                "_version": previous.column("normalizer_version").cast(pa.string()),
+                "_cached": pa.array(np.arange(previous.num_rows, dtype=np.int64)),
+            }
+        )
+        joined = current.join(stored, keys, join_type="inner")
+        valid = pc.and_(
+            pc.equal(joined.column("_fp"), joined.column("_stored_fp")),
+            pc.equal(joined.column("_version"), pa.scalar(version)),
+        )
+        hits = joined.filter(valid)
+        pos = np.asarray(hits.column("_pos").to_numpy(), dtype=np.int64)
+        order = np.argsort(pos)
+        pos = pos[order]
+        cached_pos = np.asarray(hits.column("_cached").to_numpy(), dtype=np.int64)[order]
+        reused[pos] = True
+    fresh = ~reused
+    parts: list[pa.Table] = []
+    if reused.any():
+        assert previous is not None
+        cached = previous.select(NORMALIZED_SCHEMA.names).take(pa.array(cached_pos))
+        parts.append(cached.cast(NORMALIZED_SCHEMA))
+    if fresh.any():
+        todo = records.filter(pa.array(fresh))
+        normalized = normalize_records(todo, default_region=default_region)
+        ranks = sample_ranks(todo.column("source_system"), todo.column("source_id"))
+        rows = _as_state_rows(
+            todo, normalized, fingerprints.filter(pa.array(fresh)), version, ranks
+        )
+        parts.append(rows)
+    if not parts:
+        return NORMALIZED_SCHEMA.empty_table(), fresh
+    combined = pa.concat_tables(parts)
+    # back into record order: reused rows first, then fresh ones, each ascending
+    order = np.concatenate([np.flatnonzero(reused), np.flatnonzero(fresh)])
+    combined = combined.take(pa.array(np.argsort(order, kind="stable")))
+    # the stored source_updated_at is the one this run saw
+    combined = combined.set_column(
+        combined.schema.get_field_index("source_updated_at"),
+        NORMALIZED_SCHEMA.field("source_updated_at"),
+        records.column("updated_at").cast(pa.timestamp("us", tz="UTC")),
+    )
+    return combined, fresh
