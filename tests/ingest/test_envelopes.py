@@ -135,6 +135,23 @@ def test_integers_beyond_64_bits_are_still_json() -> None:
             shopify_envelopes(bad, SHOPIFY_HEADERS, NOW)
 
 
+def test_hubspot_ids_beyond_64_bits_stay_exact_and_float_ids_are_not_ids() -> None:
+    big = 2**70 + 1  # orjson parses it as a float; the key must still be exact
+    events = [hub_event(objectId=big), hub_event(eventId=big, objectId=None, fromObjectId=big)]
+    first, second = hubspot_envelopes(json.dumps(events).encode(), {}, NOW)
+    assert first.object_id == str(big)
+    assert first.event_id == f"33:25:3816279340:1462216307945:{big}"
+    assert second.object_id == str(big)
+    assert second.event_id == f"33:25:{big}:1462216307945:{big}"
+    # a real float is not an id: objectId falls back to fromObjectId, a key part is missing
+    (env,) = hubspot_envelopes(
+        json.dumps([hub_event(objectId=1.5, fromObjectId=7)]).encode(), {}, NOW
+    )
+    assert env.object_id == "7"
+    with pytest.raises(MalformedEventError, match="lacks eventId"):
+        hubspot_envelopes(json.dumps([hub_event(eventId=2.5)]).encode(), {}, NOW)
+
+
 def test_stripe_envelope_fields() -> None:
     body = (
         b'{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event","account":"acct_123",'

@@ -70,8 +70,12 @@ def _problem(status: int, error: str, detail: str) -> Response:
 
 def _headers_of(request: Request) -> dict[str, str]:
     """Request headers, lower-case names, repeated headers joined with ``", "``."""
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in request.scope["headers"]:
+    raw = request.scope["headers"]
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+    if len(headers) == len(raw):  # no repeated header: the usual case, done
+        return headers
+    headers = {}
+    for raw_name, raw_value in raw:
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
@@ -221,15 +225,14 @@ class WebhookReceiver:
             self.metrics.request(provider, "unavailable")
             detail = "the event log could not store the events; retry later"
             return 503, {"error": "log_unavailable", "detail": detail}
-        self.metrics.append_seconds.observe(time.perf_counter() - started)
-        self.metrics.count_events(envelopes, outcomes)
-        duplicates = quarantined = 0
-        for envelope, outcome in zip(envelopes, outcomes, strict=True):
-            duplicates += outcome.duplicate
-            quarantined += (not outcome.duplicate) and envelope.quarantine_reason is not None
-        accepted = len(envelopes) - duplicates
-        self.metrics.request(provider, "accepted" if accepted else "duplicate")
-        return 200, {"accepted": accepted, "duplicates": duplicates, "quarantined": quarantined}
+        tally = self.metrics.count_append(
+            provider, envelopes, outcomes, time.perf_counter() - started
+        )
+        return 200, {
+            "accepted": tally.stored,
+            "duplicates": tally.duplicates,
+            "quarantined": tally.quarantined,
+        }
 
 
 #: first-generation threshold of the cyclic GC while serving (CPython's default is 700)

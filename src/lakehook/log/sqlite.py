@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,11 +96,23 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 _PARTITION = 0  # SQLite streams have one partition
 _LOCK_POLL_S = 0.0005
 _PRUNE_CHUNK = 5000  # offsets deleted per prune transaction
-_LOOKUP_CHUNK = 400  # event ids per dedupe lookup (well under SQLite's variable limit)
+#: placeholders of a dedupe lookup: a few fixed widths, so that sqlite3's statement cache
+#: serves every lookup (one SQL text per batch size would be compiled again most times)
+_LOOKUP_WIDTHS = (8, 16, 32, 64, 128, 256)
+_LOOKUP_CHUNK = _LOOKUP_WIDTHS[-1]  # event ids per dedupe lookup
 _INSERT_EVENT = (
     "INSERT INTO events (stream, offset, raw_id, event_id, topic, object_id, source_account, "
     "occurred_at_us, received_at_us, appended_at_us, api_version, headers, payload, "
     "quarantine_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_UPSERT_DEDUPE = (
+    "INSERT INTO dedupe (stream, event_id, seen_at_us, offset) VALUES (?,?,?,?) "
+    "ON CONFLICT (stream, event_id) DO UPDATE SET seen_at_us = excluded.seen_at_us, "
+    "offset = excluded.offset"
+)
+_UPSERT_HEAD = (
+    "INSERT INTO heads (stream, next_offset) VALUES (?, ?) "
+    "ON CONFLICT (stream) DO UPDATE SET next_offset = excluded.next_offset"
 )
 
 
@@ -109,26 +121,26 @@ _INSERT_EVENT = (
 _STREAM_OF: dict[Provider, str] = {provider: provider.value for provider in Provider}
 
 
-def _event_row(
-    env: Envelope, stream: str, offset: int, now_us: int, headers_json: str, received_us: int
-) -> tuple[object, ...]:
-    return (
-        stream,
-        offset,
-        env.raw_id,
-        env.event_id,
-        env.topic,
-        env.object_id,
-        env.source_account,
-        to_micros(env.occurred_at) if env.occurred_at else None,
-        received_us,
-        now_us,
-        env.api_version,
-        headers_json,
-        env.payload,
-        env.quarantine_reason,
-    )
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
+
+def _micros(ts: datetime) -> int:
+    """``contracts.to_micros`` with its constants hoisted (it runs once per appended event)."""
+    return (ts - _EPOCH) // _MICROSECOND
+
+
+def _lookup_width(ids: int) -> int:
+    """The narrowest lookup width that holds ``ids`` event ids (at most ``_LOOKUP_CHUNK``)."""
+    return next(width for width in _LOOKUP_WIDTHS if width >= ids)
+
+
+#: the dedupe lookup, by number of event-id placeholders (see _lookup_width)
+_LOOKUP_SQL = {
+    width: "SELECT event_id, offset FROM dedupe WHERE stream = ? AND seen_at_us >= ? "
+    f"AND event_id IN ({','.join('?' * width)})"
+    for width in _LOOKUP_WIDTHS
+}
 
 _DEDUPE_PURGE_EVERY_S = 60.0
 #: Group commit under steady load: when the loop's previous commit ended less than
@@ -376,6 +388,7 @@ class SqliteEventLog(EventLog):
             conn, [env for job in jobs for env in job.envelopes or ()], cutoff
         )
         event_rows: list[tuple[object, ...]] = []
+        dedupe_rows: list[tuple[str, str, int, int]] = []
         # the envelopes of one request share their headers and received_at: convert them once
         headers_text: dict[int, str] = {}
         received_micros: dict[int, int] = {}
@@ -388,39 +401,49 @@ class SqliteEventLog(EventLog):
             outcomes = []
             for env in job.envelopes or ():
                 stream = _STREAM_OF[env.provider]
-                prior = seen.get((stream, env.event_id))
+                event_id = env.event_id
+                key = (stream, event_id)
+                prior = seen.get(key)
                 if prior is not None:
-                    outcomes.append(AppendOutcome(env.event_id, True, _PARTITION, prior))
+                    outcomes.append(AppendOutcome(event_id, True, _PARTITION, prior))
                     continue
                 offset = heads.get(stream, 0)
                 heads[stream] = offset + 1
-                seen[(stream, env.event_id)] = offset
+                seen[key] = offset
                 headers_json = headers_text.get(id(env.headers))
                 if headers_json is None:
                     headers_json = orjson.dumps(env.headers).decode()
                     headers_text[id(env.headers)] = headers_json
                 received_us = received_micros.get(id(env.received_at))
                 if received_us is None:
-                    received_us = to_micros(env.received_at)
+                    received_us = _micros(env.received_at)
                     received_micros[id(env.received_at)] = received_us
+                occurred_at = env.occurred_at
                 event_rows.append(
-                    _event_row(env, stream, offset, now_us, headers_json, received_us)
+                    (
+                        stream,
+                        offset,
+                        env.raw_id,
+                        event_id,
+                        env.topic,
+                        env.object_id,
+                        env.source_account,
+                        None if occurred_at is None else _micros(occurred_at),
+                        received_us,
+                        now_us,
+                        env.api_version,
+                        headers_json,
+                        env.payload,
+                        env.quarantine_reason,
+                    )
                 )
-                outcomes.append(AppendOutcome(env.event_id, False, _PARTITION, offset))
+                dedupe_rows.append((stream, event_id, now_us, offset))
+                outcomes.append(AppendOutcome(event_id, False, _PARTITION, offset))
             results.append(outcomes)
         if event_rows:
             conn.executemany(_INSERT_EVENT, event_rows)
-            conn.executemany(
-                "INSERT INTO dedupe (stream, event_id, seen_at_us, offset) VALUES (?,?,?,?) "
-                "ON CONFLICT (stream, event_id) DO UPDATE SET seen_at_us = excluded.seen_at_us, "
-                "offset = excluded.offset",
-                [(row[0], row[3], now_us, row[1]) for row in event_rows],
-            )
-            conn.executemany(
-                "INSERT INTO heads (stream, next_offset) VALUES (?, ?) "
-                "ON CONFLICT (stream) DO UPDATE SET next_offset = excluded.next_offset",
-                list(heads.items()),
-            )
+            conn.executemany(_UPSERT_DEDUPE, dedupe_rows)
+            conn.executemany(_UPSERT_HEAD, list(heads.items()))
         if time.monotonic() - self._last_purge > _DEDUPE_PURGE_EVERY_S:
             conn.execute("DELETE FROM dedupe WHERE seen_at_us < ?", (cutoff,))
             self._last_purge = time.monotonic()
@@ -439,12 +462,9 @@ class SqliteEventLog(EventLog):
             unique = list(dict.fromkeys(ids))
             for i in range(0, len(unique), _LOOKUP_CHUNK):
                 chunk = unique[i : i + _LOOKUP_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    "SELECT event_id, offset FROM dedupe WHERE stream = ? AND seen_at_us >= ? "
-                    f"AND event_id IN ({marks})",
-                    (stream, cutoff_us, *chunk),
-                )
+                width = _lookup_width(len(chunk))
+                chunk += chunk[-1:] * (width - len(chunk))  # padding repeats an id: harmless
+                rows = conn.execute(_LOOKUP_SQL[width], (stream, cutoff_us, *chunk))
                 seen.update(((stream, event_id), offset) for event_id, offset in rows)
         return seen
 

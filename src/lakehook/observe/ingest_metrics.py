@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -74,6 +74,14 @@ class EventLogCollector(Collector):
         )
 
 
+class AppendTally(NamedTuple):
+    """What one durable append of a request's events came to."""
+
+    stored: int  #: new events stored, quarantined ones included
+    duplicates: int  #: events already in the log (provider retries), not stored again
+    quarantined: int  #: new events of an unknown topic (stored, marked for quarantine)
+
+
 class IngestMetrics:
     """The ingestion service's metrics, on a registry of its own."""
 
@@ -118,7 +126,8 @@ class IngestMetrics:
             registry=self.registry,
         ).labels(backend=self.backend)
         self.registry.register(EventLogCollector(event_log))
-        # label lookups cost microseconds each: the request path reuses the children
+        # label lookups cost microseconds each: the request path reuses the children, cached
+        # under the provider's value (hashing the enum member runs Python code)
         self._child = lru_cache(maxsize=4096)(self._lookup_child)
         self._request_child = lru_cache(maxsize=256)(self._lookup_request_child)
         self._event_child = lru_cache(maxsize=4096)(self._lookup_event_child)
@@ -130,16 +139,16 @@ class IngestMetrics:
     def _lookup_child(self, metric: str, *labels: str) -> Any:
         return getattr(self, metric).labels(*labels)
 
-    def _lookup_request_child(self, provider: Provider, outcome: str) -> Any:
-        return self.requests.labels(provider.value, outcome)
+    def _lookup_request_child(self, provider: str, outcome: str) -> Any:
+        return self.requests.labels(provider, outcome)
 
-    def _lookup_event_child(self, provider: Provider, topic: str, outcome: str) -> Any:
-        label = topic if is_known_topic(provider, topic) else UNKNOWN_TOPIC_LABEL
-        return self.events.labels(provider.value, label, outcome)
+    def _lookup_event_child(self, provider: str, topic: str, outcome: str) -> Any:
+        label = topic if is_known_topic(Provider(provider), topic) else UNKNOWN_TOPIC_LABEL
+        return self.events.labels(provider, label, outcome)
 
     def request(self, provider: Provider, outcome: str) -> None:
         """Count one webhook request."""
-        self._request_child(provider, outcome).inc()
+        self._request_child(provider.value, outcome).inc()
 
     def verification_failed(self, provider: Provider, reason: str) -> None:
         """Count a signature failure, by reason kind."""
@@ -151,25 +160,41 @@ class IngestMetrics:
         self._child("dead_letters", provider.value).inc()
         self.request(provider, "malformed")
 
-    def count_events(
-        self, envelopes: Sequence[Envelope], outcomes: Sequence[AppendOutcome]
-    ) -> None:
-        """Count the events of an accepted request (one increment per topic and outcome)."""
-        tally: dict[tuple[Provider, str, str], int] = {}
+    def count_append(
+        self,
+        provider: Provider,
+        envelopes: Sequence[Envelope],
+        outcomes: Sequence[AppendOutcome],
+        seconds: float,
+    ) -> AppendTally:
+        """Count one request whose events are durable: its events by topic and outcome, its
+        duplicates, the request itself and the append latency. Returns the tally.
+
+        One pass over the events and one increment per distinct (topic, outcome): this runs
+        for every accepted webhook.
+        """
+        stream = provider.value
+        duplicates = quarantined = 0
+        tally: dict[tuple[str, str], int] = {}
         for envelope, appended in zip(envelopes, outcomes, strict=True):
             if appended.duplicate:
                 outcome = "duplicate"
+                duplicates += 1
             elif envelope.quarantine_reason is None:
                 outcome = "stored"
             else:
                 outcome = "quarantined"
-            key = (envelope.provider, envelope.topic, outcome)
+                quarantined += 1
+            key = (envelope.topic, outcome)
             tally[key] = tally.get(key, 0) + 1
-        for (provider, topic, outcome), count in tally.items():
-            # the cached child already carries the ``_unknown`` label for an unknown topic
-            self._event_child(provider, topic, outcome).inc(count)
-            if outcome == "duplicate":
-                self._child("duplicates", provider.value).inc(count)
+        for (topic, outcome), count in tally.items():
+            self._event_child(stream, topic, outcome).inc(count)
+        if duplicates:
+            self._child("duplicates", stream).inc(duplicates)
+        stored = len(envelopes) - duplicates
+        self._request_child(stream, "accepted" if stored else "duplicate").inc()
+        self.append_seconds.observe(seconds)
+        return AppendTally(stored, duplicates, quarantined)
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric (runs the log collector)."""
