@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from lakehook.lake.catalog import open_catalog
 from lakehook.resolve import batch_models, dry_run
@@ -81,3 +82,40 @@ def test_model_writes_log_and_map_then_dry_run_reports_without_writing(
     assert preview.changes.new_ids == 2
     for name, snapshot in snapshots.items():
         assert catalog.load_table(name).current_snapshot() == snapshot
+
+
+def test_model_keeps_normalised_records_and_statistics_for_the_next_run(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakehook.resolve import state as state_module
+    from lakehook.resolve.lake import NORMALIZED_RECORDS, load_resolver_state
+    from lakehook.resolve.statistics import measure_statistics
+
+    first = compute_identity_map(_Engine(settings, _records()))  # type: ignore[arg-type]
+    _commit_map(settings, first)
+    kept = load_resolver_state(open_catalog(settings))
+    assert kept is not None and kept.statistics is not None
+    assert kept.records.num_rows == 3
+    assert kept.statistics == measure_statistics(kept.records)
+
+    normalised: list[int] = []
+    from lakehook.resolve.normalize import normalize_records as real
+
+    def counting(records: pa.Table, **kwargs: Any) -> pa.Table:
+        normalised.append(records.num_rows)
+        return real(records, **kwargs)
+
+    monkeypatch.setattr(state_module, "normalize_records", counting)
+    second = compute_identity_map(_Engine(settings, _records(2)))  # type: ignore[arg-type]
+    assert second.num_rows == 5
+    assert normalised == [2]  # only the two new records
+    catalog = open_catalog(settings)
+    again = load_resolver_state(catalog)
+    assert again is not None and again.records.num_rows == 5
+    assert again.statistics == measure_statistics(again.records)
+    # nothing new: nothing normalised, the kept state is not rewritten
+    snapshot = catalog.load_table(NORMALIZED_RECORDS).current_snapshot()
+    _commit_map(settings, second)
+    compute_identity_map(_Engine(settings, _records(2)))  # type: ignore[arg-type]
+    assert normalised == [2]
+    assert catalog.load_table(NORMALIZED_RECORDS).current_snapshot() == snapshot

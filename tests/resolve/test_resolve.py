@@ -265,3 +265,62 @@ def test_incremental_run_without_changed_records_resolves_nothing(simulated: pa.
     assert again.changes.candidate_pairs == 0
     assert "normalize_s" not in again.changes.timings  # nothing was normalised
     assert again.identity_map.equals(first.identity_map)
+
+
+def test_incremental_with_kept_state_equals_a_full_run_from_scratch(simulated: pa.Table) -> None:
+    n = simulated.num_rows
+    late = np.zeros(n, dtype=bool)
+    late[::10] = True
+    first = resolve_identities(simulated.filter(pa.array(~late)), mode="full", resolved_at=T0)
+    assert first.state is not None and first.state.statistics is not None
+    # the second run: new records, edited records (newer updated_at), a few gone
+    edited = simulated.to_pylist()
+    for i in range(1, n, 25):
+        edited[i]["phone"] = f"+1212555{i:04d}"
+        edited[i]["updated_at"] = edited[i]["updated_at"] + timedelta(hours=1)
+    second_input = pa.Table.from_pylist(edited, schema=simulated.schema).filter(
+        pa.array(np.arange(n) % 31 != 4)
+    )
+    later = T0 + timedelta(days=1)
+    incremental = resolve_identities(
+        second_input, first.identity_map, resolved_at=later, state=first.state
+    )
+    full = resolve_identities(second_input, first.identity_map, mode="full", resolved_at=later)
+    assert incremental.identity_map.equals(full.identity_map)
+    assert incremental.merge_log.equals(full.merge_log)
+    assert incremental.state is not None and full.state is not None
+    assert incremental.state.records.equals(full.state.records)
+    assert incremental.state.statistics == full.state.statistics
+    assert incremental.changes.affected_records < full.changes.affected_records
+    assert incremental.changes.removed_records > 0
+
+
+def test_a_pair_scores_the_same_alone_or_among_every_pair(simulated: pa.Table) -> None:
+    from lakehook.resolve.core import _prepare_records
+    from lakehook.resolve.state import VALUE_COLUMNS, normalize_with_state
+
+    rows, _ = normalize_with_state(_prepare_records(simulated), None)
+    records = rows.select(list(VALUE_COLUMNS)).append_column(
+        "rid", pa.array(np.arange(rows.num_rows, dtype=np.int64))
+    )
+    matcher = Matcher(records)
+    try:
+        everything = matcher.score(matcher.candidate_pairs())
+        # term frequencies count every record, whichever pairs are scored
+        some = np.flatnonzero(everything.rule != 0)[:40]
+        alone = matcher.score(pa.table({"l": everything.left[some], "r": everything.right[some]}))
+        focus = np.unique(everything.left[some])
+        around = matcher.candidate_pairs(focus)
+    finally:
+        matcher.close()
+    assert len(some) > 0
+    assert np.array_equal(alone.weight, everything.weight[some])
+    assert np.array_equal(alone.rule, everything.rule[some])
+    # blocking a few records finds exactly the pairs of the full blocking that touch them
+    full = {
+        (int(a), int(b))
+        for a, b in zip(everything.left, everything.right, strict=True)
+        if a in set(focus.tolist()) or b in set(focus.tolist())
+    }
+    got = set(zip(around.column("l").to_pylist(), around.column("r").to_pylist(), strict=True))
+    assert got == full

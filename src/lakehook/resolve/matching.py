@@ -27,6 +27,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from lakehook.resolve.statistics import PopulationStatistics
@@ -353,6 +354,20 @@ def log2_prior_odds(email_pairs: float, n: int) -> float:
     return math.log2(prior / (1 - prior))
 
 
+def _value_counts(
+    values: pa.Array | pa.ChunkedArray, mine: pa.Array | pa.ChunkedArray
+) -> npt.NDArray[np.int64]:
+    """For each of ``mine``, how many of ``values`` equal it (0 for a null)."""
+    mine = mine.combine_chunks() if isinstance(mine, pa.ChunkedArray) else mine
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    wanted = pc.unique(mine.drop_null())
+    kept = values.filter(pc.is_in(values, value_set=wanted))
+    counted = pc.value_counts(kept)
+    index = pc.index_in(mine, value_set=counted.field("values"))
+    counts = pc.take(counted.field("counts"), index)
+    return np.asarray(pc.fill_null(counts, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 class Matcher:
     """Blocking and scoring over one set of normalised records held in DuckDB.
 
@@ -405,6 +420,9 @@ class Matcher:
         # the records are read in place (Arrow, no copy); the columns scoring adds (derived,
         # term frequencies) are computed for the records of the pairs scored only
         self._records = records.select([*MATCH_COLUMNS, *given])
+        self._full_name_keys: pa.Array | None = None
+        self._rid_is_position: bool | None = None
+        self._block_keys = False
         self.db.register("recs", self._records)
         self._blocked = False
         if calibration is not None:
@@ -430,54 +448,74 @@ class Matcher:
         return counts
 
     # ------------------------------------------------------------------ population
-    def _scoring(self, rids_sql: str | None) -> None:
-        """Temp table ``scoring``: the records whose rid ``rids_sql`` selects (all: None)
-        with :data:`DERIVED_COLUMNS_SQL` and :data:`POPULATION_COLUMNS`.
+    def _scoring(self, rids: npt.NDArray[np.int64] | None) -> None:
+        """Temp table ``scoring``: the records ``rids`` (all: None) with
+        :data:`DERIVED_COLUMNS_SQL` and :data:`POPULATION_COLUMNS`.
 
         A term frequency is the count of the record's value among *all* records over the
         count of all non-null values (+ :data:`TF_PSEUDO_RECORDS`); ``tf_full_name`` leaves
         out the pair compared (count - 2). Only the values of the chosen records are
-        counted, so scoring a few pairs costs a few group-bys, not a pass of windows.
+        counted (Arrow kernels), so scoring a few pairs does not pass over every record
+        in DuckDB.
         """
-        chosen = "recs" if rids_sql is None else f"(SELECT * FROM recs WHERE rid IN ({rids_sql}))"
-        if self._population_given:
-            self.db.execute(
-                "CREATE OR REPLACE TEMP TABLE scoring AS "
-                f"SELECT *, {DERIVED_COLUMNS_SQL} FROM {chosen}"
-            )
-            return
-        value_sql = {col: col for col in TF_COLUMNS}
-        value_sql["full_name"] = _FULL_NAME
-        totals = ", ".join(f"count({sql}) AS t_{name}" for name, sql in value_sql.items())
-        counts = ", ".join(
-            f"c_{name} AS (SELECT {sql} AS v, count(*) AS c FROM recs "
-            f"WHERE {sql} IN (SELECT _v_{name} FROM sel) GROUP BY 1)"
-            for name, sql in value_sql.items()
-        )
-        selected = ", ".join(f"{sql} AS _v_{name}" for name, sql in value_sql.items())
-        tf = ", ".join(
-            f"coalesce(c_{col}.c, 0) / (tot.t_{col} + {_TF_PSEUDO_RECORDS})::DOUBLE AS tf_{col}, "
-            f"coalesce(c_{col}.c, 0) AS n_{col}"
-            for col in TF_COLUMNS
-        )
-        tf_full = (
-            "greatest(coalesce(c_full_name.c, 0) - 2, 0) / "
-            f"(tot.t_full_name + {_TF_PSEUDO_RECORDS})::DOUBLE AS tf_full_name"
-        )
-        joins = " ".join(f"LEFT JOIN c_{name} ON c_{name}.v = sel._v_{name}" for name in value_sql)
+        positions = None if rids is None else pa.array(self._positions(rids))
+        chosen = self._records if positions is None else self._records.take(positions)
+        if not self._population_given:
+            population: dict[str, pa.Array] = {}
+            for name in (*TF_COLUMNS, "full_name"):
+                values = self._full_names() if name == "full_name" else self._records.column(name)
+                mine = values if positions is None else values.take(positions)
+                counts = _value_counts(values, mine)
+                total = float(pc.count(values).as_py()) + _TF_PSEUDO_RECORDS
+                if name == "full_name":
+                    population["tf_full_name"] = pa.array(np.maximum(counts - 2, 0) / total)
+                else:
+                    population[f"tf_{name}"] = pa.array(counts / total)
+                    population[f"n_{name}"] = pa.array(counts)
+            for column in POPULATION_COLUMNS:
+                chosen = chosen.append_column(column, population[column])
+        self.db.register("scoring_arrow", chosen)
         self.db.execute(
-            f"""CREATE OR REPLACE TEMP TABLE scoring AS
-                WITH sel AS (SELECT *, {selected} FROM {chosen}),
-                tot AS (SELECT {totals} FROM recs), {counts}
-                SELECT sel.* EXCLUDE ({", ".join(f"_v_{name}" for name in value_sql)}),
-                       {DERIVED_COLUMNS_SQL}, {tf}, {tf_full}
-                FROM sel CROSS JOIN tot {joins}"""
+            "CREATE OR REPLACE TEMP TABLE scoring AS "
+            f"SELECT *, {DERIVED_COLUMNS_SQL} FROM scoring_arrow"
         )
+        self.db.unregister("scoring_arrow")
+
+    def _positions(self, rids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Row positions of ``rids`` in the records (the rids themselves when they are
+        0..n-1, as :func:`~lakehook.resolve.core.resolve_identities` numbers them)."""
+        if self._rid_is_position is None:
+            column = np.asarray(self._records.column("rid").to_numpy(), dtype=np.int64)
+            self._rid_is_position = bool(
+                np.array_equal(column, np.arange(column.shape[0], dtype=np.int64))
+            )
+        if self._rid_is_position:
+            return rids
+        found = pc.index_in(pa.array(rids), value_set=self._records.column("rid"))
+        return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+    def _rids_of(self, sql: str) -> npt.NDArray[np.int64]:
+        """The sorted distinct rids a query returns (column ``rid``)."""
+        rids = self.db.sql(sql).to_arrow_table().column("rid").to_numpy()
+        return np.unique(np.asarray(rids, dtype=np.int64))
+
+    def _full_names(self) -> pa.Array:
+        """The full-name key of every record (:data:`FULL_NAME_KEY_SQL`), computed once."""
+        if self._full_name_keys is None:
+            first = self._records.column("canon_any").combine_chunks()
+            last = self._records.column("last_any").combine_chunks()
+            # like DuckDB's least/greatest: a null side is skipped ('x|x' for one name)
+            lower = pc.min_element_wise(first, last, skip_nulls=True)
+            upper = pc.max_element_wise(first, last, skip_nulls=True)
+            self._full_name_keys = pc.binary_join_element_wise(lower, upper, "|")
+        return self._full_name_keys
 
     # ------------------------------------------------------------------ calibration
     def _level_counts(self, pairs_sql: str) -> tuple[dict[str, dict[int, float]], int]:
         self.db.execute(f"CREATE OR REPLACE TEMP TABLE level_pairs AS {pairs_sql}")
-        self._scoring("SELECT l FROM level_pairs UNION SELECT r FROM level_pairs")
+        self._scoring(
+            self._rids_of("SELECT l AS rid FROM level_pairs UNION SELECT r FROM level_pairs")
+        )
         rel = self.db.sql(
             f"""SELECT {_levels_select()} FROM level_pairs p
                 JOIN scoring a ON a.rid = p.l JOIN scoring b ON b.rid = p.r"""
@@ -567,21 +605,17 @@ class Matcher:
                 """SELECT DISTINCT a.rid AS l, b.rid AS r FROM kept a JOIN kept b
                    ON a.kind = b.kind AND a.k = b.k AND a.rid < b.rid"""
             ).to_arrow_table()
-        # only the blocks the focus records are in: their keys, every record holding one
-        # of them (a block's size counts all records), the blocks within their cap
+        # only the blocks the focus records are in: every record holding one of their keys
+        # (a block's size counts all records), the blocks within their cap
+        if not self._block_keys:
+            keys = ", ".join(f"{expr} AS k{i}" for i, (_, expr, _) in enumerate(BLOCKING_KEYS))
+            self.db.execute(f"CREATE OR REPLACE TEMP TABLE bkeys AS SELECT rid, {keys} FROM recs")
+            self._block_keys = True
         self.db.register("focus_arrow", pa.table({"rid": focus}))
-        focus_keys = " UNION ALL ".join(
-            f"SELECT '{kind}' AS kind, {expr} AS k FROM recs SEMI JOIN focus_arrow USING (rid) "
-            f"WHERE {expr} IS NOT NULL"
-            for kind, expr, _ in BLOCKING_KEYS
-        )
         holders = " UNION ALL ".join(
-            f"SELECT rid, '{kind}' AS kind, {expr} AS k, {cap} AS cap FROM recs "
-            f"WHERE {expr} IN (SELECT k FROM fkeys WHERE kind = '{kind}')"
-            for kind, expr, cap in BLOCKING_KEYS
-        )
-        self.db.execute(
-            f"CREATE OR REPLACE TEMP TABLE fkeys AS SELECT DISTINCT * FROM ({focus_keys})"
+            f"SELECT rid, '{kind}' AS kind, k{i} AS k, {cap} AS cap FROM bkeys WHERE k{i} IN "
+            f"(SELECT k{i} FROM bkeys SEMI JOIN focus_arrow USING (rid) WHERE k{i} IS NOT NULL)"
+            for i, (kind, _, cap) in enumerate(BLOCKING_KEYS)
         )
         self.db.execute(
             f"""CREATE OR REPLACE TEMP TABLE fkept AS
@@ -599,7 +633,7 @@ class Matcher:
                      SELECT DISTINCT least(f.rid, o.rid) AS l, greatest(f.rid, o.rid) AS r
                      FROM f JOIN fkept o ON f.kind = o.kind AND f.k = o.k AND f.rid <> o.rid"""
         pairs = self.db.sql(sql).to_arrow_table()
-        self.db.execute("DROP TABLE IF EXISTS fkeys; DROP TABLE IF EXISTS fkept")
+        self.db.execute("DROP TABLE IF EXISTS fkept")
         self.db.unregister("focus_arrow")
         return pairs
 
@@ -607,7 +641,7 @@ class Matcher:
     def score(self, pairs: pa.Table) -> ScoredPairs:
         """Evidence, weight, match probability and decision for each candidate pair."""
         self.db.register("cand", pairs)
-        self._scoring("SELECT l FROM cand UNION SELECT r FROM cand")
+        self._scoring(self._rids_of("SELECT l AS rid FROM cand UNION SELECT r FROM cand"))
         table = self.db.sql(
             f"""SELECT p.l, p.r, {_levels_select()}, {_tf_select()},
                        a.n_phone_key AS phone_users,
