@@ -354,6 +354,21 @@ def log2_prior_odds(email_pairs: float, n: int) -> float:
     return math.log2(prior / (1 - prior))
 
 
+def derived_columns(email_key_local: pa.Array | pa.ChunkedArray) -> dict[str, pa.Array]:
+    """The columns of :data:`DERIVED_COLUMNS_SQL`, computed with Arrow kernels (same RE2
+    patterns): the local part without digits, without dots, and its digits alone."""
+    local = (
+        email_key_local.combine_chunks()
+        if isinstance(email_key_local, pa.ChunkedArray)
+        else email_key_local
+    )
+    return {
+        "email_alpha": pc.replace_substring_regex(local, "[0-9]+", ""),
+        "email_nodot": pc.replace_substring(local, ".", ""),
+        "email_digits": pc.replace_substring_regex(local, "[^0-9]+", ""),
+    }
+
+
 def _value_counts(
     values: pa.Array | pa.ChunkedArray, mine: pa.Array | pa.ChunkedArray
 ) -> npt.NDArray[np.int64]:
@@ -422,6 +437,7 @@ class Matcher:
         self._records = records.select([*MATCH_COLUMNS, *given])
         self._full_name_keys: pa.Array | None = None
         self._rid_is_position: bool | None = None
+        self._scored_records: pa.Table | None = None
         self._block_keys = False
         self.db.register("recs", self._records)
         self._blocked = False
@@ -449,8 +465,8 @@ class Matcher:
 
     # ------------------------------------------------------------------ population
     def _scoring(self, rids: npt.NDArray[np.int64] | None) -> None:
-        """Temp table ``scoring``: the records ``rids`` (all: None) with
-        :data:`DERIVED_COLUMNS_SQL` and :data:`POPULATION_COLUMNS`.
+        """View ``scoring``: the records ``rids`` (all: None) with the derived columns
+        (:func:`derived_columns`) and :data:`POPULATION_COLUMNS`.
 
         A term frequency is the count of the record's value among *all* records over the
         count of all non-null values (+ :data:`TF_PSEUDO_RECORDS`); ``tf_full_name`` leaves
@@ -474,12 +490,10 @@ class Matcher:
                     population[f"n_{name}"] = pa.array(counts)
             for column in POPULATION_COLUMNS:
                 chosen = chosen.append_column(column, population[column])
-        self.db.register("scoring_arrow", chosen)
-        self.db.execute(
-            "CREATE OR REPLACE TEMP TABLE scoring AS "
-            f"SELECT *, {DERIVED_COLUMNS_SQL} FROM scoring_arrow"
-        )
-        self.db.unregister("scoring_arrow")
+        for name, column in derived_columns(chosen.column("email_key_local")).items():
+            chosen = chosen.append_column(name, column)
+        self._scored_records = chosen  # DuckDB reads it in place
+        self.db.register("scoring", chosen)
 
     def _positions(self, rids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Row positions of ``rids`` in the records (the rids themselves when they are
@@ -521,7 +535,8 @@ class Matcher:
                 JOIN scoring a ON a.rid = p.l JOIN scoring b ON b.rid = p.r"""
         )
         table = rel.to_arrow_table()
-        self.db.execute("DROP TABLE IF EXISTS level_pairs; DROP TABLE IF EXISTS scoring")
+        self.db.execute("DROP TABLE IF EXISTS level_pairs")
+        self.db.unregister("scoring")
         total = table.num_rows
         counts: dict[str, dict[int, float]] = {}
         for c in COMPARISONS:
@@ -648,7 +663,7 @@ class Matcher:
                        a.tf_full_name AS tf_full_name
                 FROM cand p JOIN scoring a ON a.rid = p.l JOIN scoring b ON b.rid = p.r"""
         ).to_arrow_table()
-        self.db.execute("DROP TABLE IF EXISTS scoring")
+        self.db.unregister("scoring")
         self.db.unregister("cand")
         levels = {
             c.name: np.asarray(table.column(f"lvl_{c.name}").to_numpy(), dtype=np.int8)
