@@ -1,10 +1,13 @@
 -- semantic.customer_records_normalized: entity resolution's memory between runs — every
 -- source customer record's normalised match columns (docs/entity-resolution.md).
 -- Written by the semantic layer's Python model (lakehook.resolve) in ONE commit per run that
--- resolves something, before the identity map; the commit's snapshot summary holds the
--- population statistics counted on exactly these rows (property lakehook.resolve.statistics).
--- The next run normalises only the records whose input_fingerprint or normalizer_version
--- differs and updates the statistics by deltas. Dropping the table costs one slow run.
+-- resolves something, before the identity map: an append of the rows that run normalised
+-- and of a tombstone per record that left staging (the highest state_run per key is the
+-- record's row), or, when stale rows outnumber live ones, an overwrite with the live rows.
+-- The commit's snapshot summary holds the population statistics counted on exactly the
+-- live rows (property lakehook.resolve.statistics). The next run normalises only the
+-- records whose input_fingerprint or normalizer_version differs and updates the statistics
+-- by deltas. Dropping the table costs one slow run.
 CREATE TABLE IF NOT EXISTS semantic.customer_records_normalized (
   source_system       STRING    NOT NULL COMMENT 'shopify | stripe | hubspot',
   source_id           STRING    NOT NULL COMMENT 'id of the record in its system, as text',
@@ -28,6 +31,8 @@ CREATE TABLE IF NOT EXISTS semantic.customer_records_normalized (
   name_inferred       BOOLEAN            COMMENT 'the *_any names come from the email address',
   address_norm        STRING             COMMENT 'street line: accents folded, street words abbreviated',
   postal_norm         STRING             COMMENT 'postal code: upper case, letters and digits, ZIP+4 to ZIP',
+  state_run           BIGINT    NOT NULL COMMENT 'sequence number of the run that wrote the row; per key the highest wins',
+  removed             BOOLEAN   NOT NULL COMMENT 'tombstone: the record left staging in that run',
   _loaded_at          TIMESTAMP          COMMENT 'commit time of the run that wrote the row, UTC'
 )
 USING iceberg

@@ -119,3 +119,46 @@ def test_model_keeps_normalised_records_and_statistics_for_the_next_run(
     compute_identity_map(_Engine(settings, _records(2)))  # type: ignore[arg-type]
     assert normalised == [2]
     assert catalog.load_table(NORMALIZED_RECORDS).current_snapshot() == snapshot
+
+
+def test_kept_state_grows_by_appends_with_tombstones_then_is_compacted(settings: Settings) -> None:
+    from lakehook.resolve.lake import NORMALIZED_RECORDS, load_stored_state
+    from lakehook.resolve.statistics import measure_statistics
+
+    catalog = open_catalog(settings)
+
+    def run(records: pa.Table) -> None:
+        _commit_map(settings, compute_identity_map(_Engine(settings, records)))  # type: ignore[arg-type]
+
+    run(_records(6))
+    # one record edited (newer updated_at, new email), one gone: two rows appended
+    edited = _records(6).to_pylist()
+    edited[0]["email"] = "ann.lee@x.com"
+    edited[0]["updated_at"] = T0 + timedelta(days=2)
+    del edited[4]
+    run(pa.Table.from_pylist(edited))
+    table = catalog.load_table(NORMALIZED_RECORDS)
+    assert table.current_snapshot().summary.operation.value == "append"  # type: ignore[union-attr]
+    raw = table.scan().to_arrow()
+    assert raw.num_rows == 9 + 2
+    assert raw.column("removed").to_pylist().count(True) == 1
+    stored = load_stored_state(catalog)
+    assert stored is not None and stored.run == 2
+    live = stored.state.records
+    assert sorted(live.column("source_id").to_pylist()) == sorted(r["source_id"] for r in edited)
+    emails = dict(
+        zip(live.column("source_id").to_pylist(), live.column("email_key").to_pylist(), strict=True)
+    )
+    assert emails["1"] == "ann.lee@x.com"
+    assert stored.state.statistics == measure_statistics(live)
+    # a run that changes most records: the table is rewritten with the live rows only
+    for row in edited:
+        row["email"] = "new." + str(row["email"])
+        row["updated_at"] = T0 + timedelta(days=3)
+    run(pa.Table.from_pylist(edited))
+    compacted = catalog.load_table(NORMALIZED_RECORDS).scan().to_arrow()
+    assert compacted.num_rows == len(edited)
+    assert compacted.column("removed").to_pylist() == [False] * len(edited)
+    again = load_stored_state(catalog)
+    assert again is not None and again.run == 3
+    assert again.state.statistics == measure_statistics(again.state.records)

@@ -289,7 +289,9 @@ def test_incremental_with_kept_state_equals_a_full_run_from_scratch(simulated: p
     assert incremental.identity_map.equals(full.identity_map)
     assert incremental.merge_log.equals(full.merge_log)
     assert incremental.state is not None and full.state is not None
-    assert incremental.state.records.equals(full.state.records)
+    # the same normalised rows (a reused row keeps the updated_at it was normalised from)
+    values = [c for c in full.state.records.column_names if c != "source_updated_at"]
+    assert incremental.state.records.select(values).equals(full.state.records.select(values))
     assert incremental.state.statistics == full.state.statistics
     assert incremental.changes.affected_records < full.changes.affected_records
     assert incremental.changes.removed_records > 0

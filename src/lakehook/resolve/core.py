@@ -487,7 +487,7 @@ def resolve_identities(
             # run in which no record is new or changed keeps every row as it is. A full run
             # starts from nothing; an incremental one reuses the kept state (same result)
             kept = state if mode == "incremental" else None
-            normalized, _ = normalize_with_state(
+            normalized, fresh = normalize_with_state(
                 table, kept.records if kept is not None else None, default_region=default_region
             )
             timings["normalize_s"] = time.perf_counter() - tick
@@ -496,7 +496,7 @@ def resolve_identities(
                 statistics = update_statistics(kept.statistics, kept.records, normalized)
             else:
                 statistics = measure_statistics(normalized)
-            new_state = ResolverState(records=normalized, statistics=statistics)
+            new_state = ResolverState(records=normalized, statistics=statistics, fresh=fresh)
             matcher = Matcher(
                 normalized.select(list(VALUE_COLUMNS)).append_column(
                     "rid", pa.array(np.arange(n, dtype=np.int64))

@@ -13,11 +13,14 @@ summary), so that the next run normalises and counts only what changed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehook.resolve.core import IDENTITY_MAP_SCHEMA, Resolution, resolve_identities
 from lakehook.resolve.state import NORMALIZED_SCHEMA, ResolverState
@@ -81,8 +84,19 @@ def previous_state(catalog: Catalog) -> tuple[pa.Table | None, set[str]]:
     return previous, issued
 
 
-def load_resolver_state(catalog: Catalog) -> ResolverState | None:
-    """The normalised records and statistics the last resolving run kept (None: none)."""
+@dataclass(frozen=True)
+class StoredState:
+    """The resolver state as the lake holds it: the live rows, the last run's sequence
+    number and how many rows the table holds (live, superseded and tombstones)."""
+
+    state: ResolverState
+    run: int
+    stored_rows: int
+
+
+def load_stored_state(catalog: Catalog) -> StoredState | None:
+    """Read ``semantic.customer_records_normalized``: per key its newest row, tombstones
+    dropped, statistics from the current snapshot's summary (None: no table or no rows)."""
     from pyiceberg.exceptions import NoSuchTableError
 
     try:
@@ -93,24 +107,100 @@ def load_resolver_state(catalog: Catalog) -> ResolverState | None:
     if snapshot is None:
         return None
     rows = table.scan(snapshot_id=snapshot.snapshot_id).to_arrow()
-    rows = rows.select(NORMALIZED_SCHEMA.names).cast(NORMALIZED_SCHEMA)
-    text = (
-        snapshot.summary.additional_properties.get(STATISTICS_PROPERTY)
-        if snapshot.summary
-        else None
+    if rows.num_rows == 0 or "state_run" not in rows.column_names:
+        return None
+    stored_rows = rows.num_rows
+    run = int(pc.max(rows.column("state_run")).as_py())
+    for key in ("source_system", "source_id"):  # Iceberg reads strings back as large_string
+        rows = rows.set_column(
+            rows.schema.get_field_index(key), key, rows.column(key).cast(pa.string())
+        )
+    rows = rows.sort_by(
+        [("source_system", "ascending"), ("source_id", "ascending"), ("state_run", "descending")]
     )
+    systems = rows.column("source_system").to_numpy(zero_copy_only=False)
+    ids = rows.column("source_id").to_numpy(zero_copy_only=False)
+    newest = np.ones(rows.num_rows, dtype=bool)
+    newest[1:] = (systems[1:] != systems[:-1]) | (ids[1:] != ids[:-1])
+    live = pc.and_(pa.array(newest), pc.invert(pc.fill_null(rows.column("removed"), False)))
+    records = rows.filter(live).select(NORMALIZED_SCHEMA.names).cast(NORMALIZED_SCHEMA)
+    summary = snapshot.summary
+    text = summary.additional_properties.get(STATISTICS_PROPERTY) if summary else None
     statistics = PopulationStatistics.from_json(text) if text else None
-    return ResolverState(records=rows, statistics=statistics)
+    return StoredState(
+        state=ResolverState(records=records, statistics=statistics),
+        run=run,
+        stored_rows=stored_rows,
+    )
 
 
-def save_resolver_state(catalog: Catalog, state: ResolverState) -> None:
-    """Replace the kept state with ``state`` in one commit (statistics in its summary)."""
+def load_resolver_state(catalog: Catalog) -> ResolverState | None:
+    """The normalised records and statistics the last resolving run kept (None: none)."""
+    stored = load_stored_state(catalog)
+    return stored.state if stored is not None else None
+
+
+def save_resolver_state(
+    catalog: Catalog, state: ResolverState, previous: StoredState | None = None
+) -> None:
+    """Store ``state`` in one commit, its statistics in the commit's summary.
+
+    When ``previous`` is what the table holds and ``state`` says which rows are fresh, only
+    those rows and a tombstone per record gone are appended; otherwise (first run, or
+    when the table would hold more than twice the live rows) the live rows replace it.
+    """
     table = ensure_semantic_table(catalog, NORMALIZED_RECORDS)
-    rows = state.records
-    loaded_at = pa.array([datetime.now(UTC)] * rows.num_rows, pa.timestamp("us", tz="UTC"))
-    rows = rows.append_column("_loaded_at", loaded_at)
+    run = previous.run + 1 if previous is not None else 1
+    live = state.records
     properties = {STATISTICS_PROPERTY: state.statistics.to_json()} if state.statistics else {}
-    table.overwrite(rows.cast(table.schema().as_arrow()), snapshot_properties=properties)
+    delta: pa.Table | None = None
+    if previous is not None and state.fresh is not None:
+        keys = ["source_system", "source_id"]
+        gone = previous.state.records.select(keys).join(
+            live.select(keys), keys, join_type="left anti"
+        )
+        tombstones = pa.table(
+            {
+                name: (
+                    gone.column(name)
+                    if name in keys
+                    else pa.array([""] * gone.num_rows, pa.string())
+                    if name in ("input_fingerprint", "normalizer_version")
+                    else pa.array([0] * gone.num_rows, pa.int64())
+                    if name == "sample_rank"
+                    else pa.nulls(gone.num_rows, NORMALIZED_SCHEMA.field(name).type)
+                )
+                for name in NORMALIZED_SCHEMA.names
+            },
+            schema=NORMALIZED_SCHEMA,
+        )
+        fresh = live.filter(pa.array(state.fresh))
+        if previous.stored_rows + fresh.num_rows + gone.num_rows <= 2 * max(live.num_rows, 1):
+            delta = pa.concat_tables(
+                [
+                    _stamped(fresh, run, removed=False),
+                    _stamped(tombstones, run, removed=True),
+                ]
+            )
+            if delta.num_rows == 0 and previous.state.statistics == state.statistics:
+                return  # nothing to store
+    if delta is not None:
+        table.append(delta.cast(table.schema().as_arrow()), snapshot_properties=properties)
+    else:
+        rows = _stamped(live, run, removed=False)
+        table.overwrite(rows.cast(table.schema().as_arrow()), snapshot_properties=properties)
+
+
+def _stamped(rows: pa.Table, run: int, *, removed: bool) -> pa.Table:
+    """``rows`` with the lake-only columns: run number, tombstone flag, commit time."""
+    n = rows.num_rows
+    return (
+        rows.append_column("state_run", pa.array([run] * n, pa.int64()))
+        .append_column("removed", pa.array([removed] * n, pa.bool_()))
+        .append_column(
+            "_loaded_at", pa.array([datetime.now(UTC)] * n, pa.timestamp("us", tz="UTC"))
+        )
+    )
 
 
 def resolve_from_lake(
@@ -155,10 +245,11 @@ def compute_identity_map(engine: BatchEngine) -> pa.Table:
         resolution = resolve_natively(IDENTITY_INPUT, previous, issued)
     else:
         records = engine.query(f"SELECT * FROM {IDENTITY_INPUT}", target=IDENTITY_MAP)
-        state = load_resolver_state(catalog)
+        stored = load_stored_state(catalog)
+        state = stored.state if stored is not None else None
         resolution = resolve_from_lake(records, catalog, state)
         if resolution.state is not None and resolution.state is not state:
-            save_resolver_state(catalog, resolution.state)
+            save_resolver_state(catalog, resolution.state, stored)
     ensure_semantic_table(catalog, IDENTITY_MAP)
     append_merge_log(catalog, resolution.merge_log)
     return resolution.identity_map

@@ -68,10 +68,15 @@ NORMALIZED_SCHEMA = pa.schema(
 @dataclass(frozen=True)
 class ResolverState:
     """Normalised records (:data:`NORMALIZED_SCHEMA`, one row per source record, in key
-    order) and the statistics counted on exactly those rows (None: not known)."""
+    order) and the statistics counted on exactly those rows (None: not known).
+
+    ``fresh`` marks the rows normalised by the run that produced the state (None: not
+    known, e.g. a state read back from the lake), so that a store can write only those.
+    """
 
     records: pa.Table
     statistics: PopulationStatistics | None
+    fresh: npt.NDArray[np.bool_] | None = None
 
 
 def normalizer_version(default_region: str) -> str:
@@ -144,8 +149,9 @@ def normalize_with_state(
         default_region: Country for phone numbers of records without one.
 
     Returns:
-        The rows (:data:`NORMALIZED_SCHEMA`, aligned with ``records``) and a mask of the
-        records normalised in this call.
+        The rows (:data:`NORMALIZED_SCHEMA`, aligned with ``records``; a reused row keeps
+        the ``source_updated_at`` it was normalised from) and a mask of the records
+        normalised in this call.
     """
     n = records.num_rows
     version = normalizer_version(default_region)
@@ -202,10 +208,4 @@ def normalize_with_state(
     # back into record order: reused rows first, then fresh ones, each ascending
     order = np.concatenate([np.flatnonzero(reused), np.flatnonzero(fresh)])
     combined = combined.take(pa.array(np.argsort(order, kind="stable")))
-    # the stored source_updated_at is the one this run saw
-    combined = combined.set_column(
-        combined.schema.get_field_index("source_updated_at"),
-        NORMALIZED_SCHEMA.field("source_updated_at"),
-        records.column("updated_at").cast(pa.timestamp("us", tz="UTC")),
-    )
     return combined, fresh
