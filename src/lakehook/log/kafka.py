@@ -13,17 +13,23 @@ Layout:
 Durability: the producer is idempotent with ``acks=all``; :meth:`KafkaEventLog.append_sync`
 returns only when the broker acknowledged every non-duplicate record, so a 2xx still means
 durable (as durable as the topic's replication: one broker in tests, three in production).
+An append is bounded by ``delivery_timeout_seconds`` counted from the request (3 s from the
+settings, below the providers' 5 s timeout): with the broker down it fails with
+:class:`KafkaLogError` (the service answers 503 + ``Retry-After``), and the producer drops
+the records it could not deliver by then, so they are not written after that answer.
 
-Dedupe does not use the SQLite event log: a small SQLite file of its own (``log/kafka-
-dedupe.db`` under the home) keeps ``(stream, event_id) → partition, offset``. An append
+Dedupe does not use the SQLite event log: a store of its own (:mod:`lakehook.log.kafka_dedupe`:
+a SQLite file per host, ``log/kafka-dedupe.db`` under the home, or a PostgreSQL table shared
+by every ingestion host) keeps ``(topic, event_id) → partition, offset``. An append
 first *claims* its event ids there, produces, then marks them stored. Crash semantics,
 honestly: a process that dies after Kafka acknowledged a record but before marking it
 stored leaves a claim; a provider retry takes it over (at once when the claiming process
 is gone, else once the claim expires after ``claim_ttl_seconds``) and produces the event
 again, so Kafka can hold the same ``_event_id`` twice (never for a delivery that got a
-2xx: its ids were marked stored before the answer). The raw
+2xx: its ids were marked stored before the answer). Same for an append that failed after
+the broker kept some of its records (the broker died before acknowledging them). The raw
 loader reads both; staging deduplicates on ``_event_id``. Nothing acknowledged is lost.
-The dedupe file runs ``synchronous=NORMAL``: losing its last transactions to a power cut
+The SQLite file runs ``synchronous=NORMAL``: losing its last transactions to a power cut
 has the same, harmless, consequence.
 
 Reading never uses consumer groups: :meth:`KafkaEventLog.read` assigns one partition and
