@@ -7,12 +7,13 @@
 -- description: Shopify orders, one row per order id, latest state (orders/delete marks it deleted).
 
 -- =============================================================================
--- order events: full order resources, and orders/delete ({id} only)
+-- order events: full order resources, and orders/delete ({id} only); only what
+-- ranks the versions of an order, so the window never carries the payloads
 -- =============================================================================
 WITH order_events AS (
   SELECT
-    payload                                                          AS shopify_order,
-    _webhook_topic                                                   AS topic,
+    _raw_id,
+    json_extract_string(payload, '$.id')                             AS order_id,
     -- provider time: the resource's updated_at, else the delivery's trigger time
     coalesce(CAST(json_extract_string(payload, '$.updated_at') AS TIMESTAMPTZ), _occurred_at)
                                                                      AS _source_occurred_at,
@@ -27,15 +28,27 @@ WITH order_events AS (
 ),
 
 -- =============================================================================
--- latest state per order
+-- latest state per order, then its payload (raw rows are unique by _raw_id)
 -- =============================================================================
-latest AS (
+latest_event AS (
   SELECT *
   FROM order_events
   QUALIFY row_number() OVER (
-    PARTITION BY json_extract_string(shopify_order, '$.id')
+    PARTITION BY order_id
     ORDER BY _source_occurred_at DESC, _source_log_offset DESC, _source_received_at DESC
   ) = 1
+),
+
+latest AS (
+  SELECT
+    r.payload                                                        AS shopify_order,
+    r._webhook_topic                                                 AS topic,
+    e._source_occurred_at,
+    e._source_log_offset,
+    e._source_received_at
+  FROM latest_event AS e
+  JOIN raw.shopify_webhooks AS r
+    ON r._raw_id = e._raw_id
 )
 
 -- =============================================================================

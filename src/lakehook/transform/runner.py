@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -46,6 +47,7 @@ from pyiceberg.expressions import (
     LessThan,
     Or,
 )
+from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform
 
 from lakehook.errors import ConfigurationError, LakehookError
@@ -54,7 +56,8 @@ from lakehook.transform.reference import REFERENCE_TABLES
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
-    from pyiceberg.table import Table
+    from pyiceberg.manifest import DataFile
+    from pyiceberg.table import Table, Transaction
 
     from lakehook.settings import Settings
     from lakehook.transform.engine import BatchEngine
@@ -71,13 +74,23 @@ PROP_INPUTS = "lakehook.inputs"
 PROP_WATERMARKS = "lakehook.watermarks"
 PROP_ROWS_READ = "lakehook.rows-read"
 PROP_CANDIDATES = "lakehook.candidate-rows"
+#: the table's greatest ``_loaded_at`` after the commit (JSON; null when empty): what a full
+#: read of the table records as its watermark, without scanning it
+PROP_LOADED_AT_MAX = "lakehook.loaded-at-max"
 
 #: table properties of every table the runner creates (DESIGN §5)
 TABLE_PROPERTIES: dict[str, str] = {
     "format-version": "2",
     "write.format.default": "parquet",
     "write.parquet.compression-codec": "zstd",
+    # every run commits once per model: keep the metadata log (and the JSON every commit
+    # rewrites and PyIceberg deep-copies) short, and drop the metadata files it forgets
+    "write.metadata.previous-versions-max": "20",
+    "write.metadata.delete-after-commit.enabled": "true",
 }
+
+#: an append-scan delta of a raw table is kept for the run's later readers up to this size
+_MAX_SHARED_DELTA_BYTES = 512 * 1024 * 1024
 
 _TRANSFORMS: dict[str, Callable[[], Transform[Any, Any]]] = {
     "month": MonthTransform,
@@ -213,6 +226,11 @@ class BatchRunner:
         self.project = project
         #: tables loaded during this run (metadata parsed once), refreshed on our commits
         self._tables: dict[str, Table] = {}
+        #: raw rows appended between two snapshots, shared by the run's staging models
+        self._appended: dict[tuple[str, int, int], pa.Table] = {}
+        #: how many of the run's models still read each input (a shared delta is dropped
+        #: after its last reader)
+        self._readers_left: Counter[str] = Counter()
 
     # --- public ------------------------------------------------------------------------
     def run(self, request: RunRequest) -> list[ModelRun]:
@@ -225,11 +243,23 @@ class BatchRunner:
         for name, build in REFERENCE_TABLES.items():
             self.engine.register(name, build())
         results: list[ModelRun] = []
-        for model in models:
-            if request.progress is not None:
-                request.progress(model.target)
-            results.append(self.run_model(model, request))
+        self._readers_left = Counter(name for model in models for name in model.inputs)
+        try:
+            for model in models:
+                if request.progress is not None:
+                    request.progress(model.target)
+                results.append(self.run_model(model, request))
+                self._release_inputs(model)
+        finally:
+            self._appended.clear()
+            self._readers_left.clear()
         return results
+
+    def _release_inputs(self, model: Model) -> None:
+        """Forget the shared deltas no later model of the run reads."""
+        self._readers_left.subtract(model.inputs)
+        for key in [key for key in self._appended if self._readers_left[key[0]] <= 0]:
+            del self._appended[key]
 
     def run_model(self, model: Model, request: RunRequest) -> ModelRun:
         """Run one model and commit its result (unless the request is a dry run)."""
@@ -274,12 +304,13 @@ class BatchRunner:
             self._check_keys(model, result)
             candidates = result.num_rows
             scope: BooleanExpression = AlwaysTrue()
+            replaced: list[DataFile] | None = None
             merged: Table | None = None
             if delta_inputs and table is not None and model.config.strategy != "overwrite":
                 if candidates and self.engine.capabilities.native_merge:
                     merged = self._merge_natively(model, table, result, reads, mode)
                 if merged is None and candidates:
-                    result, scope = self._merge(model, table, result)
+                    result, scope, replaced = self._merge(model, table, result)
                 elif merged is None:
                     # nothing new to merge: the table's files stay as they are and the
                     # commit only records the snapshots and watermarks consumed
@@ -287,7 +318,7 @@ class BatchRunner:
             if merged is not None:
                 table = merged
             else:
-                table = self._commit(model, table, result, reads, mode, candidates, scope)
+                table = self._commit(model, table, result, reads, mode, candidates, scope, replaced)
             self._tables[model.target] = table
         finally:
             for read in reads:
@@ -356,7 +387,9 @@ class BatchRunner:
         if state is None and snapshot_id is not None:
             # a full read: the engine reads the table in place; figures come from SQL
             self.engine.register_table(name, table, snapshot_id)
-            return self._read_figures(name, snapshot_id)
+            return self._recorded_figures(name, table, snapshot_id) or self._read_figures(
+                name, snapshot_id
+            )
         data = self._read(table, name, model, state, request, snapshot_id)
         if state is not None and model.config.incremental == "affected_keys":
             data = self._affected_rows(model, name, table, snapshot_id, data)
@@ -365,6 +398,25 @@ class BatchRunner:
             watermark = state.watermarks.get(name)
         self.engine.register(name, data)
         return _InputRead(name, snapshot_id, watermark, data.num_rows)
+
+    @staticmethod
+    def _recorded_figures(name: str, table: Table, snapshot_id: int) -> _InputRead | None:
+        """Row count and watermark of a table the runner wrote, from its snapshot summary.
+
+        None when the snapshot does not record them (raw tables, tables written by another
+        writer) or when delete files make ``total-records`` an over-count.
+        """
+        snapshot = table.snapshot_by_id(snapshot_id)
+        if snapshot is None or snapshot.summary is None:
+            return None
+        props = snapshot.summary.additional_properties
+        deletes = int(props.get("total-position-deletes", 0)) + int(
+            props.get("total-equality-deletes", 0)
+        )
+        if PROP_LOADED_AT_MAX not in props or deletes:
+            return None
+        watermark = json.loads(props[PROP_LOADED_AT_MAX])
+        return _InputRead(name, snapshot_id, watermark, int(props.get("total-records", 0)))
 
     def _read_figures(self, name: str, snapshot_id: int) -> _InputRead:
         figures = self.engine.query(
@@ -406,9 +458,7 @@ class BatchRunner:
             return table.schema().as_arrow().empty_table()
         if name.startswith("raw.") and consumed is not None and _is_ancestor(table, consumed):
             # raw tables are append-only: read exactly the rows appended since last time
-            return table.incremental_append_scan(
-                from_snapshot_id_exclusive=consumed, to_snapshot_id_inclusive=snapshot_id
-            ).to_arrow()
+            return self._appended_since(table, name, consumed, snapshot_id)
         watermark = state.watermarks.get(name)
         if watermark is None:
             return table.scan(snapshot_id=snapshot_id).to_arrow()
@@ -418,6 +468,22 @@ class BatchRunner:
         since = _from_micros(watermark) - timedelta(hours=lookback)
         row_filter = GreaterThan(term=LOADED_AT, value=self._timestamp_literal(table, since))
         return table.scan(row_filter=row_filter, snapshot_id=snapshot_id).to_arrow()
+
+    def _appended_since(self, table: Table, name: str, consumed: int, snapshot_id: int) -> pa.Table:
+        """Rows appended to a raw table after ``consumed`` up to ``snapshot_id``.
+
+        Staging models read the same raw deltas (six read ``raw.shopify_webhooks``): the
+        first reader's Arrow table is kept for the run's later readers of the same range.
+        """
+        key = (name, consumed, snapshot_id)
+        data = self._appended.get(key)
+        if data is None:
+            data = table.incremental_append_scan(
+                from_snapshot_id_exclusive=consumed, to_snapshot_id_inclusive=snapshot_id
+            ).to_arrow()
+            if self._readers_left[name] > 1 and data.nbytes <= _MAX_SHARED_DELTA_BYTES:
+                self._appended[key] = data
+        return data
 
     @staticmethod
     def _timestamp_literal(table: Table, moment: datetime) -> str:
@@ -455,16 +521,17 @@ class BatchRunner:
         now = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
         if LOADED_AT in result.column_names:
             result = result.drop_columns([LOADED_AT])
-        result = result.append_column(
-            LOADED_AT, pa.array([now.as_py()] * result.num_rows, now.type)
-        )
+        result = result.append_column(LOADED_AT, pa.repeat(now, result.num_rows))
         return iceberg_compatible(result)
 
     def _check_keys(self, model: Model, result: pa.Table) -> None:
         keys = list(model.config.keys)
         if not keys or result.num_rows == 0 or model.config.incremental == "affected_keys":
             return
-        distinct = result.select(keys).group_by(keys).aggregate([]).num_rows
+        if len(keys) == 1:
+            distinct = pc.count_distinct(result.column(keys[0]), mode="all").as_py()
+        else:
+            distinct = result.select(keys).group_by(keys).aggregate([]).num_rows
         if distinct != result.num_rows:
             raise BatchError(
                 f"{model.target}: {result.num_rows - distinct} rows share their keys "
@@ -473,15 +540,26 @@ class BatchRunner:
 
     def _merge(
         self, model: Model, table: Table, candidates: pa.Table
-    ) -> tuple[pa.Table, BooleanExpression]:
+    ) -> tuple[pa.Table, BooleanExpression, list[DataFile] | None]:
         """The candidates merged into the table's rows, and the part of the table they replace.
 
         Only the partitions holding a candidate, or an existing row with a candidate's key,
-        are read and rewritten (an incremental run touches recent months, not history);
-        a table without a usable partition spec is merged whole.
+        are rewritten (an incremental run touches recent months, not history); a table
+        without a usable partition spec is merged whole. The data files of those partitions
+        are read whole and replaced by the merged rows in the same snapshot (None when
+        delete files make that impossible: then the scope is overwritten by filter).
         """
         scope = self._affected_partitions(model, table, candidates)
-        existing = table.scan(row_filter=scope).to_arrow()
+        tasks = list(table.scan(row_filter=scope).plan_files())
+        replaced: list[DataFile] | None
+        if any(task.delete_files for task in tasks):
+            existing = table.scan(row_filter=scope).to_arrow()
+            replaced = None
+        else:
+            existing = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue()).to_table(
+                tasks
+            )
+            replaced = [task.file for task in tasks]
         existing = _align(existing, _nullable(candidates.schema))
         keys = ", ".join(model.config.keys)
         self.engine.register("__target", existing)
@@ -518,7 +596,7 @@ class BatchRunner:
         finally:
             self.engine.unregister("__target")
             self.engine.unregister("__candidates")
-        return _align(iceberg_compatible(merged), _nullable(candidates.schema)), scope
+        return _align(iceberg_compatible(merged), _nullable(candidates.schema)), scope, replaced
 
     def _affected_partitions(
         self, model: Model, table: Table, candidates: pa.Table
@@ -635,16 +713,57 @@ class BatchRunner:
         mode: str,
         candidates: int,
         scope: BooleanExpression,
+        replaced: list[DataFile] | None = None,
     ) -> Table:
+        """Commit ``result`` in ONE snapshot carrying the run's summary.
+
+        ``scope`` is the part of the table ``result`` replaces (``AlwaysTrue``: all of it,
+        ``AlwaysFalse``: nothing, the rows are added); ``replaced`` names the data files
+        that hold exactly that part when the caller knows them. With known files the
+        commit is a single OVERWRITE snapshot (files out, files in); otherwise PyIceberg's
+        overwrite-by-filter (a DELETE snapshot, then an APPEND one) does it.
+        """
         if table is None:
             table = self._create_table(model, result.schema)
         else:
             table = self._evolve_schema(table, result.schema)
         data = _align(result, table.schema().as_arrow())
         properties = self._snapshot_properties(model, reads, mode, candidates)
+        known, loaded_at_max = self._loaded_at_after(table, data, scope)
+        if known:
+            properties[PROP_LOADED_AT_MAX] = json.dumps(loaded_at_max)
+        if replaced is None and scope == AlwaysTrue():
+            replaced = _live_data_files(table)
         with table.transaction() as transaction:
-            transaction.overwrite(data, overwrite_filter=scope, snapshot_properties=properties)
+            if replaced is None or scope == AlwaysFalse():
+                transaction.overwrite(data, overwrite_filter=scope, snapshot_properties=properties)
+            else:
+                _replace_files(transaction, table, replaced, data, properties)
         return table
+
+    def _loaded_at_after(
+        self, table: Table, data: pa.Table, scope: BooleanExpression
+    ) -> tuple[bool, int | None]:
+        """Whether the table's greatest ``_loaded_at`` once ``data`` replaces ``scope`` is
+        known, and its value (None for an empty table).
+
+        Exact for every commit the runner makes: a full overwrite holds only ``data``; a
+        merge keeps every key, so the rows it replaces are either rewritten unchanged or
+        replaced by newer candidates. Unknown when the previous commit did not record it.
+        """
+        written = self._max_loaded_at(data)
+        if scope == AlwaysTrue():
+            return True, written
+        snapshot = table.current_snapshot()
+        if snapshot is None:
+            return True, written
+        props = snapshot.summary.additional_properties if snapshot.summary is not None else {}
+        if PROP_LOADED_AT_MAX not in props:
+            return False, None
+        before: int | None = json.loads(props[PROP_LOADED_AT_MAX])
+        if before is None or written is None:
+            return True, written if before is None else before
+        return True, max(before, written)
 
     def _create_table(self, model: Model, schema: pa.Schema) -> Table:
         namespace = model.config.layer
@@ -709,6 +828,44 @@ def _partition_filter(
         GreaterThanOrEqual(term=column, value=_literal(start, field_type)),
         LessThan(term=column, value=_literal(end, field_type)),
     )
+
+
+def _live_data_files(table: Table) -> list[DataFile] | None:
+    """Every data file of the table's current snapshot; None when delete files apply."""
+    if table.current_snapshot() is None:
+        return []
+    tasks = list(table.scan().plan_files())
+    if any(task.delete_files for task in tasks):
+        return None
+    return [task.file for task in tasks]
+
+
+def _replace_files(
+    transaction: Transaction,
+    table: Table,
+    replaced: Sequence[DataFile],
+    data: pa.Table,
+    properties: dict[str, str],
+) -> None:
+    """One snapshot that removes ``replaced`` and adds ``data``'s files.
+
+    PyIceberg's ``overwrite(df, overwrite_filter)`` makes two snapshots (DELETE, then
+    APPEND) and evaluates the filter against every manifest; the runner already knows
+    which files it rewrites, so it commits them as one OVERWRITE (an APPEND on a table
+    without snapshots). PyIceberg checks that every replaced file is still live.
+    """
+    update = transaction.update_snapshot(snapshot_properties=properties)
+    with update.overwrite() as overwrite:
+        for data_file in replaced:
+            overwrite.delete_data_file(data_file)
+        if data.num_rows:
+            for data_file in _dataframe_to_data_files(
+                table_metadata=transaction.table_metadata,
+                write_uuid=overwrite.commit_uuid,
+                df=data,
+                io=table.io,
+            ):
+                overwrite.append_data_file(data_file)
 
 
 def _nullable(schema: pa.Schema) -> pa.Schema:
