@@ -503,6 +503,8 @@ def resolve_identities(
                 ),
                 match_threshold=match_threshold,
                 statistics=statistics,
+                # an incremental run's queries are small: one thread wastes less
+                threads=1 if incremental else None,
             )
             del normalized  # DuckDB holds its own copy
             timings["calibrate_s"] = time.perf_counter() - tick

@@ -402,6 +402,8 @@ class Matcher:
             runs); term frequencies and the prior are still measured on ``records``.
             Without it (and without ``calibration``) ``u`` is measured on
             ``u_sample_pairs`` random pairs drawn with ``seed``.
+        threads: DuckDB threads (default: one per core). One is faster for the small
+            queries of an incremental run; results do not depend on it.
     """
 
     def __init__(
@@ -415,6 +417,7 @@ class Matcher:
         connection: duckdb.DuckDBPyConnection | None = None,
         calibration: Calibration | None = None,
         statistics: PopulationStatistics | None = None,
+        threads: int | None = None,
     ) -> None:
         self.db = connection or duckdb.connect(
             config={
@@ -422,6 +425,7 @@ class Matcher:
                 "memory_limit": memory_limit,
                 "temp_directory": str(Path(tempfile.gettempdir()) / "lakehook-resolve-spill"),
                 "preserve_insertion_order": False,
+                **({"threads": threads} if threads else {}),
             }
         )
         self.n = records.num_rows if calibration is None else calibration.records

@@ -100,7 +100,7 @@ def input_fingerprints(records: pa.Table) -> pa.Array:
         )
         for name in FINGERPRINT_FIELDS
     }
-    db = duckdb.connect()
+    db = duckdb.connect(config={"threads": 1})
     try:
         db.register("fields_arrow", pa.table(fields))
         table = db.sql(
@@ -189,23 +189,29 @@ def normalize_with_state(
         cached_pos = np.asarray(hits.column("_cached").to_numpy(), dtype=np.int64)[order]
         reused[pos] = True
     fresh = ~reused
-    parts: list[pa.Table] = []
+    in_order = previous is not None and previous.num_rows == n and reused.all()
+    if in_order and np.array_equal(cached_pos, np.arange(n, dtype=np.int64)):
+        # nothing to normalise and the kept rows are in the records' order already
+        assert previous is not None
+        return previous.select(NORMALIZED_SCHEMA.names).cast(NORMALIZED_SCHEMA), fresh
+    # one take over [kept rows | fresh rows]: record i reads its kept row or its fresh one
+    source: list[pa.Table] = []
+    index = np.zeros(n, dtype=np.int64)
+    offset = 0
     if reused.any():
         assert previous is not None
-        cached = previous.select(NORMALIZED_SCHEMA.names).take(pa.array(cached_pos))
-        parts.append(cached.cast(NORMALIZED_SCHEMA))
+        source.append(previous.select(NORMALIZED_SCHEMA.names).cast(NORMALIZED_SCHEMA))
+        index[reused] = cached_pos
+        offset = previous.num_rows
     if fresh.any():
         todo = records.filter(pa.array(fresh))
         normalized = normalize_records(todo, default_region=default_region)
         ranks = sample_ranks(todo.column("source_system"), todo.column("source_id"))
-        rows = _as_state_rows(
-            todo, normalized, fingerprints.filter(pa.array(fresh)), version, ranks
+        source.append(
+            _as_state_rows(todo, normalized, fingerprints.filter(pa.array(fresh)), version, ranks)
         )
-        parts.append(rows)
-    if not parts:
+        index[fresh] = offset + np.arange(int(fresh.sum()), dtype=np.int64)
+    if not source:
         return NORMALIZED_SCHEMA.empty_table(), fresh
-    combined = pa.concat_tables(parts)
-    # back into record order: reused rows first, then fresh ones, each ascending
-    order = np.concatenate([np.flatnonzero(reused), np.flatnonzero(fresh)])
-    combined = combined.take(pa.array(np.argsort(order, kind="stable")))
+    combined = pa.concat_tables(source).take(pa.array(index)).combine_chunks()
     return combined, fresh
