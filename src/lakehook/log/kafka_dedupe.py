@@ -24,18 +24,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import socket
 import sqlite3
 import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    import psycopg2.extensions
+from typing import Any, Literal
 
 #: a dedupe key: (topic, event_id)
 Key = tuple[str, str]
@@ -232,24 +231,25 @@ CREATE TABLE IF NOT EXISTS {POSTGRES_TABLE} (
 CREATE INDEX IF NOT EXISTS {POSTGRES_TABLE}_seen ON {POSTGRES_TABLE} (seen_at_us);
 """
 
-# One statement claims every key of an append. A key is taken when it is new, stored before
-# the window, claimed longer than the TTL ago, claimed by a holder this host knows is dead,
-# or already ours. The outer SELECT reads the statement's snapshot: for a key not taken it
-# shows who has it (a row committed by a concurrent append after the snapshot shows as NULL
-# and is reported busy: the caller asks again).
+# One statement claims every key of a group of appends (each row carries its append's
+# token). A key is taken when it is new, stored before the window, claimed longer than the
+# TTL ago, claimed by a holder this host knows is dead, or already this append's. The outer
+# SELECT reads the statement's snapshot: for a key not taken it shows who has it (a row
+# committed by a concurrent append after the snapshot shows as NULL and is reported busy:
+# the caller asks again).
 _PG_CLAIM = f"""
-WITH wanted (topic, event_id) AS (
-  SELECT * FROM unnest(%(topics)s::text[], %(event_ids)s::text[])
+WITH wanted (topic, event_id, token) AS (
+  SELECT * FROM unnest(%(topics)s::text[], %(event_ids)s::text[], %(tokens)s::text[])
 ),
 taken AS (
   INSERT INTO {POSTGRES_TABLE} AS d (topic, event_id, state, claim, seen_at_us)
-  SELECT topic, event_id, 'claimed', %(token)s, %(now)s FROM wanted ORDER BY topic, event_id
+  SELECT topic, event_id, 'claimed', token, %(now)s FROM wanted ORDER BY topic, event_id
   ON CONFLICT (topic, event_id) DO UPDATE
   SET state = 'claimed', claim = excluded.claim, seen_at_us = excluded.seen_at_us,
       kpartition = NULL, koffset = NULL
   WHERE (d.state = 'stored' AND d.seen_at_us < %(window_cutoff)s)
-     OR (d.state = 'claimed' AND (d.seen_at_us < %(claim_cutoff)s
-                                  OR d.claim = %(token)s OR d.claim = ANY(%(dead)s::text[])))
+     OR (d.state = 'claimed' AND (d.seen_at_us < %(claim_cutoff)s OR d.claim = excluded.claim
+                                  OR d.claim = ANY(%(dead)s::text[])))
   RETURNING d.topic, d.event_id
 )
 SELECT w.topic, w.event_id, t.event_id IS NOT NULL, d.state, d.claim, d.kpartition, d.koffset
@@ -262,14 +262,15 @@ _PG_MARK = f"""
 UPDATE {POSTGRES_TABLE} AS d
 SET state = 'stored', claim = NULL, seen_at_us = %(now)s, kpartition = s.p, koffset = s.o
 FROM unnest(%(topics)s::text[], %(event_ids)s::text[], %(partitions)s::int[],
-            %(offsets)s::bigint[]) AS s (topic, event_id, p, o)
-WHERE d.topic = s.topic AND d.event_id = s.event_id AND d.claim = %(token)s
+            %(offsets)s::bigint[], %(tokens)s::text[]) AS s (topic, event_id, p, o, token)
+WHERE d.topic = s.topic AND d.event_id = s.event_id AND d.claim = s.token
 """
 
 _PG_RELEASE = f"""
 DELETE FROM {POSTGRES_TABLE} AS d
-USING unnest(%(topics)s::text[], %(event_ids)s::text[]) AS s (topic, event_id)
-WHERE d.topic = s.topic AND d.event_id = s.event_id AND d.claim = %(token)s
+USING unnest(%(topics)s::text[], %(event_ids)s::text[], %(tokens)s::text[])
+      AS s (topic, event_id, token)
+WHERE d.topic = s.topic AND d.event_id = s.event_id AND d.claim = s.token
 """
 
 
@@ -281,118 +282,235 @@ def libpq_dsn(url: str) -> str:
     return f"postgresql://{rest}"
 
 
+@dataclass(eq=False)
+class _Request:
+    """One append's claim, mark or release, waiting for the next group round trip."""
+
+    kind: Literal["claim", "mark", "release"]
+    token: str
+    keys: Sequence[Key] = ()
+    stored: Sequence[Stored] = ()
+    done: threading.Event = field(default_factory=threading.Event)
+    claims: dict[Key, ClaimState] = field(default_factory=dict)
+    error: BaseException | None = None
+
+
 class PostgresDedupeStore(DedupeStore):
     """The dedupe store in a PostgreSQL table shared by every ingestion host.
 
-    Each claim, mark and release is one statement in autocommit, whatever the number of
-    keys: one round trip per append batch. Connections come from a small pool, so appends
-    of one host run their round trips side by side.
+    Group commit: one writer thread per store takes every request queued while its last
+    round trip ran, and sends them together, one statement per kind (releases, marks, then
+    claims), in autocommit. So concurrent appends of single-event webhooks (Stripe, Shopify)
+    share a round trip, and a HubSpot batch of 100 events is one row set, not 100 statements.
     """
 
-    def __init__(self, url: str, window_us: int, claim_ttl_us: int, *, pool_size: int = 8) -> None:
-        import psycopg2
-        import psycopg2.errors
-        import psycopg2.pool
-
+    def __init__(
+        self,
+        url: str,
+        window_us: int,
+        claim_ttl_us: int,
+        *,
+        connect_timeout_seconds: float = 3.0,
+        statement_timeout_seconds: float = 5.0,
+    ) -> None:
         super().__init__(window_us, claim_ttl_us)
-        self._errors: tuple[type[BaseException], ...] = (psycopg2.Error,)
-        self._pool = psycopg2.pool.ThreadedConnectionPool(
-            1, pool_size, libpq_dsn(url), connect_timeout=10
-        )
-        self._slots = threading.BoundedSemaphore(pool_size)
+        self._dsn = libpq_dsn(url)
+        self._connect_timeout_s = max(1, round(connect_timeout_seconds))
+        self._statement_timeout_ms = int(statement_timeout_seconds * 1000)
+        self._conn: Any = None
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._last_purge = 0.0
-        with self._connection() as conn, conn.cursor() as cur:
-            # concurrent first starts of two hosts: the loser of the race sees a duplicate
-            # type or relation; the table exists either way
-            race = (psycopg2.errors.UniqueViolation, psycopg2.errors.DuplicateTable)
-            with contextlib.suppress(*race):
-                cur.execute(_PG_SCHEMA)
+        self._closed = False
+        # concurrent first starts of two hosts: the loser of the race sees a duplicate type
+        # or relation; the table exists either way
+        import psycopg2.errors
 
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[psycopg2.extensions.connection]:
-        with self._slots:
-            conn = self._pool.getconn()
-            broken = False
-            try:
-                conn.autocommit = True
-                yield conn
-            except self._errors:
-                broken = bool(conn.closed)
-                raise
-            finally:
-                self._pool.putconn(conn, close=broken)
+        race = (psycopg2.errors.UniqueViolation, psycopg2.errors.DuplicateTable)
+        with contextlib.suppress(*race), self._connection().cursor() as cur:
+            cur.execute(_PG_SCHEMA)
+        self._writer = threading.Thread(target=self._run, name="kafka-dedupe-pg", daemon=True)
+        self._writer.start()
+
+    def _connection(self) -> Any:
+        """The writer's connection, (re)opened when missing or broken."""
+        import psycopg2
+
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg2.connect(
+                self._dsn,
+                connect_timeout=self._connect_timeout_s,
+                options=f"-c statement_timeout={self._statement_timeout_ms}",
+                application_name="lakehook-kafka-dedupe",
+            )
+            self._conn.autocommit = True
+        return self._conn
+
+    # --- the append side: queue a request, wait for its group ---------------------------
+
+    def _submit(self, request: _Request) -> _Request:
+        if self._closed:
+            raise RuntimeError("dedupe store is closed")
+        self._queue.put(request)
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request
 
     def claim(self, keys: Sequence[Key], token: str) -> dict[Key, ClaimState]:
-        import psycopg2.errors
-
-        now = _now_us()
-        window_cutoff = now - self.window_us
-        claim_cutoff = now - self.claim_ttl_us
-        params: dict[str, object] = {
-            "topics": [k[0] for k in keys],
-            "event_ids": [k[1] for k in keys],
-            "token": token,
-            "now": now,
-            "window_cutoff": window_cutoff,
-            "claim_cutoff": claim_cutoff,
-            "dead": [],
-        }
-        result: dict[Key, ClaimState] = {}
-        with self._connection() as conn, conn.cursor() as cur:
-            for _ in range(2):  # a second round only to take over claims of dead processes
-                try:
-                    cur.execute(_PG_CLAIM, params)
-                except psycopg2.errors.DeadlockDetected:
-                    return {k: ("busy", None, None) for k in keys}
-                dead: list[str] = []
-                for topic, event_id, taken, state, holder, partition, offset in cur.fetchall():
-                    key = (topic, event_id)
-                    if taken:
-                        result[key] = ("claimed", None, None)
-                    elif state == "stored":
-                        result[key] = ("stored", partition, offset)
-                    else:
-                        result[key] = ("busy", None, None)
-                        if state == "claimed" and not holder_alive(holder):
-                            dead.append(holder)
-                if not dead:
-                    break
-                params["dead"] = dead
-            if time.monotonic() - self._last_purge > _PURGE_EVERY_S:
-                self._last_purge = time.monotonic()
-                cur.execute(
-                    f"DELETE FROM {POSTGRES_TABLE} WHERE seen_at_us < %s",
-                    (min(window_cutoff, claim_cutoff),),
-                )
-        return result
+        return self._submit(_Request("claim", token, keys=keys)).claims
 
     def mark_stored(self, stored: Sequence[Stored], token: str) -> None:
-        if not stored:
-            return
-        with self._connection() as conn, conn.cursor() as cur:
-            cur.execute(
-                _PG_MARK,
-                {
-                    "topics": [s[0] for s in stored],
-                    "event_ids": [s[1] for s in stored],
-                    "partitions": [s[2] for s in stored],
-                    "offsets": [s[3] for s in stored],
-                    "token": token,
-                    "now": _now_us(),
-                },
-            )
+        if stored:
+            self._submit(_Request("mark", token, stored=stored))
 
     def release(self, keys: Sequence[Key], token: str) -> None:
-        if not keys:
-            return
-        with self._connection() as conn, conn.cursor() as cur:
-            cur.execute(
-                _PG_RELEASE,
-                {"topics": [k[0] for k in keys], "event_ids": [k[1] for k in keys], "token": token},
-            )
+        if keys:
+            self._submit(_Request("release", token, keys=keys))
 
     def close(self) -> None:
-        self._pool.closeall()
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join(timeout=10)
+        if self._conn is not None:
+            self._conn.close()
+
+    # --- the writer: one round trip per kind for everything queued -----------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            group = [first]
+            while True:
+                try:
+                    group.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            requests = [r for r in group if r is not None]
+            if requests:
+                try:
+                    self._serve(requests)
+                finally:
+                    for r in requests:  # never leave an append waiting
+                        if not r.done.is_set():
+                            r.error = r.error or RuntimeError("dedupe store writer failed")
+                            r.done.set()
+            if None in group:
+                return
+
+    def _serve(self, requests: list[_Request]) -> None:
+        """Run releases, marks, then claims of a group; a failure fails only its kind."""
+        import psycopg2
+        import psycopg2.errors
+
+        steps = {"release": self._release, "mark": self._mark, "claim": self._claim}
+        for kind, step in steps.items():
+            group = [r for r in requests if r.kind == kind]
+            if not group:
+                continue
+            for attempt in range(2):
+                try:
+                    with self._connection().cursor() as cur:
+                        step(cur, group)
+                    break
+                except psycopg2.errors.DeadlockDetected as exc:
+                    # two hosts locking the same keys in another order: PostgreSQL aborted
+                    # this statement, nothing of it was written; once more, then give up
+                    if attempt:
+                        self._fail(group, exc)
+                except BaseException as exc:
+                    if isinstance(exc, psycopg2.Error) and self._conn is not None:
+                        with contextlib.suppress(psycopg2.Error):
+                            self._conn.close()  # reopened for the next group
+                    self._fail(group, exc)
+                    break
+            for r in group:
+                r.done.set()
+        with contextlib.suppress(psycopg2.Error), self._connection().cursor() as cur:
+            self._maybe_purge(cur)
+
+    @staticmethod
+    def _fail(group: list[_Request], exc: BaseException) -> None:
+        for r in group:
+            r.claims.clear()
+            r.error = exc
+
+    @staticmethod
+    def _release(cur: Any, requests: list[_Request]) -> None:
+        rows = [(k, r.token) for r in requests for k in r.keys]
+        cur.execute(
+            _PG_RELEASE,
+            {
+                "topics": [k[0] for k, _ in rows],
+                "event_ids": [k[1] for k, _ in rows],
+                "tokens": [t for _, t in rows],
+            },
+        )
+
+    @staticmethod
+    def _mark(cur: Any, requests: list[_Request]) -> None:
+        rows = [(s, r.token) for r in requests for s in r.stored]
+        cur.execute(
+            _PG_MARK,
+            {
+                "topics": [s[0] for s, _ in rows],
+                "event_ids": [s[1] for s, _ in rows],
+                "partitions": [s[2] for s, _ in rows],
+                "offsets": [s[3] for s, _ in rows],
+                "tokens": [t for _, t in rows],
+                "now": _now_us(),
+            },
+        )
+
+    def _claim(self, cur: Any, requests: list[_Request]) -> None:
+        # a key wanted by two appends of the group goes to the first; the other sees it busy
+        owner: dict[Key, _Request] = {}
+        for r in requests:
+            for key in r.keys:
+                if key in owner:
+                    r.claims[key] = ("busy", None, None)
+                else:
+                    owner[key] = r
+        now = _now_us()
+        dead: list[str] = []
+        pending = list(owner)
+        for _ in range(2):  # a second round only to take over claims of dead processes
+            cur.execute(
+                _PG_CLAIM,
+                {
+                    "topics": [k[0] for k in pending],
+                    "event_ids": [k[1] for k in pending],
+                    "tokens": [owner[k].token for k in pending],
+                    "now": now,
+                    "window_cutoff": now - self.window_us,
+                    "claim_cutoff": now - self.claim_ttl_us,
+                    "dead": dead,
+                },
+            )
+            retry: list[Key] = []
+            dead = []
+            for topic, event_id, taken, state, holder, partition, offset in cur.fetchall():
+                key = (topic, event_id)
+                claims = owner[key].claims
+                if taken:
+                    claims[key] = ("claimed", None, None)
+                elif state == "stored":
+                    claims[key] = ("stored", partition, offset)
+                else:
+                    claims[key] = ("busy", None, None)
+                    if state == "claimed" and not holder_alive(holder):
+                        retry.append(key)
+                        dead.append(holder)
+            if not retry:
+                break
+            pending = retry
+
+    def _maybe_purge(self, cur: Any) -> None:
+        if time.monotonic() - self._last_purge > _PURGE_EVERY_S:
+            self._last_purge = time.monotonic()
+            cutoff = _now_us() - max(self.window_us, self.claim_ttl_us)
+            cur.execute(f"DELETE FROM {POSTGRES_TABLE} WHERE seen_at_us < %s", (cutoff,))
 
 
 def open_dedupe_store(target: Path | str, window_us: int, claim_ttl_us: int) -> DedupeStore:
