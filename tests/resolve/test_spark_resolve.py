@@ -2,24 +2,26 @@
 
 A small simulated population is resolved by both (the first run on nine tenths of it,
 then an incremental run on all of it); the maps and merge logs must be equal row for
-row, and the incremental run must keep the ids of the clusters nothing touched. The
-population statistics are compared on their own with a u sample smaller than the
-population's pairs, the path large inputs take.
+row, the scored edges must carry the same levels, weights and decisions to the last bit
+(so the population statistics are equal), and the incremental run must keep the ids of
+the clusters nothing touched. The population is larger than the u sample, so both
+engines choose the sampled records by the same hash rank.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pytest
 
 from lakehook.resolve.core import resolve_identities
-from lakehook.resolve.matching import POPULATION_COLUMNS, Matcher
-from lakehook.resolve.normalize import normalize_records
-from lakehook.resolve.spark import SparkMatching, resolve_identities_on_spark
+from lakehook.resolve.matching import RULE_NONE, ScoredPairs
+from lakehook.resolve.spark import resolve_identities_on_spark
+from lakehook.resolve.statistics import sample_step
 from tests.resolve.test_resolve import T0, _simulated, ids, partition
 
 if TYPE_CHECKING:
@@ -28,7 +30,10 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="module")
 def population() -> pa.Table:
-    return _simulated(250)
+    # more records than the u sample holds: both engines sample by the same hash rank
+    records = _simulated(800)
+    assert sample_step(records.num_rows) >= 1
+    return records
 
 
 def _frame(spark: SparkSession, records: pa.Table) -> DataFrame:
@@ -37,6 +42,21 @@ def _frame(spark: SparkSession, records: pa.Table) -> DataFrame:
 
 def _rows(table: pa.Table) -> list[dict[str, object]]:
     return sorted(table.to_pylist(), key=lambda r: (str(r["source_system"]), str(r["source_id"])))
+
+
+def _edges(pairs: ScoredPairs) -> list[tuple[object, ...]]:
+    """The pairs clustering uses (a rule or a cannot-link), with all they carry, sorted."""
+    keep = (pairs.rule != RULE_NONE) | pairs.cannot_link
+    columns: list[npt.NDArray[Any]] = [
+        pairs.left,
+        pairs.right,
+        pairs.rule,
+        pairs.cannot_link,
+        pairs.weight,
+        pairs.probability,
+        *(pairs.levels[name] for name in sorted(pairs.levels)),
+    ]
+    return sorted(zip(*(c[keep].tolist() for c in columns), strict=True))
 
 
 def test_spark_resolves_like_duckdb_and_keeps_ids_incrementally(
@@ -49,10 +69,15 @@ def test_spark_resolves_like_duckdb_and_keeps_ids_incrementally(
     # rows in another order than the resolver's: Spark must not depend on it
     shuffled = first_records.take(pa.array(np.random.default_rng(1).permutation(n - late.sum())))
 
-    on_duckdb = resolve_identities(first_records, mode="full", resolved_at=T0, run_id="r1")
-    on_spark = resolve_identities_on_spark(
-        _frame(spark_session, shuffled), mode="full", resolved_at=T0, run_id="r1"
+    on_duckdb = resolve_identities(
+        first_records, mode="full", resolved_at=T0, run_id="r1", keep_pairs=True
     )
+    on_spark = resolve_identities_on_spark(
+        _frame(spark_session, shuffled), mode="full", resolved_at=T0, run_id="r1", keep_pairs=True
+    )
+    # the same evidence, weights and decisions, to the last bit (statistics included)
+    assert on_duckdb.scored_pairs is not None and on_spark.scored_pairs is not None
+    assert _edges(on_spark.scored_pairs) == _edges(on_duckdb.scored_pairs)
     assert on_spark.identity_map.num_rows == n - late.sum()
     assert len(partition(on_duckdb.identity_map)) < on_duckdb.identity_map.num_rows
     assert _rows(on_spark.identity_map) == _rows(on_duckdb.identity_map)
@@ -73,32 +98,3 @@ def test_spark_resolves_like_duckdb_and_keeps_ids_incrementally(
     touched = {after[key] for key in set(after) - set(before)}
     kept = [key for key in before if after[key] not in touched]
     assert kept and all(after[key] == before[key] for key in kept)
-
-
-def test_population_statistics_on_spark_equal_the_matchers(
-    spark_session: SparkSession, population: pa.Table
-) -> None:
-    records = population.slice(0, 300)
-    sample = 5_000  # fewer than the 44,850 pairs: the seeded random sample is drawn
-    matching = SparkMatching(_frame(spark_session, records), u_sample_pairs=sample)
-    try:
-        keys = matching.record_keys()
-        normalized = normalize_records(
-            records.sort_by([("source_system", "ascending"), ("source_id", "ascending")])
-        )
-        normalized = normalized.append_column("rid", pa.array(np.arange(300, dtype=np.int64)))
-        matcher = Matcher(normalized, u_sample_pairs=sample)
-        try:
-            everything = np.ones(300, dtype=bool)
-            matching(keys, everything, np.full(300, None, dtype=object), False, {})
-            assert matching.calibration == matcher.calibration()
-            on_spark = matching._require_scoring().toArrow().sort_by("rid")
-            on_duckdb = matcher.db.sql(
-                f"SELECT rid, {', '.join(POPULATION_COLUMNS)} FROM recs ORDER BY rid"
-            ).to_arrow_table()
-        finally:
-            matcher.close()
-    finally:
-        matching.close()
-    for name in POPULATION_COLUMNS:
-        assert on_spark.column(name).to_pylist() == on_duckdb.column(name).to_pylist(), name

@@ -50,16 +50,13 @@ from lakehook.resolve.matching import (
     Matcher,
     ScoredPairs,
     log2_prior_odds,
-    sample_u_pairs,
-    u_from_level_counts,
 )
 from lakehook.resolve.normalize import RECORD_COLUMNS
+from lakehook.resolve.statistics import PopulationStatistics, sample_step, sample_threshold
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-#: the Matcher's own defaults (u sample size and seed): both engines draw the same pairs
-_MATCHER_DEFAULTS: dict[str, Any] = dict(Matcher.__init__.__kwdefaults__ or {})
 _TIMESTAMPS = frozenset({"created_at", "updated_at"})
 #: key columns the driver receives, one row per record in rid order
 KEY_COLUMNS: tuple[str, ...] = ("source_system", "source_id", "created_at", "updated_at")
@@ -129,8 +126,6 @@ class SparkMatching:
         records: The source customer records.
         match_threshold: Posterior probability from which a pair is a match.
         default_region: Country for phone numbers of records without one.
-        u_sample_pairs: Random pairs ``u`` is measured on (the Matcher's default).
-        seed: Seed of that sample (the Matcher's default).
     """
 
     def __init__(
@@ -139,14 +134,10 @@ class SparkMatching:
         *,
         match_threshold: float = 0.95,
         default_region: str = "US",
-        u_sample_pairs: int = _MATCHER_DEFAULTS["u_sample_pairs"],
-        seed: int = _MATCHER_DEFAULTS["seed"],
     ) -> None:
         self.spark: SparkSession = records.sparkSession
         self.match_threshold = match_threshold
         self.default_region = default_region
-        self.u_sample_pairs = u_sample_pairs
-        self.seed = seed
         self._cached: list[DataFrame] = []
         self.prepared = self._numbered(_prepared(records))
         self.n = 0
@@ -214,17 +205,12 @@ class SparkMatching:
         self.calibration = self._calibrate()
         timings["calibrate_s"] = time.perf_counter() - tick
         tick = time.perf_counter()
-        n = table.num_rows
         if incremental:
-            affected = self._affected(changed, prev_ids)
-            pairs = self._pairs_among(np.flatnonzero(affected).astype(np.int64))
+            affected, scored = self._match_changed(changed, prev_ids)
         else:
-            affected = np.ones(n, dtype=bool)
-            pairs = self._candidate_pairs()
-        timings["block_s"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        scored = self._score(pairs)
-        timings["score_s"] = time.perf_counter() - tick
+            affected = np.ones(table.num_rows, dtype=bool)
+            scored = self._score(self._candidate_pairs())
+        timings["block_and_score_s"] = time.perf_counter() - tick
         return affected, scored
 
     def _check_order(self, table: pa.Table) -> None:
@@ -272,7 +258,15 @@ class SparkMatching:
         self._scoring = self._keep(scoring)
 
     def _calibrate(self) -> Calibration:
-        """The population statistics, measured exactly as the Matcher measures them."""
+        """The population statistics, exactly as the DuckDB path measures them.
+
+        The prior comes from the pairs sharing an ``email_key`` (a Spark aggregate); ``u``
+        from the level counts of every pair of *sampled* records: those whose sample rank
+        (SHA-256 of the source key, :func:`~lakehook.resolve.statistics.sample_rank`) is
+        below the threshold of the population's step. Spark selects them; the sample is
+        bounded (about :data:`~lakehook.resolve.statistics.U_SAMPLE_RECORDS` records
+        whatever the population), so its pairs are counted on the driver, in DuckDB.
+        """
         from pyspark.sql import functions as sf
 
         scoring = self._require_scoring()
@@ -285,24 +279,38 @@ class SparkMatching:
             .first()
         )
         prior = log2_prior_odds(float(row[0]) if row else 0.0, n)
-        if n < 2:
-            return Calibration(records=n, u=u_from_level_counts(None, n), log2_prior=prior)
-        sample = sample_u_pairs(n, self.u_sample_pairs, self.seed)
-        if sample is None:
-            ids = scoring.select("rid")
-            pairs = ids.alias("a").crossJoin(ids.alias("b")).where("a.rid < b.rid")
-            pairs = pairs.selectExpr("a.rid AS l", "b.rid AS r")
-        else:
-            pairs = self.spark.createDataFrame(pa.table({"l": sample[0], "r": sample[1]}))
-        counted = self._with_records(pairs).mapInArrow(
-            _level_counter(n), "comparison string, level int, pairs double"
+        step = sample_step(n)
+        rank = sf.conv(
+            sf.substring(sf.sha2(sf.concat_ws(":", "source_system", "source_id"), 256), 1, 8),
+            16,
+            10,
+        ).cast("long")
+        chosen = self.prepared.where(rank < sf.lit(sample_threshold(step))).select("rid")
+        sample = scoring.join(chosen, "rid", "left_semi").toArrow()
+        size = sample.num_rows
+        counts: dict[str, dict[int, int]] = {c.name: {} for c in COMPARISONS}
+        if size >= 2:
+            sample = sample.set_column(
+                sample.schema.get_field_index("rid"),
+                "rid",
+                pa.array(np.arange(size, dtype=np.int64)),
+            )
+            left, right = np.triu_indices(size, k=1)
+            matcher = Matcher(sample, calibration=Calibration(records=n, u={}, log2_prior=0.0))
+            try:
+                pairs = pa.table({"l": left.astype(np.int64), "r": right.astype(np.int64)})
+                for name, levels in matcher.level_counts(pairs).items():
+                    counts[name] = {level: int(total) for level, total in levels.items()}
+            finally:
+                matcher.close()
+        statistics = PopulationStatistics(
+            records=n,
+            step=step,
+            sample_records=size,
+            sample_pairs=size * (size - 1) // 2,
+            level_counts=counts,
         )
-        counts: dict[str, dict[int, float]] = {c.name: {} for c in COMPARISONS}
-        for name, level, total in (
-            counted.groupBy("comparison", "level").agg(sf.sum("pairs")).collect()
-        ):
-            counts[name][int(level)] = float(total)
-        return Calibration(records=n, u=u_from_level_counts(counts, n), log2_prior=prior)
+        return Calibration(records=n, u=statistics.u_probabilities(), log2_prior=prior)
 
     # ------------------------------------------------------------------ blocking
     def _blocking_keys(self) -> DataFrame:
@@ -346,35 +354,41 @@ class SparkMatching:
             .distinct()
         )
 
-    def _rids(self, rids: npt.NDArray[np.int64]) -> DataFrame:
+    def _rids(self, rids: npt.NDArray[Any]) -> DataFrame:
         return self.spark.createDataFrame(pa.table({"rid": pa.array(rids, pa.int64())}))
 
-    def _affected(
+    def _match_changed(
         self, changed: npt.NDArray[np.bool_], prev_ids: npt.NDArray[Any]
-    ) -> npt.NDArray[np.bool_]:
-        """Changed records, their candidates, and every record of the clusters they touch.
+    ) -> tuple[npt.NDArray[np.bool_], ScoredPairs]:
+        """Incremental matching, as :func:`lakehook.resolve.core._match_changed` decides it.
 
-        The same set as :func:`lakehook.resolve.core._affected`; only the rids of the
-        changed records' candidates come back from Spark.
+        The changed records are blocked against every record and scored on Spark; the
+        records they match join them, with every record of the previous clusters those
+        belong to; the pairs among the joined unchanged records are scored last. Only the
+        edges (a rule or a cannot-link) come back.
         """
-        focus = np.flatnonzero(changed).astype(np.int64)
+        focus = self._score(self._candidate_pairs(self._rids(np.flatnonzero(changed))))
+        matched = focus.rule != RULE_NONE
         affected = changed.copy()
-        if focus.size:
-            pairs = self._candidate_pairs(self._rids(focus))
-            ends = pairs.selectExpr("l AS rid").union(pairs.selectExpr("r AS rid")).distinct()
-            rids = ends.toArrow().column("rid").to_numpy()
-            affected[np.asarray(rids, dtype=np.int64)] = True
-        touched = {i for i in prev_ids[affected] if i is not None}
-        if touched:
-            affected |= np.array([i in touched for i in prev_ids], dtype=bool)
-        return affected
+        affected[focus.left[matched]] = True
+        affected[focus.right[matched]] = True
+        affected = _with_touched_clusters(affected, prev_ids)
+        scored = _kept(focus, affected[focus.left] & affected[focus.right])
+        calm = np.flatnonzero(affected & ~changed)
+        if calm.size > 1:
+            scored = _joined(scored, self._score(self._pairs_within(calm)))
+        return affected, scored
 
-    def _pairs_among(self, rids: npt.NDArray[np.int64]) -> DataFrame:
+    def _pairs_within(self, rids: npt.NDArray[np.int64]) -> DataFrame:
         """Candidate pairs whose two records are both among ``rids``."""
         chosen = self._rids(rids)
-        pairs = self._candidate_pairs(chosen)
-        return pairs.join(chosen.withColumnRenamed("rid", "l"), "l", "left_semi").join(
-            chosen.withColumnRenamed("rid", "r"), "r", "left_semi"
+        kept = self._blocking_keys().join(chosen, "rid", "left_semi")
+        return (
+            kept.alias("a")
+            .join(kept.alias("b"), ["kind", "k"])
+            .where("a.rid < b.rid")
+            .selectExpr("a.rid AS l", "b.rid AS r")
+            .distinct()
         )
 
     # ------------------------------------------------------------------ scoring
@@ -484,6 +498,45 @@ def _normalizer(
     return normalize
 
 
+def _with_touched_clusters(
+    affected: npt.NDArray[np.bool_], prev_ids: npt.NDArray[Any]
+) -> npt.NDArray[np.bool_]:
+    """``affected`` plus every record of the previous clusters it touches."""
+    touched = {i for i in prev_ids[affected].tolist() if i is not None}
+    if not touched:
+        return affected
+    result: npt.NDArray[np.bool_] = affected | np.array(
+        [i in touched for i in prev_ids.tolist()], dtype=bool
+    )
+    return result
+
+
+def _kept(pairs: ScoredPairs, mask: npt.NDArray[np.bool_]) -> ScoredPairs:
+    return ScoredPairs(
+        left=pairs.left[mask],
+        right=pairs.right[mask],
+        levels={k: v[mask] for k, v in pairs.levels.items()},
+        weight=pairs.weight[mask],
+        probability=pairs.probability[mask],
+        rule=pairs.rule[mask],
+        cannot_link=pairs.cannot_link[mask],
+        stats=pairs.stats,
+    )
+
+
+def _joined(a: ScoredPairs, b: ScoredPairs) -> ScoredPairs:
+    return ScoredPairs(
+        left=np.concatenate([a.left, b.left]),
+        right=np.concatenate([a.right, b.right]),
+        levels={k: np.concatenate([v, b.levels[k]]) for k, v in a.levels.items()},
+        weight=np.concatenate([a.weight, b.weight]),
+        probability=np.concatenate([a.probability, b.probability]),
+        rule=np.concatenate([a.rule, b.rule]),
+        cannot_link=np.concatenate([a.cannot_link, b.cannot_link]),
+        stats=a.stats,
+    )
+
+
 def _records_of(batch: pa.Table) -> pa.Table:
     """The distinct scoring records of a batch of pairs (structs ``a`` and ``b``)."""
     sides = []
@@ -494,34 +547,6 @@ def _records_of(batch: pa.Table) -> pa.Table:
     both = pa.concat_tables(sides)
     _, first = np.unique(np.asarray(both.column("rid").to_numpy()), return_index=True)
     return both.take(pa.array(first))
-
-
-def _level_counter(
-    n: int,
-) -> Callable[[Iterable[pa.RecordBatch]], Iterable[pa.RecordBatch]]:
-    """The ``mapInArrow`` function counting comparison levels of each batch of pairs."""
-    # counting levels needs no calibration; the Matcher only requires one to skip measuring
-    neutral = Calibration(records=n, u={}, log2_prior=0.0)
-
-    def count(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            table = pa.Table.from_batches([batch])
-            if table.num_rows == 0:
-                continue
-            matcher = Matcher(_records_of(table), calibration=neutral)
-            try:
-                counts = matcher.level_counts(table.select(["l", "r"]))
-            finally:
-                matcher.close()
-            rows = [(name, lvl, c) for name, by in counts.items() for lvl, c in by.items()]
-            yield pa.RecordBatch.from_pylist(
-                [{"comparison": a, "level": b, "pairs": c} for a, b, c in rows],
-                schema=pa.schema(
-                    [("comparison", pa.string()), ("level", pa.int32()), ("pairs", pa.float64())]
-                ),
-            )
-
-    return count
 
 
 def _edge_schema() -> str:
