@@ -210,3 +210,51 @@ def test_no_broker_is_a_clear_error(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
     with pytest.raises(KafkaLogError, match=f"no Kafka broker answers at {address}"):
         KafkaEventLog(address, tmp_path / "d.db", connect_timeout_seconds=1.0)
+
+
+class _Reported:
+    """What the producer hands a delivery callback: a partition and maybe an offset."""
+
+    def __init__(self, partition: int, offset: int | None) -> None:
+        self._partition, self._offset = partition, offset
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int | None:
+        return self._offset
+
+
+def test_a_delivery_kept_at_an_unknown_offset_is_stored_not_a_crash() -> None:
+    # librdkafka reports a retried request the broker had already written as delivered
+    # with an invalid offset; the callback must neither raise nor leave the append waiting
+    from lakehook.log.kafka import _Delivery
+
+    for reported in (None, -1001):  # confluent-kafka gives None for librdkafka's -1001
+        unknown = _Delivery()
+        unknown(None, _Reported(2, reported))  # type: ignore[arg-type]
+        assert unknown.done.is_set()
+        assert (unknown.error, unknown.partition, unknown.offset) == (None, 2, None)
+
+    known = _Delivery()
+    known(None, _Reported(1, 41))  # type: ignore[arg-type]
+    assert (known.partition, known.offset) == (1, 41)
+
+
+def test_from_settings_bounds_appends_below_the_providers_timeout(
+    settings: Settings, kafka_bootstrap: str
+) -> None:
+    log = KafkaEventLog.from_settings(
+        load_settings(
+            home=settings.home,
+            log_backend="kafka",
+            kafka_bootstrap_servers=kafka_bootstrap,
+            kafka_topic_prefix=_prefix(),
+            kafka_delivery_timeout_seconds=2.5,
+        )
+    )
+    try:
+        assert log.delivery_timeout_s == 2.5
+        assert load_settings(home=settings.home).kafka_delivery_timeout_seconds < 5.0
+    finally:
+        log.close()

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -78,6 +79,8 @@ from lakehook.log.kafka_dedupe import ClaimState, Key, new_claim_token, open_ded
 if TYPE_CHECKING:
     from lakehook.settings import Settings
 
+logger = logging.getLogger("lakehook.log.kafka")
+
 #: suffix of the dead-letter topic (after the prefix)
 DEAD_LETTER_TOPIC = "dead-letters"
 #: header keys of an envelope record (the value is the payload)
@@ -99,14 +102,19 @@ class _Delivery:
     done: threading.Event = field(default_factory=threading.Event)
     error: KafkaError | None = None
     partition: int = -1
-    offset: int = -1
+    #: None when the broker kept the record but the producer cannot know where: a retried
+    #: request the broker had already written (DUPLICATE_SEQUENCE_NUMBER, after a reconnect)
+    offset: int | None = None
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
-        self.error = err
-        if err is None:
-            self.partition = _position(msg.partition())
-            self.offset = _position(msg.offset())
-        self.done.set()
+        try:
+            self.error = err
+            if err is None:
+                self.partition = _position(msg.partition())
+                offset = msg.offset()
+                self.offset = offset if offset is not None and offset >= 0 else None
+        finally:
+            self.done.set()  # whatever happens, the append waiting for it moves on
 
 
 def _position(value: int | None) -> int:
@@ -212,7 +220,7 @@ class KafkaEventLog(EventLog):
         partitions: int = 3,
         replication_factor: int = 1,
         dedupe_window_seconds: float = 72 * 3600.0,
-        delivery_timeout_seconds: float = 3.0,
+        delivery_timeout_seconds: float = 30.0,
         claim_ttl_seconds: float | None = None,
         connect_timeout_seconds: float = 10.0,
         client_config: Mapping[str, Any] | None = None,
@@ -228,8 +236,9 @@ class KafkaEventLog(EventLog):
             replication_factor: replication of created topics (3 in production).
             dedupe_window_seconds: how long an event id stays a duplicate.
             delivery_timeout_seconds: an append not acknowledged by then fails (non-2xx),
-                counted from the call; keep it below the providers' 5 s request timeout,
-                so a broker outage is answered 503 rather than left to time out.
+                counted from the call. The service passes ``kafka_delivery_timeout_seconds``
+                (3 s, below the providers' 5 s request timeout, so a broker outage is
+                answered 503 rather than left to time out).
             claim_ttl_seconds: after this a claim left by a crashed append may be taken
                 over; default twice the delivery timeout.
             connect_timeout_seconds: how long to wait for the broker when opening.
@@ -341,7 +350,10 @@ class KafkaEventLog(EventLog):
 
     def _poll_loop(self) -> None:
         while not self._closed:
-            self._producer.poll(0.05)
+            try:
+                self._producer.poll(0.05)
+            except Exception:  # a failing callback must not stop every later delivery report
+                logger.exception("Kafka delivery report failed")
 
     def _produce(
         self,

@@ -40,8 +40,8 @@ from typing import Any, Literal
 Key = tuple[str, str]
 #: what a claim found: ("claimed" | "stored" | "busy", partition, offset)
 ClaimState = tuple[Literal["claimed", "stored", "busy"], int | None, int | None]
-#: a stored record: (topic, event_id, partition, offset)
-Stored = tuple[str, str, int, int]
+#: a stored record: (topic, event_id, partition, offset; None when the producer cannot know)
+Stored = tuple[str, str, int, int | None]
 
 _PURGE_EVERY_S = 60.0
 _HOST = socket.gethostname()
