@@ -139,7 +139,8 @@ class SparkMatching:
         self.match_threshold = match_threshold
         self.default_region = default_region
         self._cached: list[DataFrame] = []
-        self.prepared = self._numbered(_prepared(records))
+        self._sorted = self._ordered(_prepared(records))
+        self._prepared: DataFrame | None = None
         self.n = 0
         self._keys = pa.table({name: pa.array([], pa.string()) for name in KEY_COLUMNS[:2]})
         self.calibration: Calibration | None = None
@@ -154,38 +155,54 @@ class SparkMatching:
         self._cached.append(frame)
         return frame
 
-    def _numbered(self, records: DataFrame) -> DataFrame:
-        """``rid`` = rank of the record in ``(source_system, source_id)`` order, 0..n-1.
+    def _ordered(self, records: DataFrame) -> DataFrame:
+        """The records sorted by ``(source_system, source_id)``, cached on the cluster.
 
-        A global sort range-partitions the records; each partition's offset is the number
-        of records in the partitions before it (a small collect), so no single task sees
-        every record.
+        The global sort range-partitions them; ``_part`` is the partition and ``_row``
+        the row's position in it (in the bits below :data:`_PARTITION_SHIFT`).
         """
         from pyspark.sql import functions as sf
 
-        ordered = self._keep(
+        return self._keep(
             records.orderBy("source_system", "source_id")
             .withColumn("_part", sf.spark_partition_id())
             .withColumn("_row", sf.monotonically_increasing_id())
         )
-        sizes: dict[int, int] = dict(ordered.groupBy("_part").count().collect())
-        offsets, total = [], 0
-        for part in range(max(sizes, default=-1) + 1):
-            offsets.append(total)
-            total += int(sizes.get(part, 0))
-        offset = sf.element_at(sf.array(*[sf.lit(o) for o in offsets or [0]]), sf.col("_part") + 1)
-        local = sf.col("_row") - sf.shiftleft(sf.col("_part").cast("long"), _PARTITION_SHIFT)
-        return ordered.withColumn("rid", offset.cast("long") + local).drop("_part", "_row")
 
     def record_keys(self) -> pa.Table:
-        """Source key, ``created_at`` and ``updated_at`` of every record, in rid order."""
-        keys = self.prepared.select("rid", *KEY_COLUMNS).toArrow()
-        rid = np.asarray(keys.column("rid").to_numpy(), dtype=np.int64)
+        """Source key, ``created_at`` and ``updated_at`` of every record, in rid order.
+
+        Numbers the records too: ``rid`` = rank in ``(source_system, source_id)`` order,
+        0..n-1, as on DuckDB. Each sorted partition's offset is the number of records in
+        the partitions before it, so no single task sees every record.
+        """
+        from pyspark.sql import functions as sf
+
+        keys = self._sorted.select("_part", "_row", *KEY_COLUMNS).toArrow()
+        part = np.asarray(keys.column("_part").to_numpy(), dtype=np.int64)
+        local = np.asarray(keys.column("_row").to_numpy(), dtype=np.int64) - (
+            part << _PARTITION_SHIFT
+        )
+        sizes = np.bincount(part) if part.size else np.zeros(1, dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        rid = offsets[part] + local
         self.n = int(rid.shape[0])
         order = np.empty(self.n, dtype=np.int64)
         order[rid] = np.arange(self.n, dtype=np.int64)
-        self._keys = keys.take(pa.array(order)).drop_columns(["rid"])
+        self._keys = keys.take(pa.array(order)).drop_columns(["_part", "_row"])
+        offset = sf.element_at(
+            sf.array(*[sf.lit(int(o)) for o in offsets]), sf.col("_part") + 1
+        ).cast("long")
+        row = sf.col("_row") - sf.shiftleft(sf.col("_part").cast("long"), _PARTITION_SHIFT)
+        self._prepared = self._sorted.withColumn("rid", offset + row).drop("_part", "_row")
         return self._keys
+
+    @property
+    def prepared(self) -> DataFrame:
+        """The prepared records with their ``rid`` (after :meth:`record_keys`)."""
+        if self._prepared is None:
+            raise RuntimeError("record_keys() numbers the records first")
+        return self._prepared
 
     # ------------------------------------------------------------------ the resolver's step
     def __call__(
@@ -315,16 +332,27 @@ class SparkMatching:
     # ------------------------------------------------------------------ blocking
     def _blocking_keys(self) -> DataFrame:
         """(rid, kind, key) of every record in a block of 2 up to its cap."""
+        from pyspark.sql import functions as sf
+
         if self._kept_keys is not None:
             return self._kept_keys
         scoring = self._require_scoring()
-        keys: DataFrame | None = None
-        for kind, expression, cap in BLOCKING_KEYS:
-            part = scoring.selectExpr(
-                "rid", f"'{kind}' AS kind", f"{_spark_sql(expression)} AS k", f"{cap} AS cap"
-            ).where("k IS NOT NULL")
-            keys = part if keys is None else keys.unionByName(part)
-        assert keys is not None
+        # one scan: every record's keys as an array of (kind, key, cap), exploded
+        emitted = sf.array(
+            *[
+                sf.struct(
+                    sf.lit(kind).alias("kind"),
+                    sf.expr(_spark_sql(expression)).alias("k"),
+                    sf.lit(cap).alias("cap"),
+                )
+                for kind, expression, cap in BLOCKING_KEYS
+            ]
+        )
+        keys = (
+            scoring.select("rid", sf.explode(emitted).alias("key"))
+            .select("rid", "key.kind", "key.k", "key.cap")
+            .where("k IS NOT NULL")
+        )
         blocks = (
             keys.groupBy("kind", "k", "cap")
             .count()
