@@ -1,6 +1,8 @@
 """Semantic layer on Spark: entity resolution over every source customer record (backfill).
 
-A thin spark-submit entry point; the work is lakehook's batch runner with the Spark engine::
+A thin spark-submit entry point; the work is lakehook's batch runner with the Spark engine,
+whose semantic model resolves on the cluster (``lakehook.resolve.spark``: normalisation,
+statistics, blocking and scoring as Spark jobs; clustering and stable ids on the driver)::
 
     spark-submit --master local[2] --jars "$(lakehook jars path spark --separator ,)" \
         jobs/spark/entity_backfill.py --mode full [--table T] [--start-date YYYY-MM-DD]

@@ -4,24 +4,27 @@ The same resolver as :func:`lakehook.resolve.resolve_identities`, with its heavy
 to Spark (docs/scale-out.md, "Entity resolution on Spark"):
 
 - **on Spark** — the records are cast, deduplicated (newest version per source record) and
-  numbered (``rid`` = rank in ``(source_system, source_id)`` order, as on DuckDB);
-  normalised by ``mapInArrow`` calling :func:`~lakehook.resolve.normalize.normalize_records`
-  on each Arrow batch; the population statistics (term frequencies by window counts, the
-  prior from the pairs sharing an email, ``u`` from the level counts of the same seeded
-  random pairs :class:`~lakehook.resolve.matching.Matcher` draws) are Spark jobs; the
-  blocking self-join is Spark SQL over :data:`~lakehook.resolve.matching.BLOCKING_KEYS`
-  (translated by sqlglot); each partition of candidate pairs is scored by a ``Matcher``
-  built from those statistics, so the comparison levels are the very SQL DuckDB runs and
+  sorted by source key (``rid`` = rank in that order, as on DuckDB); normalised by
+  ``mapInArrow`` calling :func:`~lakehook.resolve.normalize.normalize_records` on each Arrow
+  batch; term frequencies are window counts, the prior an aggregate over the records
+  sharing an email; the ``u`` sample is chosen by the same hash rank as on DuckDB
+  (:mod:`lakehook.resolve.statistics`); blocking is a Spark SQL self-join over
+  :data:`~lakehook.resolve.matching.BLOCKING_KEYS` (translated by sqlglot); each partition
+  of candidate pairs is scored by a :class:`~lakehook.resolve.matching.Matcher` built from
+  the population's statistics, so the comparison levels are the very SQL DuckDB runs and
   the decision rules the very numpy code (Spark has no Jaro-Winkler or Damerau-Levenshtein;
-  re-implementing them as UDFs would risk disagreeing at a threshold).
+  re-implemented UDFs could disagree at a threshold).
 - **on the driver** — the per-record keys (source key, ``created_at``, ``updated_at``),
-  the previous map, and the scored pairs that matter to clustering (a decision rule or a
-  cannot-link; the rest never leave Spark); clustering and the stable id assignment run
-  there as in :mod:`lakehook.resolve.core`, in O(records) memory.
+  the previous map, the ``u`` sample's pairs (bounded: about
+  :data:`~lakehook.resolve.statistics.U_SAMPLE_RECORDS` records whatever the population),
+  and the scored pairs that matter to clustering (a decision rule or a cannot-link; the
+  others never leave Spark). Clustering and the stable ids run there as in
+  :mod:`lakehook.resolve.core`: that part is O(records) on the driver.
 
 Statistics, candidate pairs and decisions are identical to the DuckDB path for the same
 records, so both engines produce the same identity map (``tests/resolve/test_spark_resolve.py``
-and the all-layer parity test).
+and the all-layer parity test). The Spark path normalises every record each run: the
+normalised-records state the DuckDB path keeps between runs is not read or written here.
 """
 
 from __future__ import annotations
