@@ -1,11 +1,16 @@
-"""The runner's commits: what an incremental run writes when a model has nothing new."""
+"""The runner's commits: one snapshot per model, what it records, and what an incremental
+run writes when a model has nothing new."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
+
 from pyiceberg.catalog import Catalog
+from pyiceberg.table.snapshots import Operation
 
 from lakehook.settings import Settings
-from lakehook.transform.runner import model_state
+from lakehook.transform.runner import PROP_LOADED_AT_MAX, PROP_WATERMARKS, model_state
 from tests.transform.lakefixtures import RawWriter, read_rows, run_batch, stripe_event
 
 
@@ -72,3 +77,58 @@ def test_merge_with_candidates_still_merges(
     run_batch(settings, catalog, mode="incremental", layer="staging", table="stg_stripe_charges")
     rows = read_rows(catalog, "staging.stg_stripe_charges", order_by="charge_id")
     assert [row["charge_id"] for row in rows] == ["ch_1", "ch_2"]
+
+
+def _snapshot_ids(catalog: Catalog, name: str) -> list[int]:
+    return [snapshot.snapshot_id for snapshot in catalog.load_table(name).snapshots()]
+
+
+def test_every_model_commit_is_one_snapshot_with_the_tables_watermark(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    raw.write([stripe_event("charge.succeeded", _charge("ch_1", 1000), 100)])
+    run_batch(settings, catalog, layer="staging", table="stg_stripe_charges")
+    run_batch(settings, catalog, layer="staging", table="stg_stripe_charges")  # full rebuild
+    rebuilt = catalog.load_table("staging.stg_stripe_charges").current_snapshot()
+    assert rebuilt is not None and rebuilt.summary is not None
+    assert rebuilt.summary.operation == Operation.OVERWRITE
+    before = _snapshot_ids(catalog, "staging.stg_stripe_charges")
+
+    raw.write([stripe_event("charge.succeeded", _charge("ch_2", 500), 200)])
+    run_batch(settings, catalog, mode="incremental", layer="staging", table="stg_stripe_charges")
+
+    after = _snapshot_ids(catalog, "staging.stg_stripe_charges")
+    assert after[: len(before)] == before
+    assert len(after) == len(before) + 1  # the merge: files out and files in, one snapshot
+    table = catalog.load_table("staging.stg_stripe_charges")
+    snapshot = table.current_snapshot()
+    assert snapshot is not None and snapshot.summary is not None
+    props = snapshot.summary.additional_properties
+    rows = read_rows(catalog, "staging.stg_stripe_charges")
+    assert int(props["total-records"]) == len(rows) == 2
+    assert json.loads(props[PROP_LOADED_AT_MAX]) == _micros(max(row["_loaded_at"] for row in rows))
+
+
+def test_a_full_read_of_a_runner_table_records_its_watermark_from_the_summary(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    raw.write([stripe_event("charge.succeeded", _charge("ch_1", 1000), 100)])
+    run_batch(settings, catalog, layer="staging")
+    raw.write([stripe_event("charge.succeeded", _charge("ch_2", 500), 200)])
+    run_batch(settings, catalog, mode="incremental", layer="staging")
+    charges = catalog.load_table("staging.stg_stripe_charges").current_snapshot()
+    assert charges is not None and charges.summary is not None
+    charges_max = json.loads(charges.summary.additional_properties[PROP_LOADED_AT_MAX])
+    rows = read_rows(catalog, "staging.stg_stripe_charges")
+    assert charges_max == _micros(max(row["_loaded_at"] for row in rows))
+
+    # revenue_daily reads the charges table whole: its watermark is the table's newest row
+    run_batch(settings, catalog, layer="analytics", table="revenue_daily")
+    revenue = catalog.load_table("analytics.revenue_daily").current_snapshot()
+    assert revenue is not None and revenue.summary is not None
+    watermarks = json.loads(revenue.summary.additional_properties[PROP_WATERMARKS])
+    assert watermarks["staging.stg_stripe_charges"] == charges_max
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)

@@ -57,11 +57,14 @@ class EngineCapabilities:
         reads_iceberg_natively: inputs are read by the engine itself, not via Arrow.
         native_merge: the engine commits incremental merges itself
             (:meth:`BatchEngine.merge_into`) instead of the runner's PyIceberg overwrite.
+        reuses_arrow_results: a table the run just committed is cheaper to hand to later
+            models as the Arrow rows in hand than to read back (in-process engines).
     """
 
     sql_dialect: str
     reads_iceberg_natively: bool = False
     native_merge: bool = False
+    reuses_arrow_results: bool = False
 
 
 class BatchEngine(ABC):

@@ -91,6 +91,8 @@ TABLE_PROPERTIES: dict[str, str] = {
 
 #: an append-scan delta of a raw table is kept for the run's later readers up to this size
 _MAX_SHARED_DELTA_BYTES = 512 * 1024 * 1024
+#: whole tables committed in a run are kept for later readers up to this many bytes in all
+_MAX_KEPT_RESULT_BYTES = 256 * 1024 * 1024
 
 _TRANSFORMS: dict[str, Callable[[], Transform[Any, Any]]] = {
     "month": MonthTransform,
@@ -228,8 +230,11 @@ class BatchRunner:
         self._tables: dict[str, Table] = {}
         #: raw rows appended between two snapshots, shared by the run's staging models
         self._appended: dict[tuple[str, int, int], pa.Table] = {}
-        #: how many of the run's models still read each input (a shared delta is dropped
-        #: after its last reader)
+        #: whole tables this run committed (snapshot id, rows), handed to later readers as
+        #: Arrow instead of being read back from their files
+        self._committed: dict[str, tuple[int, pa.Table]] = {}
+        #: how many of the run's models still read each input (a shared delta or a kept
+        #: result is dropped after its last reader)
         self._readers_left: Counter[str] = Counter()
 
     # --- public ------------------------------------------------------------------------
@@ -252,6 +257,7 @@ class BatchRunner:
                 self._release_inputs(model)
         finally:
             self._appended.clear()
+            self._committed.clear()
             self._readers_left.clear()
         return results
 
@@ -260,6 +266,20 @@ class BatchRunner:
         self._readers_left.subtract(model.inputs)
         for key in [key for key in self._appended if self._readers_left[key[0]] <= 0]:
             del self._appended[key]
+        for name in [name for name in self._committed if self._readers_left[name] <= 0]:
+            del self._committed[name]
+
+    def _keep_committed(self, name: str, table: Table, data: pa.Table) -> None:
+        """Keep a whole table just committed for the run's later readers, within budget."""
+        snapshot_id = self._current_id(table)
+        kept = sum(rows.nbytes for _, rows in self._committed.values())
+        if (
+            snapshot_id is not None
+            and self._readers_left[name] > 0
+            and self.engine.capabilities.reuses_arrow_results
+            and kept + data.nbytes <= _MAX_KEPT_RESULT_BYTES
+        ):
+            self._committed[name] = (snapshot_id, data)
 
     def run_model(self, model: Model, request: RunRequest) -> ModelRun:
         """Run one model and commit its result (unless the request is a dry run)."""
@@ -384,6 +404,11 @@ class BatchRunner:
             raise BatchError(
                 f"{model.target} reads {name}, which does not exist yet: build it first"
             )
+        kept = self._committed.get(name)
+        if state is None and kept is not None and kept[0] == snapshot_id:
+            # committed earlier in this run: these rows are the table at that snapshot
+            self.engine.register(name, kept[1])
+            return _InputRead(name, snapshot_id, self._max_loaded_at(kept[1]), kept[1].num_rows)
         if state is None and snapshot_id is not None:
             # a full read: the engine reads the table in place; figures come from SQL
             self.engine.register_table(name, table, snapshot_id)
@@ -739,6 +764,8 @@ class BatchRunner:
                 transaction.overwrite(data, overwrite_filter=scope, snapshot_properties=properties)
             else:
                 _replace_files(transaction, table, replaced, data, properties)
+        if scope == AlwaysTrue():
+            self._keep_committed(model.target, table, data)
         return table
 
     def _loaded_at_after(

@@ -32,7 +32,9 @@ class DuckDBEngine(BatchEngine):
     """Runs models in an in-memory DuckDB connection."""
 
     name: ClassVar[str] = "duckdb"
-    capabilities: ClassVar[EngineCapabilities] = EngineCapabilities(sql_dialect="duckdb")
+    capabilities: ClassVar[EngineCapabilities] = EngineCapabilities(
+        sql_dialect="duckdb", reuses_arrow_results=True
+    )
 
     def __init__(self, settings: Settings, *, threads: int | None = None) -> None:
         super().__init__(settings)
