@@ -23,6 +23,7 @@ from lakehook.log.base import EventLog
 from lakehook.log.kafka import KafkaEventLog
 from lakehook.log.kafka_dedupe import (
     POSTGRES_TABLE,
+    DedupeStoreError,
     PostgresDedupeStore,
     libpq_dsn,
     new_claim_token,
@@ -198,3 +199,12 @@ def test_libpq_dsn_accepts_sqlalchemy_urls_and_refuses_others() -> None:
     assert libpq_dsn("postgresql://u@h/db") == "postgresql://u@h/db"
     with pytest.raises(ValueError, match="postgresql://"):
         libpq_dsn("mysql://u@h/db")
+
+
+def test_an_unreachable_postgres_is_a_clear_error_without_the_password() -> None:
+    from tests.services.kafka import free_port
+
+    url = f"postgresql+psycopg2://lakehook:s3cret-pw@127.0.0.1:{free_port()}/lakehook"
+    with pytest.raises(DedupeStoreError, match="cannot open the Kafka dedupe store") as info:
+        PostgresDedupeStore(url, window_us=10**6, claim_ttl_us=10**6)
+    assert "s3cret-pw" not in str(info.value)

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from lakehook.errors import LakehookError
+
 #: a dedupe key: (topic, event_id)
 Key = tuple[str, str]
 #: what a claim found: ("claimed" | "stored" | "busy", partition, offset)
@@ -75,6 +77,10 @@ def holder_alive(claim: str | None) -> bool:
     except PermissionError:  # alive, owned by another user
         return True
     return True
+
+
+class DedupeStoreError(LakehookError):
+    """The dedupe store cannot be reached: no append can be deduplicated, none is accepted."""
 
 
 class DedupeStore(ABC):
@@ -326,8 +332,12 @@ class PostgresDedupeStore(DedupeStore):
         import psycopg2.errors
 
         race = (psycopg2.errors.UniqueViolation, psycopg2.errors.DuplicateTable)
-        with contextlib.suppress(*race), self._connection().cursor() as cur:
-            cur.execute(_PG_SCHEMA)
+        try:
+            with contextlib.suppress(*race), self._connection().cursor() as cur:
+                cur.execute(_PG_SCHEMA)
+        except psycopg2.OperationalError as exc:
+            # the message names host, port and database, never the password
+            raise DedupeStoreError(f"cannot open the Kafka dedupe store: {exc}".strip()) from exc
         self._writer = threading.Thread(target=self._run, name="kafka-dedupe-pg", daemon=True)
         self._writer.start()
 
@@ -524,6 +534,7 @@ def open_dedupe_store(target: Path | str, window_us: int, claim_ttl_us: int) -> 
 __all__ = [
     "POSTGRES_TABLE",
     "DedupeStore",
+    "DedupeStoreError",
     "PostgresDedupeStore",
     "SqliteDedupeStore",
     "holder_alive",
