@@ -476,6 +476,10 @@ class KafkaEventLog(EventLog):
                     "auto.offset.reset": "earliest",
                     "enable.partition.eof": False,
                     "fetch.wait.max.ms": 50,
+                    # with a group.id librdkafka keeps looking for a group coordinator and
+                    # logs every failed attempt (~20 lines/s while the broker is down); the
+                    # reader has no group, and its failures surface as exceptions of read()
+                    "log_level": 2,
                 }
             )
         return self._consumer
