@@ -234,19 +234,25 @@ class SqliteEventLog(EventLog):
         return self._submit(_Job(envelopes, None, concurrent.futures.Future())).result()
 
     async def append(self, envelopes: Sequence[Envelope]) -> list[AppendOutcome]:
-        return await self._enqueue_on_loop(envelopes, None)
+        written = self._queue_on_loop(envelopes, None)
+        # only the queued job holds the envelopes now, and drops them once they are written
+        # (while still in the CPU's caches), not after the fsync
+        del envelopes
+        # a cancelled request cancels only its own wait; the shared write goes on
+        return await written
 
     def dead_letter_sync(self, letter: DeadLetter) -> None:
         self._submit(_Job(None, letter, concurrent.futures.Future())).result()
 
     async def dead_letter(self, letter: DeadLetter) -> None:
-        await self._enqueue_on_loop(None, letter)
+        await self._queue_on_loop(None, letter)
 
     # --- async path: group commit on the caller's event loop ---------------------------
 
-    async def _enqueue_on_loop(
+    def _queue_on_loop(
         self, envelopes: Sequence[Envelope] | None, letter: DeadLetter | None
-    ) -> list[AppendOutcome]:
+    ) -> asyncio.Future[list[AppendOutcome]]:
+        """Queue a job on the running loop's group commit; the future ends with its write."""
         if self._closed:
             raise RuntimeError("event log is closed")
         loop = asyncio.get_running_loop()
@@ -260,8 +266,7 @@ class SqliteEventLog(EventLog):
             # now has queued its events: they all share one transaction and one fsync.
             waiting.flushing = True
             waiting.task = loop.create_task(self._flush_loop_queue(loop, waiting))
-        # a cancelled request cancels only its own wait; the shared write goes on
-        return await future
+        return future
 
     async def _flush_loop_queue(self, loop: asyncio.AbstractEventLoop, waiting: _LoopQueue) -> None:
         try:
@@ -294,6 +299,8 @@ class SqliteEventLog(EventLog):
                 self._rollback()
                 outcome = exc
             else:
+                for job in jobs:  # written: the waiting requests hold no other reference
+                    job.envelopes = None
                 # the fsync runs off the loop, which meanwhile serves and queues the next batch
                 outcome = await self._commit_off_loop(results)
                 self._last_loop_commit = time.monotonic()
