@@ -22,10 +22,13 @@ from lakehook.resolve.core import resolve_identities
 from lakehook.resolve.matching import RULE_NONE, ScoredPairs
 from lakehook.resolve.spark import resolve_identities_on_spark
 from lakehook.resolve.statistics import sample_step
+from lakehook.transform.engine import ModelError
 from tests.resolve.test_resolve import T0, _simulated, ids, partition
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+    from lakehook.transform.engines.spark import SparkEngine
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +101,14 @@ def test_spark_resolves_like_duckdb_and_keeps_ids_incrementally(
     touched = {after[key] for key in set(after) - set(before)}
     kept = [key for key in before if after[key] not in touched]
     assert kept and all(after[key] == before[key] for key in kept)
+
+
+def test_the_spark_engine_resolves_its_registered_input(
+    spark_engine: SparkEngine, population: pa.Table
+) -> None:
+    # the semantic model's hook (non-empty input: the all-layer parity test)
+    with pytest.raises(ModelError):
+        spark_engine.resolve_identities("staging.stg_customer_records", None, [])
+    spark_engine.register("staging.stg_customer_records", population.slice(0, 0))
+    empty = spark_engine.resolve_identities("staging.stg_customer_records", None, [])
+    assert empty.identity_map.num_rows == 0 and empty.merge_log.num_rows == 0

@@ -255,23 +255,23 @@ class SparkMatching:
         )
         normalized = self._keep(normalized)
         full_name = sf.expr(_spark_sql(FULL_NAME_KEY_SQL))
+        # the non-null count of each column rides along as a one-row broadcast (no collect)
         totals = normalized.agg(
-            *[sf.count(col).alias(col) for col in TF_COLUMNS], sf.count(full_name).alias("_full")
-        ).first()
-        assert totals is not None
-        scoring = normalized
+            *[sf.count(col).alias(f"_total_{col}") for col in TF_COLUMNS],
+            sf.count(full_name).alias("_total_full"),
+        )
+        scoring = normalized.crossJoin(sf.broadcast(totals))
+        pseudo = sf.lit(float(TF_PSEUDO_RECORDS))
         for col in TF_COLUMNS:
             scoring = scoring.withColumn(
                 f"n_{col}", sf.count(col).over(Window.partitionBy(col))
-            ).withColumn(
-                f"tf_{col}", sf.col(f"n_{col}") / sf.lit(float(totals[col] + TF_PSEUDO_RECORDS))
-            )
+            ).withColumn(f"tf_{col}", sf.col(f"n_{col}") / (sf.col(f"_total_{col}") + pseudo))
         scoring = (
             scoring.withColumn("_full", full_name)
             .withColumn(
                 "tf_full_name",
                 sf.greatest(sf.count("_full").over(Window.partitionBy("_full")) - 2, sf.lit(0))
-                / sf.lit(float(totals["_full"] + TF_PSEUDO_RECORDS)),
+                / (sf.col("_total_full") + pseudo),
             )
             .select(*MATCH_COLUMNS, *POPULATION_COLUMNS)
         )
