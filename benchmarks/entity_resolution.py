@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from lakehook.datagen import SimulationConfig, generate_population
-from lakehook.resolve.core import resolve_identities
+from lakehook.resolve.core import Mode, resolve_identities
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 #: simulator records per person at the default mix (measured: ~1.66)
@@ -310,7 +310,8 @@ def cmd_stability(args: argparse.Namespace) -> None:
 
     grown_ids: dict[str, dict[tuple[str, str], str]] = {}
     grown_maps: dict[str, pa.Table] = {}
-    for mode in ("incremental", "full"):
+    modes: tuple[Mode, ...] = ("incremental", "full")
+    for mode in modes:
         tick = time.perf_counter()
         # the incremental run reuses what the first run kept (normalised records and
         # statistics); the full run starts from nothing

@@ -13,8 +13,11 @@ record (earliest created), salted with a counter until the id was never issued b
 so ids are derivable from the data yet never reused.
 
 Incremental: only new and changed records (``source_updated_at`` differs from the map)
-are blocked against all records; the previous clusters they touch are re-clustered with
-them and everything else keeps its row untouched.
+are blocked against all records; the records they match and the previous clusters
+involved are re-clustered with them and everything else keeps its row untouched. With
+the :class:`~lakehook.resolve.state.ResolverState` an earlier run kept, only records whose
+fields changed are normalised and the population statistics are updated by deltas, with
+the same result as a run from scratch.
 """
 
 from __future__ import annotations
@@ -286,21 +289,6 @@ def _changed_mask(records: pa.Table, prev: dict[str, npt.NDArray[Any]]) -> npt.N
     current = _micros(records.column("updated_at"))
     result: npt.NDArray[np.bool_] = ~prev["found"] | (current != prev["source_updated_at"])
     return result
-
-
-def _affected(
-    matcher: Matcher,
-    changed: npt.NDArray[np.bool_],
-    prev_ids: npt.NDArray[Any],
-) -> npt.NDArray[np.bool_]:
-    """Changed records, their candidates, and every record of the clusters they touch."""
-    focus = np.flatnonzero(changed).astype(np.int64)
-    affected = changed.copy()
-    if focus.size:
-        pairs = matcher.candidate_pairs(focus)
-        affected[pairs.column("l").to_numpy()] = True
-        affected[pairs.column("r").to_numpy()] = True
-    return _with_touched_clusters(affected, prev_ids)
 
 
 def _with_touched_clusters(
