@@ -129,6 +129,18 @@ class ModelRun:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class _Committed:
+    """Rows a run committed: the whole table at ``snapshot_id``, or (``whole`` False) the
+    rows a merge on top of ``parent_id`` added or rewrote; every other row of the table is
+    older than the parent's newest ``_loaded_at``."""
+
+    parent_id: int | None
+    snapshot_id: int
+    rows: pa.Table
+    whole: bool
+
+
 @dataclass(slots=True)
 class _InputRead:
     name: str
@@ -230,9 +242,9 @@ class BatchRunner:
         self._tables: dict[str, Table] = {}
         #: raw rows appended between two snapshots, shared by the run's staging models
         self._appended: dict[tuple[str, int, int], pa.Table] = {}
-        #: whole tables this run committed (snapshot id, rows), handed to later readers as
-        #: Arrow instead of being read back from their files
-        self._committed: dict[str, tuple[int, pa.Table]] = {}
+        #: rows this run committed, handed to later readers as Arrow instead of being read
+        #: back from their files
+        self._committed: dict[str, _Committed] = {}
         #: how many of the run's models still read each input (a shared delta or a kept
         #: result is dropped after its last reader)
         self._readers_left: Counter[str] = Counter()
@@ -269,17 +281,19 @@ class BatchRunner:
         for name in [name for name in self._committed if self._readers_left[name] <= 0]:
             del self._committed[name]
 
-    def _keep_committed(self, name: str, table: Table, data: pa.Table) -> None:
-        """Keep a whole table just committed for the run's later readers, within budget."""
+    def _keep_committed(
+        self, name: str, parent_id: int | None, table: Table, data: pa.Table, whole: bool
+    ) -> None:
+        """Keep rows just committed for the run's later readers, within budget."""
         snapshot_id = self._current_id(table)
-        kept = sum(rows.nbytes for _, rows in self._committed.values())
+        kept = sum(entry.rows.nbytes for entry in self._committed.values())
         if (
             snapshot_id is not None
             and self._readers_left[name] > 0
             and self.engine.capabilities.reuses_arrow_results
             and kept + data.nbytes <= _MAX_KEPT_RESULT_BYTES
         ):
-            self._committed[name] = (snapshot_id, data)
+            self._committed[name] = _Committed(parent_id, snapshot_id, data, whole)
 
     def run_model(self, model: Model, request: RunRequest) -> ModelRun:
         """Run one model and commit its result (unless the request is a dry run)."""
@@ -405,10 +419,11 @@ class BatchRunner:
                 f"{model.target} reads {name}, which does not exist yet: build it first"
             )
         kept = self._committed.get(name)
-        if state is None and kept is not None and kept[0] == snapshot_id:
-            # committed earlier in this run: these rows are the table at that snapshot
-            self.engine.register(name, kept[1])
-            return _InputRead(name, snapshot_id, self._max_loaded_at(kept[1]), kept[1].num_rows)
+        if state is None and kept is not None and kept.whole and kept.snapshot_id == snapshot_id:
+            # committed whole earlier in this run: these rows are the table at that snapshot
+            rows = kept.rows
+            self.engine.register(name, rows)
+            return _InputRead(name, snapshot_id, self._max_loaded_at(rows), rows.num_rows)
         if state is None and snapshot_id is not None:
             # a full read: the engine reads the table in place; figures come from SQL
             self.engine.register_table(name, table, snapshot_id)
@@ -491,6 +506,17 @@ class BatchRunner:
         if lookback is None:
             lookback = self.settings.batch_lookback_hours if name.startswith("raw.") else 0.0
         since = _from_micros(watermark) - timedelta(hours=lookback)
+        kept = self._committed.get(name)
+        if (
+            kept is not None
+            and kept.snapshot_id == snapshot_id
+            and (kept.whole or (kept.parent_id == consumed and lookback == 0))
+        ):
+            # committed earlier in this run, on top of the snapshot this model consumed:
+            # every row newer than the watermark is among the rows that commit wrote
+            column = kept.rows.column(LOADED_AT)
+            newer = pc.greater(column, pa.scalar(since, column.type))
+            return kept.rows.filter(newer)
         row_filter = GreaterThan(term=LOADED_AT, value=self._timestamp_literal(table, since))
         return table.scan(row_filter=row_filter, snapshot_id=snapshot_id).to_arrow()
 
@@ -598,14 +624,21 @@ class BatchRunner:
                     + ")"
                 )
             elif model.config.order_by:
+                # only the rows whose key has a candidate are ranked: the rest of the
+                # partitions read (most of their rows) pass through without a sort
                 order = ", ".join(f"{col} DESC NULLS LAST" for col in model.config.order_by)
+                match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM c.{k}" for k in model.config.keys)
                 sql = f"""
+                  SELECT * FROM __target t
+                  WHERE NOT EXISTS (SELECT 1 FROM __candidates c WHERE {match})
+                  UNION ALL BY NAME
                   SELECT * EXCLUDE (__priority, __rank) FROM (
                     SELECT *, row_number() OVER (
                       PARTITION BY {keys} ORDER BY {order}, __priority
                     ) AS __rank
                     FROM (
-                      SELECT *, 0 AS __priority FROM __target
+                      SELECT *, 0 AS __priority FROM __target t
+                      WHERE EXISTS (SELECT 1 FROM __candidates c WHERE {match})
                       UNION ALL BY NAME
                       SELECT *, 1 AS __priority FROM __candidates
                     )
@@ -759,13 +792,14 @@ class BatchRunner:
             properties[PROP_LOADED_AT_MAX] = json.dumps(loaded_at_max)
         if replaced is None and scope == AlwaysTrue():
             replaced = _live_data_files(table)
+        parent_id = self._current_id(table)
         with table.transaction() as transaction:
             if replaced is None or scope == AlwaysFalse():
                 transaction.overwrite(data, overwrite_filter=scope, snapshot_properties=properties)
             else:
                 _replace_files(transaction, table, replaced, data, properties)
-        if scope == AlwaysTrue():
-            self._keep_committed(model.target, table, data)
+        # a whole table, or (a merge) every row that commit added or rewrote
+        self._keep_committed(model.target, parent_id, table, data, scope == AlwaysTrue())
         return table
 
     def _loaded_at_after(
