@@ -4,7 +4,8 @@ Lake A is the embedded one (SQLite catalog) built by DuckDB; lake B sits on Post
 JDBC catalog Spark shares) and is built by the Spark engine. Both load the SAME envelopes
 through their own event log and the real raw loader, then run ``lakehook batch`` (all
 layers): four fifths of the events in full, then the rest incrementally (on Spark the
-incremental merges are Spark ``MERGE INTO`` commits). After each run every table of every
+incremental merges are Spark ``MERGE INTO`` commits, and entity resolution runs on the
+cluster, ``lakehook.resolve.spark``). After each run every table of every
 layer must hold the same rows: order-insensitive, exact decimals, only the wall-clock
 columns of the run itself left out.
 """
