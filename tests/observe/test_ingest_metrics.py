@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from lakehook.contracts import AppendOutcome, Provider
+from lakehook.contracts import AppendOutcome, Envelope, Provider
 from lakehook.log.base import LogStats
 from lakehook.observe.ingest_metrics import (
     APPEND_BUCKETS,
@@ -49,6 +51,13 @@ def test_latency_histogram_exports_what_a_prometheus_histogram_exports() -> None
     assert b'demo_seconds_created{backend="sqlite"}' in generate_latest(ours)
 
 
+def _envelope(topic: str, quarantine: str | None = None) -> Envelope:
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    return Envelope(
+        "raw", "id", Provider.HUBSPOT, topic, None, None, None, now, None, {}, b"{}", quarantine
+    )
+
+
 class _Log:
     backend = "sqlite"
 
@@ -58,13 +67,17 @@ class _Log:
 
 def test_count_append_counts_events_duplicates_quarantine_and_the_request() -> None:
     metrics = IngestMetrics(_Log())  # type: ignore[arg-type]
-    kinds = [("contact.creation", False), ("contact.creation", False), ("odd.topic", True)]
+    envelopes = [
+        _envelope("contact.creation"),
+        _envelope("contact.creation"),
+        _envelope("odd.topic", quarantine="unknown hubspot topic 'odd.topic'"),
+    ]
     outcomes = [
         AppendOutcome("a", False, 0, 1),
         AppendOutcome("b", True, 0, 0),
         AppendOutcome("c", False, 0, 2),
     ]
-    tally = metrics.count_append(Provider.HUBSPOT, kinds, outcomes, 0.004)
+    tally = metrics.count_append(Provider.HUBSPOT, envelopes, outcomes, 0.004)
     assert (tally.stored, tally.duplicates, tally.quarantined) == (2, 1, 1)
     sample = metrics.registry.get_sample_value
     events = "lakehook_ingest_events_total"
@@ -85,7 +98,7 @@ def test_count_append_counts_events_duplicates_quarantine_and_the_request() -> N
     append = "lakehook_eventlog_append_seconds_bucket"
     assert sample(append, {"backend": "sqlite", "le": "0.0025"}) == 0
     assert sample(append, {"backend": "sqlite", "le": "0.005"}) == 1
-    all_duplicates = metrics.count_append(Provider.STRIPE, kinds[:1], outcomes[1:2], 0.001)
+    all_duplicates = metrics.count_append(Provider.STRIPE, envelopes[:1], outcomes[1:2], 0.001)
     assert all_duplicates.stored == 0
     duplicate_request = {"provider": "stripe", "outcome": "duplicate"}
     assert sample("lakehook_ingest_requests_total", duplicate_request) == 1

@@ -20,7 +20,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -31,7 +31,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from lakehook import __version__
-from lakehook.contracts import AppendOutcome, DeadLetter, Envelope, Provider, utcnow
+from lakehook.contracts import DeadLetter, Envelope, Provider, utcnow
 from lakehook.ingest.envelopes import BUILDERS, MalformedEventError, stored_headers
 from lakehook.ingest.signatures import (
     SignatureError,
@@ -171,14 +171,7 @@ class WebhookReceiver:
         envelopes = await self._verified_envelopes(provider, request)
         if isinstance(envelopes, Response):  # refused: 413, 401 or 400 (dead letter)
             return envelopes
-        kinds = [(envelope.topic, envelope.quarantine_reason is not None) for envelope in envelopes]
-        appending = self.event_log.append(envelopes)
-        # While the request waits for the group commit only the event log holds its
-        # envelopes, and drops them once written: freed then, they are still in the CPU's
-        # caches; freed after the fsync, behind a hundred other requests, they were not
-        # (several microseconds per request at full load).
-        del envelopes
-        status, answer = await self._answer_append(provider, appending, kinds)
+        status, answer = await self._append(provider, envelopes)
         response = _json(status, answer)
         if status == 503:
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
@@ -187,11 +180,7 @@ class WebhookReceiver:
     async def _verified_envelopes(
         self, provider: Provider, request: Request
     ) -> list[Envelope] | Response:
-        """The request's envelopes, or the answer refusing it (413, 401, 400).
-
-        The body and headers live only as long as this call: what waits for the group
-        commit is the envelopes, and only in the event log (see :meth:`_append`).
-        """
+        """The request's envelopes, or the answer refusing it (413, 401, 400)."""
         try:
             body = await read_body_limited(request, self.settings.max_body_bytes)
         except BodyTooLargeError:
@@ -234,23 +223,19 @@ class WebhookReceiver:
         logger.warning("%s webhook kept as dead letter: %s", provider.value, reason)
         return _problem(400, "malformed_event", reason)
 
-    async def _answer_append(
-        self,
-        provider: Provider,
-        appending: Awaitable[list[AppendOutcome]],
-        kinds: list[tuple[str, bool]],
-    ) -> Answer:
-        """Wait for a durable append and count it; ``kinds``: (topic, quarantined) per event."""
+    async def _append(self, provider: Provider, envelopes: list[Envelope]) -> Answer:
         started = time.perf_counter()
         try:
-            outcomes = await appending
+            outcomes = await self.event_log.append(envelopes)
         except Exception:
             # nothing is acknowledged: the provider retries, dedupe absorbs any partial write
-            logger.exception("append of %d %s events failed", len(kinds), provider.value)
+            logger.exception("append of %d %s events failed", len(envelopes), provider.value)
             self.metrics.request(provider, "unavailable")
             detail = "the event log could not store the events; retry later"
             return 503, {"error": "log_unavailable", "detail": detail}
-        tally = self.metrics.count_append(provider, kinds, outcomes, time.perf_counter() - started)
+        tally = self.metrics.count_append(
+            provider, envelopes, outcomes, time.perf_counter() - started
+        )
         return 200, {
             "accepted": tally.stored,
             "duplicates": tally.duplicates,

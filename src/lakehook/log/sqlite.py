@@ -234,12 +234,8 @@ class SqliteEventLog(EventLog):
         return self._submit(_Job(envelopes, None, concurrent.futures.Future())).result()
 
     async def append(self, envelopes: Sequence[Envelope]) -> list[AppendOutcome]:
-        written = self._queue_on_loop(envelopes, None)
-        # only the queued job holds the envelopes now, and drops them once they are written
-        # (while still in the CPU's caches), not after the fsync
-        del envelopes
         # a cancelled request cancels only its own wait; the shared write goes on
-        return await written
+        return await self._queue_on_loop(envelopes, None)
 
     def dead_letter_sync(self, letter: DeadLetter) -> None:
         self._submit(_Job(None, letter, concurrent.futures.Future())).result()
@@ -299,8 +295,6 @@ class SqliteEventLog(EventLog):
                 self._rollback()
                 outcome = exc
             else:
-                for job in jobs:  # written: the waiting requests hold no other reference
-                    job.envelopes = None
                 # the fsync runs off the loop, which meanwhile serves and queues the next batch
                 outcome = await self._commit_off_loop(results)
                 self._last_loop_commit = time.monotonic()

@@ -44,7 +44,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from lakehook.contracts import AppendOutcome, Provider
+from lakehook.contracts import AppendOutcome, Envelope, Provider
 from lakehook.ingest.topics import KNOWN_TOPICS
 
 if TYPE_CHECKING:
@@ -233,32 +233,32 @@ class IngestMetrics:
     def count_append(
         self,
         provider: Provider,
-        kinds: Sequence[tuple[str, bool]],
+        envelopes: Sequence[Envelope],
         outcomes: Sequence[AppendOutcome],
         seconds: float,
     ) -> AppendTally:
         """Count one request whose events are durable: its events by topic and outcome, its
         duplicates, the request itself and the append latency. Returns the tally.
 
-        ``kinds`` holds (topic, quarantined) of each event, in the order of ``outcomes``.
         """
         stream = provider.value
         known = self._known_topics[stream]
         duplicates = quarantined = 0
         events = self.events
-        for (topic, unknown_topic), appended in zip(kinds, outcomes, strict=True):
+        for envelope, appended in zip(envelopes, outcomes, strict=True):
             if appended.duplicate:
                 outcome = "duplicate"
                 duplicates += 1
-            elif unknown_topic:
+            elif envelope.quarantine_reason is None:
+                outcome = "stored"
+            else:
                 outcome = "quarantined"
                 quarantined += 1
-            else:
-                outcome = "stored"
+            topic = envelope.topic
             events.inc((stream, topic if topic in known else UNKNOWN_TOPIC_LABEL, outcome))
         if duplicates:
             self.duplicates.inc((stream,), duplicates)
-        stored = len(kinds) - duplicates
+        stored = len(envelopes) - duplicates
         self.requests.inc((stream, "accepted" if stored else "duplicate"))
         self.append_seconds.observe(seconds)
         return AppendTally(stored, duplicates, quarantined)
