@@ -7,7 +7,8 @@ wait and retry on a 503, a timeout or a refused connection). Afterwards:
 - every delivery answered 2xx is in Kafka; an event is there more than once only when one
   of its delivery attempts failed before the 2xx (the append was cut short after the broker
   kept a record: the documented claim-takeover / half-failed append case), never when the
-  first attempt was answered 2xx;
+  first attempt was answered 2xx; after the service's own crash, exactly once (the retry
+  that takes a dead process's claim over finds its record in the topic);
 - a retry of an acknowledged delivery is answered 2xx as a duplicate;
 - the raw loader puts exactly the Kafka records in ``raw.*`` (duplicates included), and the
   staging layer holds each delivered object exactly once;
@@ -372,5 +373,7 @@ def test_service_killed_and_restarted_under_load(service: KafkaService, tmp_path
     assert any(a.status is None for t in tracked for a in t.attempts)  # it was really down
 
     counts = _check_stored_once_per_acknowledgement(service, tracked, tmp_path)
+    # the retries took the dead process's claims over and found what it had written
+    assert set(counts.values()) == {1}
     _check_retries_are_duplicates(service, tracked)
     _check_raw_and_staging(service, tracked, counts)

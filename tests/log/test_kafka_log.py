@@ -126,8 +126,16 @@ def test_an_append_the_broker_cannot_acknowledge_fails_and_a_retry_stores_it(
                 log.append_sync([envelope(Provider.STRIPE, "evt-while-down")])
         finally:
             kafka_broker.start()
-        (retry,) = log.append_sync([envelope(Provider.STRIPE, "evt-while-down")])
-        assert not retry.duplicate  # the failed append kept no claim: nothing was answered 2xx
+        deadline = time.monotonic() + 60
+        while True:  # the provider retries until a 2xx (partition leaders settle first)
+            try:
+                (retry,) = log.append_sync([envelope(Provider.STRIPE, "evt-while-down")])
+                break
+            except KafkaLogError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert not retry.duplicate  # nothing was answered 2xx before
         ids = Counter(env.event_id for *_, env in _all_records(log))
         assert ids["evt-while-down"] >= 1
     finally:
@@ -256,5 +264,50 @@ def test_from_settings_bounds_appends_below_the_providers_timeout(
     try:
         assert log.delivery_timeout_s == 2.5
         assert load_settings(home=settings.home).kafka_delivery_timeout_seconds < 5.0
+    finally:
+        log.close()
+
+
+def test_a_retry_after_a_dead_append_reuses_the_record_it_had_written(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    import socket
+
+    from lakehook.log.kafka import _headers
+
+    log = KafkaEventLog(kafka_bootstrap, tmp_path / "d.db", topic_prefix=_prefix(), partitions=2)
+    try:
+        topic = log.topic("stripe")
+        written, never = envelope(Provider.STRIPE, "evt-orphan"), envelope(Provider.STRIPE)
+        # an ingestion process claimed both, produced one, and was killed before marking it
+        dead = f"{socket.gethostname()}:999999999:{uuid.uuid4().hex}"
+        log._dedupe.claim([(topic, written.event_id), (topic, never.event_id)], dead)
+        orphan = log._produce(topic, b"obj_1", written.payload, _headers(written))
+        log._await([orphan], time.monotonic() + 10)
+
+        outcomes = log.append_sync([written, never])  # the provider's retry
+        assert [o.duplicate for o in outcomes] == [False, False]
+        assert (outcomes[0].partition, outcomes[0].offset) == (orphan.partition, orphan.offset)
+        stored = Counter(env.event_id for *_, env in _all_records(log))
+        assert stored == Counter({written.event_id: 1, never.event_id: 1})
+        assert all(o.duplicate for o in log.append_sync([written, never]))
+    finally:
+        log.close()
+
+
+def test_a_failed_append_leaves_its_claims_for_the_retry_to_check(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    log = KafkaEventLog(kafka_bootstrap, tmp_path / "d.db", topic_prefix=_prefix(), partitions=1)
+    try:
+        env = envelope(Provider.HUBSPOT)
+        key = (log.topic("hubspot"), env.event_id)
+        log._dedupe.claim([key], "h:1:t")
+        log._dedupe.release([key], "h:1:t", maybe_written=True)  # produced, not acknowledged
+        assert log._dedupe.claim([key], "h:2:u")[key].state == "recheck"
+        log._dedupe.release([key], "h:2:u", maybe_written=True)
+        (out,) = log.append_sync([env])  # not in the topic: produced now, once
+        assert not out.duplicate
+        assert Counter(e.event_id for *_, e in _all_records(log)) == Counter({env.event_id: 1})
     finally:
         log.close()

@@ -23,6 +23,7 @@ from lakehook.log.base import EventLog
 from lakehook.log.kafka import KafkaEventLog
 from lakehook.log.kafka_dedupe import (
     POSTGRES_TABLE,
+    ClaimState,
     DedupeStoreError,
     PostgresDedupeStore,
     libpq_dsn,
@@ -128,18 +129,21 @@ def test_claims_of_another_host_wait_for_the_ttl_those_of_a_dead_process_do_not(
     try:
         other_host = "elsewhere:4242:" + uuid.uuid4().hex
         dead_here = new_claim_token().split(":")[0] + ":999999999:" + uuid.uuid4().hex
-        assert store.claim([(topic, "a")], other_host) == {(topic, "a"): ("claimed", None, None)}
-        assert store.claim([(topic, "b")], dead_here) == {(topic, "b"): ("claimed", None, None)}
+        assert store.claim([(topic, "a")], other_host) == {(topic, "a"): ClaimState("claimed")}
+        assert store.claim([(topic, "b")], dead_here) == {(topic, "b"): ClaimState("claimed")}
 
         me = new_claim_token()
         states = store.claim([(topic, "a"), (topic, "b"), (topic, "c")], me)
         assert states[(topic, "a")][0] == "busy"  # another host may still be producing it
-        assert states[(topic, "b")][0] == "claimed"  # its process is gone: taken over at once
-        assert states[(topic, "c")][0] == "claimed"
+        # its process is gone: taken over at once, to be looked for in the topic first
+        assert states[(topic, "b")].state == "recheck"
+        assert states[(topic, "b")].since_us is not None
+        assert states[(topic, "c")] == ClaimState("claimed")
         store.mark_stored([(topic, "b", 1, 7), (topic, "c", 0, 3)], me)
         time.sleep(0.4)  # past the claim TTL: the other host's append has failed by now
         again = store.claim([(topic, "a"), (topic, "b")], new_claim_token())
-        assert again == {(topic, "a"): ("claimed", None, None), (topic, "b"): ("stored", 1, 7)}
+        assert again[(topic, "a")].state == "recheck"
+        assert again[(topic, "b")] == ClaimState("stored", 1, 7)
     finally:
         store.close()
 

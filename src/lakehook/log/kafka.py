@@ -191,14 +191,45 @@ _TRANSIENT = frozenset(
 _SETTLE_TIMEOUT_S = 30.0
 #: how long after its delivery timeout an append still waits for the producer's report
 _REPORT_GRACE_S = 0.5
+#: a retry looks in the topic for events of unfinished claims younger than this
+_RECHECK_MAX_AGE_S = 900.0
+#: how far the broker's clock may be behind the ingestion host's
+_RECHECK_SKEW_S = 10.0
+#: the most records of one partition a retry reads to look for its events
+_RECHECK_MAX_RECORDS = 50_000
 
 
-def _watermark(consumer: Consumer, partition: TopicPartition) -> tuple[int, int]:
-    """(low, high) offsets of a partition, asked of its leader; waits out leader changes."""
-    deadline = time.monotonic() + _SETTLE_TIMEOUT_S
+def _settle_deadline(deadline: float | None) -> float:
+    return time.monotonic() + _SETTLE_TIMEOUT_S if deadline is None else deadline
+
+
+def _call_timeout(deadline: float) -> float:
+    """Timeout of one broker call: at most 10 s, never past the caller's deadline."""
+    return min(10.0, max(0.1, deadline - time.monotonic()))
+
+
+def _offset_at(consumer: Consumer, partition: TopicPartition, deadline: float) -> int:
+    """First offset whose timestamp is at or after ``partition.offset`` (ms); -1 if none."""
     while True:
         try:
-            low, high = consumer.get_watermark_offsets(partition, timeout=10, cached=False)
+            (at,) = consumer.offsets_for_times([partition], timeout=_call_timeout(deadline))
+            return int(at.offset)
+        except KafkaException as exc:
+            if exc.args[0].code() not in _TRANSIENT or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _watermark(
+    consumer: Consumer, partition: TopicPartition, deadline: float | None = None
+) -> tuple[int, int]:
+    """(low, high) offsets of a partition, asked of its leader; waits out leader changes."""
+    deadline = _settle_deadline(deadline)
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(
+                partition, timeout=_call_timeout(deadline), cached=False
+            )
             return int(low), int(high)
         except KafkaException as exc:
             if exc.args[0].code() not in _TRANSIENT or time.monotonic() > deadline:
@@ -397,12 +428,22 @@ class KafkaEventLog(EventLog):
         token = new_claim_token()
         keys = list(dict.fromkeys(self._key(e) for e in envelopes))
         claims = self._claim(keys, token, deadline)
-        to_send = [k for k in keys if claims[k][0] == "claimed"]
+        ours = {k for k in keys if claims[k].state in ("claimed", "recheck")}
+        recheck = {k: claims[k].since_us for k in ours if claims[k].state == "recheck"}
+        # where each of our events is now: produced by this append, or found in the topic
+        stored: dict[Key, tuple[int, int | None]] = {}
         sent: dict[Key, _Delivery] = {}
         try:
+            if recheck:
+                try:
+                    stored.update(self._find_written(recheck, deadline))
+                except KafkaException as exc:
+                    raise KafkaLogError(
+                        f"cannot look for retried events in Kafka now: {exc.args[0].str()}"
+                    ) from exc
             for env in envelopes:
                 key = self._key(env)
-                if claims[key][0] != "claimed" or key in sent:
+                if key not in ours or key in sent or key in stored:
                     continue
                 record_key = (env.object_id or env.event_id).encode()
                 sent[key] = self._produce(
@@ -410,26 +451,83 @@ class KafkaEventLog(EventLog):
                 )
             self._await(list(sent.values()), deadline)
         except BaseException:
-            self._dedupe.release(to_send, token)
+            # what may be in the topic stays claimed, holderless: a retry looks before producing
+            maybe_written = set(sent) | set(recheck)
+            self._dedupe.release(sorted(ours - maybe_written), token)
+            self._dedupe.release(sorted(maybe_written), token, maybe_written=True)
             raise
-        self._dedupe.mark_stored(
-            [(s, e, d.partition, d.offset) for (s, e), d in sent.items()], token
-        )
+        stored.update((k, (d.partition, d.offset)) for k, d in sent.items())
+        self._dedupe.mark_stored([(t, e, p, o) for (t, e), (p, o) in stored.items()], token)
         outcomes: list[AppendOutcome] = []
         first_seen: set[Key] = set()
         for env in envelopes:
             key = self._key(env)
-            if key in sent and key not in first_seen:
+            if key in stored:
+                partition, offset = stored[key]
+                # the same event twice in one request: the second is a duplicate
+                duplicate = key in first_seen
                 first_seen.add(key)
-                d = sent[key]
-                outcomes.append(AppendOutcome(env.event_id, False, d.partition, d.offset))
-            elif key in sent:  # the same event twice in one request
-                d = sent[key]
-                outcomes.append(AppendOutcome(env.event_id, True, d.partition, d.offset))
+                outcomes.append(AppendOutcome(env.event_id, duplicate, partition, offset))
             else:
-                _, partition, offset = claims[key]
-                outcomes.append(AppendOutcome(env.event_id, True, partition, offset))
+                state = claims[key]
+                outcomes.append(AppendOutcome(env.event_id, True, state.partition, state.offset))
         return outcomes
+
+    def _find_written(
+        self, recheck: Mapping[Key, int | None], deadline: float
+    ) -> dict[Key, tuple[int, int]]:
+        """Events an earlier, unfinished append may have written: look for them in the topic.
+
+        An append that died (or failed) after producing leaves a claim; the retry that takes
+        it over reads the topic from the earlier claim's time on and reuses a record it
+        finds instead of producing the event again. Claims older than
+        ``_RECHECK_MAX_AGE_S``, or a range of more than ``_RECHECK_MAX_RECORDS`` records,
+        are not searched: the event is produced again (a duplicate staging absorbs). A
+        search that cannot finish by the append's ``deadline`` (broker down) fails the
+        append: the claims stay for the provider's next retry.
+        """
+        now_us = time.time_ns() // 1000
+        wanted: dict[str, dict[str, int]] = {}
+        for (topic, event_id), since in recheck.items():
+            if since is not None and now_us - since < _RECHECK_MAX_AGE_S * 1_000_000:
+                wanted.setdefault(topic, {})[event_id] = since
+        found: dict[Key, tuple[int, int]] = {}
+        for topic, since_by_id in wanted.items():
+            # LogAppendTime is the broker's clock, the claim time the ingestion host's
+            start_ms = (min(since_by_id.values()) // 1000) - int(_RECHECK_SKEW_S * 1000)
+            for partition in self._topic_partitions(topic, deadline):
+                with self._consumer_lock:
+                    consumer = self._reader()
+                    _, high = _watermark(consumer, TopicPartition(topic, partition), deadline)
+                    at = _offset_at(consumer, TopicPartition(topic, partition, start_ms), deadline)
+                start = high if at < 0 else at
+                if high - start > _RECHECK_MAX_RECORDS:
+                    logger.warning(
+                        "not searching %d records of %s/%d for retried events",
+                        high - start,
+                        topic,
+                        partition,
+                    )
+                    continue
+                for msg in self._read_topic(topic, partition, start, high - start, deadline):
+                    event_id = _header_fields(msg).get("event_id", b"").decode()
+                    if event_id in since_by_id:
+                        found.setdefault((topic, event_id), (partition, _position(msg.offset())))
+        return found
+
+    def _topic_partitions(self, topic: str, deadline: float) -> list[int]:
+        """Partitions of a topic; waits out a restarted broker's unsettled metadata."""
+        while True:
+            try:
+                listed = self._admin.list_topics(topic, timeout=_call_timeout(deadline))
+            except KafkaException as exc:
+                raise KafkaLogError(f"no Kafka broker answers: {exc.args[0].str()}") from exc
+            meta = listed.topics.get(topic)
+            if meta is not None and meta.error is None and meta.partitions:
+                return sorted(meta.partitions)
+            if time.monotonic() > deadline:
+                raise KafkaLogError(f"topic {topic} is not available: {meta and meta.error}")
+            time.sleep(0.1)
 
     async def append(self, envelopes: Sequence[Envelope]) -> list[AppendOutcome]:
         # An append mostly waits for the broker's acknowledgement: many may wait at once,
@@ -442,12 +540,15 @@ class KafkaEventLog(EventLog):
     def _claim(self, keys: list[Key], token: str, deadline: float) -> dict[Key, ClaimState]:
         """Claim keys; wait while another append is producing one of them, then decide."""
         claims = self._dedupe.claim(keys, token)
-        while any(state == "busy" for state, _, _ in claims.values()):
+        while busy := [k for k, c in claims.items() if c.state == "busy"]:
             if time.monotonic() > deadline:
-                self._dedupe.release([k for k, c in claims.items() if c[0] == "claimed"], token)
+                fresh = [k for k, c in claims.items() if c.state == "claimed"]
+                rechecks = [k for k, c in claims.items() if c.state == "recheck"]
+                self._dedupe.release(fresh, token)
+                self._dedupe.release(rechecks, token, maybe_written=True)
                 raise KafkaLogError("another append of the same event did not finish in time")
             time.sleep(0.01)
-            claims = self._dedupe.claim(keys, token)
+            claims.update(self._dedupe.claim(busy, token))  # ours stay ours
         return claims
 
     def dead_letter_sync(self, letter: DeadLetter) -> None:
@@ -493,11 +594,21 @@ class KafkaEventLog(EventLog):
         return sorted(meta.partitions)
 
     def _read_topic(
-        self, topic: str, partition: int, start_offset: int, max_records: int
+        self,
+        topic: str,
+        partition: int,
+        start_offset: int,
+        max_records: int,
+        deadline: float | None = None,
     ) -> list[Message]:
+        """Records ``[start_offset, start_offset + max_records)`` of a partition (retained ones).
+
+        Without a ``deadline`` it waits up to 30 s for the partition's leader and 30 s more
+        for the records; with one, never past it.
+        """
         with self._consumer_lock:
             consumer = self._reader()
-            low, high = _watermark(consumer, TopicPartition(topic, partition))
+            low, high = _watermark(consumer, TopicPartition(topic, partition), deadline)
             start = max(start_offset, low)
             end = min(high, start + max_records)
             if start >= end:
@@ -505,9 +616,10 @@ class KafkaEventLog(EventLog):
             consumer.assign([TopicPartition(topic, partition, start)])
             try:
                 messages: list[Message] = []
-                deadline = time.monotonic() + 30.0
-                while len(messages) < end - start and time.monotonic() < deadline:
-                    for msg in consumer.consume(min(end - start - len(messages), 1000), 1.0):
+                until = time.monotonic() + 30.0 if deadline is None else deadline
+                while len(messages) < end - start and time.monotonic() < until:
+                    wait = min(1.0, max(0.05, until - time.monotonic()))
+                    for msg in consumer.consume(min(end - start - len(messages), 1000), wait):
                         if msg.error() is not None:
                             raise KafkaLogError(f"reading {topic}/{partition}: {msg.error()}")
                         if _position(msg.offset()) < end:

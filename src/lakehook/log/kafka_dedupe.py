@@ -23,6 +23,7 @@ taken over once it is older than the claim TTL (the holder's append has failed b
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import socket
@@ -31,17 +32,30 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from lakehook.errors import LakehookError
 
 #: a dedupe key: (topic, event_id)
 Key = tuple[str, str]
-#: what a claim found: ("claimed" | "stored" | "busy", partition, offset)
-ClaimState = tuple[Literal["claimed", "stored", "busy"], int | None, int | None]
+
+
+class ClaimState(NamedTuple):
+    """What a claim found for one key."""
+
+    #: ``claimed``: ours, nothing of it can be in Kafka; ``recheck``: ours, taken over from an
+    #: append that may have written it before it died or failed (look before producing);
+    #: ``stored``: already in Kafka at (partition, offset); ``busy``: another live append has it
+    state: Literal["claimed", "recheck", "stored", "busy"]
+    partition: int | None = None
+    offset: int | None = None
+    #: for ``recheck``: when the earlier append claimed it (its records are not older)
+    since_us: int | None = None
+
+
 #: a stored record: (topic, event_id, partition, offset; None when the producer cannot know)
 Stored = tuple[str, str, int, int | None]
 
@@ -99,8 +113,7 @@ class DedupeStore(ABC):
             token: the append's :func:`new_claim_token`.
 
         Returns:
-            For each key: ``("claimed", None, None)``, ``("stored", partition, offset)`` or
-            ``("busy", None, None)`` (another append is producing it right now).
+            A :class:`ClaimState` for each key.
         """
 
     @abstractmethod
@@ -108,8 +121,16 @@ class DedupeStore(ABC):
         """Turn this append's claims into records of where each event was stored."""
 
     @abstractmethod
-    def release(self, keys: Sequence[Key], token: str) -> None:
-        """Drop this append's claims (its records were not all acknowledged)."""
+    def release(self, keys: Sequence[Key], token: str, *, maybe_written: bool = False) -> None:
+        """Give up this append's claims.
+
+        Args:
+            keys: the keys this append claimed.
+            token: the append's token.
+            maybe_written: the append produced them and the broker may have kept some (no
+                acknowledgement in time): the claims stay, holderless, so the next append
+                of these ids takes them over as ``recheck``. Otherwise they are deleted.
+        """
 
     @abstractmethod
     def close(self) -> None:
@@ -162,19 +183,17 @@ class SqliteDedupeStore(DedupeStore):
                         "WHERE stream = ? AND event_id = ?",
                         key,
                     ).fetchone()
+                    taken = ClaimState("claimed")
                     if row is not None:
                         state, holder, seen, partition, offset = row
                         if state == "stored" and seen >= window_cutoff:
-                            result[key] = ("stored", partition, offset)
+                            result[key] = ClaimState("stored", partition, offset)
                             continue
-                        if (
-                            state == "claimed"
-                            and holder != token
-                            and seen >= claim_cutoff
-                            and holder_alive(holder)
-                        ):
-                            result[key] = ("busy", None, None)
-                            continue
+                        if state == "claimed":
+                            if holder != token and seen >= claim_cutoff and holder_alive(holder):
+                                result[key] = ClaimState("busy")
+                                continue
+                            taken = ClaimState("recheck", since_us=seen)
                     conn.execute(
                         "INSERT INTO dedupe (stream, event_id, state, claim, seen_at_us) "
                         "VALUES (?, ?, 'claimed', ?, ?) ON CONFLICT (stream, event_id) DO UPDATE "
@@ -182,7 +201,7 @@ class SqliteDedupeStore(DedupeStore):
                         "seen_at_us = excluded.seen_at_us, partition = NULL, offset = NULL",
                         (*key, token, now),
                     )
-                    result[key] = ("claimed", None, None)
+                    result[key] = taken
                 if time.monotonic() - self._last_purge > _PURGE_EVERY_S:
                     conn.execute(
                         "DELETE FROM dedupe WHERE seen_at_us < ?",
@@ -207,12 +226,14 @@ class SqliteDedupeStore(DedupeStore):
             )
             self._conn.execute("COMMIT")
 
-    def release(self, keys: Sequence[Key], token: str) -> None:
+    def release(self, keys: Sequence[Key], token: str, *, maybe_written: bool = False) -> None:
+        sql = (
+            "UPDATE dedupe SET claim = NULL WHERE stream = ? AND event_id = ? AND claim = ?"
+            if maybe_written
+            else "DELETE FROM dedupe WHERE stream = ? AND event_id = ? AND claim = ?"
+        )
         with self._lock:
-            self._conn.executemany(
-                "DELETE FROM dedupe WHERE stream = ? AND event_id = ? AND claim = ?",
-                [(*k, token) for k in keys],
-            )
+            self._conn.executemany(sql, [(*k, token) for k in keys])
 
     def close(self) -> None:
         with self._lock:
@@ -254,11 +275,12 @@ taken AS (
   SET state = 'claimed', claim = excluded.claim, seen_at_us = excluded.seen_at_us,
       kpartition = NULL, koffset = NULL
   WHERE (d.state = 'stored' AND d.seen_at_us < %(window_cutoff)s)
-     OR (d.state = 'claimed' AND (d.seen_at_us < %(claim_cutoff)s OR d.claim = excluded.claim
-                                  OR d.claim = ANY(%(dead)s::text[])))
+     OR (d.state = 'claimed' AND (d.claim IS NULL OR d.seen_at_us < %(claim_cutoff)s
+                                  OR d.claim = excluded.claim OR d.claim = ANY(%(dead)s::text[])))
   RETURNING d.topic, d.event_id
 )
-SELECT w.topic, w.event_id, t.event_id IS NOT NULL, d.state, d.claim, d.kpartition, d.koffset
+SELECT w.topic, w.event_id, t.event_id IS NOT NULL, d.state, d.claim, d.kpartition, d.koffset,
+       d.seen_at_us
 FROM wanted w
 LEFT JOIN taken t ON t.topic = w.topic AND t.event_id = w.event_id
 LEFT JOIN {POSTGRES_TABLE} d ON d.topic = w.topic AND d.event_id = w.event_id
@@ -279,6 +301,14 @@ USING unnest(%(topics)s::text[], %(event_ids)s::text[], %(tokens)s::text[])
 WHERE d.topic = s.topic AND d.event_id = s.event_id AND d.claim = s.token
 """
 
+# a release after a failed produce keeps the claim without a holder (taken over as recheck)
+_PG_ABANDON = f"""
+UPDATE {POSTGRES_TABLE} AS d SET claim = NULL
+FROM unnest(%(topics)s::text[], %(event_ids)s::text[], %(tokens)s::text[])
+     AS s (topic, event_id, token)
+WHERE d.topic = s.topic AND d.event_id = s.event_id AND d.claim = s.token
+"""
+
 
 def libpq_dsn(url: str) -> str:
     """A libpq connection URI from a SQLAlchemy-style URL (``postgresql+psycopg2://…``)."""
@@ -292,7 +322,7 @@ def libpq_dsn(url: str) -> str:
 class _Request:
     """One append's claim, mark or release, waiting for the next group round trip."""
 
-    kind: Literal["claim", "mark", "release"]
+    kind: Literal["claim", "mark", "release", "abandon"]
     token: str
     keys: Sequence[Key] = ()
     stored: Sequence[Stored] = ()
@@ -373,9 +403,9 @@ class PostgresDedupeStore(DedupeStore):
         if stored:
             self._submit(_Request("mark", token, stored=stored))
 
-    def release(self, keys: Sequence[Key], token: str) -> None:
+    def release(self, keys: Sequence[Key], token: str, *, maybe_written: bool = False) -> None:
         if keys:
-            self._submit(_Request("release", token, keys=keys))
+            self._submit(_Request("abandon" if maybe_written else "release", token, keys=keys))
 
     def close(self) -> None:
         if self._closed:
@@ -414,7 +444,12 @@ class PostgresDedupeStore(DedupeStore):
         import psycopg2
         import psycopg2.errors
 
-        steps = {"release": self._release, "mark": self._mark, "claim": self._claim}
+        steps: dict[str, Callable[[Any, list[_Request]], None]] = {
+            "release": functools.partial(self._release, _PG_RELEASE),
+            "abandon": functools.partial(self._release, _PG_ABANDON),
+            "mark": self._mark,
+            "claim": self._claim,
+        }
         for kind, step in steps.items():
             group = [r for r in requests if r.kind == kind]
             if not group:
@@ -447,10 +482,10 @@ class PostgresDedupeStore(DedupeStore):
             r.error = exc
 
     @staticmethod
-    def _release(cur: Any, requests: list[_Request]) -> None:
+    def _release(sql: str, cur: Any, requests: list[_Request]) -> None:
         rows = [(k, r.token) for r in requests for k in r.keys]
         cur.execute(
-            _PG_RELEASE,
+            sql,
             {
                 "topics": [k[0] for k, _ in rows],
                 "event_ids": [k[1] for k, _ in rows],
@@ -479,7 +514,7 @@ class PostgresDedupeStore(DedupeStore):
         for r in requests:
             for key in r.keys:
                 if key in owner:
-                    r.claims[key] = ("busy", None, None)
+                    r.claims[key] = ClaimState("busy")
                 else:
                     owner[key] = r
         now = _now_us()
@@ -500,16 +535,19 @@ class PostgresDedupeStore(DedupeStore):
             )
             retry: list[Key] = []
             dead = []
-            for topic, event_id, taken, state, holder, partition, offset in cur.fetchall():
+            for row in cur.fetchall():
+                topic, event_id, taken, state, holder, partition, offset, seen = row
                 key = (topic, event_id)
                 claims = owner[key].claims
-                if taken:
-                    claims[key] = ("claimed", None, None)
+                if taken and state == "claimed":  # an earlier append's claim, taken over
+                    claims[key] = ClaimState("recheck", since_us=seen)
+                elif taken:
+                    claims[key] = ClaimState("claimed")
                 elif state == "stored":
-                    claims[key] = ("stored", partition, offset)
+                    claims[key] = ClaimState("stored", partition, offset)
                 else:
-                    claims[key] = ("busy", None, None)
-                    if state == "claimed" and not holder_alive(holder):
+                    claims[key] = ClaimState("busy")
+                    if state == "claimed" and holder is not None and not holder_alive(holder):
                         retry.append(key)
                         dead.append(holder)
             if not retry:
@@ -533,6 +571,7 @@ def open_dedupe_store(target: Path | str, window_us: int, claim_ttl_us: int) -> 
 
 __all__ = [
     "POSTGRES_TABLE",
+    "ClaimState",
     "DedupeStore",
     "DedupeStoreError",
     "PostgresDedupeStore",
