@@ -205,6 +205,20 @@ BLOCKING_KEYS: tuple[tuple[str, str, int], ...] = (
 )
 
 
+#: the record columns the blocking keys read
+_BLOCKING_COLUMNS: tuple[str, ...] = (
+    "email_norm",
+    "email_local",
+    "email_domain",
+    "phone_key",
+    "last_norm",
+    "postal_norm",
+    "canon_any",
+    "last_any",
+    "address_norm",
+)
+
+
 @dataclass
 class ScoredPairs:
     """Candidate pairs with their evidence, score and decision, as parallel numpy arrays."""
@@ -441,7 +455,6 @@ class Matcher:
         self._records = records.select([*MATCH_COLUMNS, *given])
         self._full_name_keys: pa.Array | None = None
         self._rid_is_position: bool | None = None
-        self._scored_records: pa.Table | None = None
         self._block_keys = False
         self.db.register("recs", self._records)
         self._blocked = False
@@ -478,6 +491,8 @@ class Matcher:
         counted (Arrow kernels), so scoring a few pairs does not pass over every record
         in DuckDB.
         """
+        if rids is not None and rids.shape[0] == self._records.num_rows and self._rids_in_order():
+            rids = None  # every record, in order: no copy to take
         positions = None if rids is None else pa.array(self._positions(rids))
         chosen = self._records if positions is None else self._records.take(positions)
         if not self._population_given:
@@ -496,21 +511,27 @@ class Matcher:
                 chosen = chosen.append_column(column, population[column])
         for name, column in derived_columns(chosen.column("email_key_local")).items():
             chosen = chosen.append_column(name, column)
-        self._scored_records = chosen  # DuckDB reads it in place
-        self.db.register("scoring", chosen)
+        # a native table: the levels query joins it twice, and DuckDB may spill it
+        self.db.register("scoring_arrow", chosen)
+        self.db.execute("CREATE OR REPLACE TEMP TABLE scoring AS SELECT * FROM scoring_arrow")
+        self.db.unregister("scoring_arrow")
 
     def _positions(self, rids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Row positions of ``rids`` in the records (the rids themselves when they are
         0..n-1, as :func:`~lakehook.resolve.core.resolve_identities` numbers them)."""
+        if self._rids_in_order():
+            return rids
+        found = pc.index_in(pa.array(rids), value_set=self._records.column("rid"))
+        return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+    def _rids_in_order(self) -> bool:
+        """Whether the rid of each record is its position (0..n-1)."""
         if self._rid_is_position is None:
             column = np.asarray(self._records.column("rid").to_numpy(), dtype=np.int64)
             self._rid_is_position = bool(
                 np.array_equal(column, np.arange(column.shape[0], dtype=np.int64))
             )
-        if self._rid_is_position:
-            return rids
-        found = pc.index_in(pa.array(rids), value_set=self._records.column("rid"))
-        return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
+        return self._rid_is_position
 
     def _rids_of(self, sql: str) -> npt.NDArray[np.int64]:
         """The sorted distinct rids a query returns (column ``rid``)."""
@@ -539,8 +560,7 @@ class Matcher:
                 JOIN scoring a ON a.rid = p.l JOIN scoring b ON b.rid = p.r"""
         )
         table = rel.to_arrow_table()
-        self.db.execute("DROP TABLE IF EXISTS level_pairs")
-        self.db.unregister("scoring")
+        self.db.execute("DROP TABLE IF EXISTS level_pairs; DROP TABLE IF EXISTS scoring")
         total = table.num_rows
         counts: dict[str, dict[int, float]] = {}
         for c in COMPARISONS:
@@ -587,12 +607,16 @@ class Matcher:
         every block within its cap."""
         if self._blocked:
             return
+        # the blocking columns once into DuckDB (the union below scans them nine times)
+        columns = ", ".join(_BLOCKING_COLUMNS)
+        self.db.execute(f"CREATE OR REPLACE TEMP TABLE brecs AS SELECT rid, {columns} FROM recs")
         selects = " UNION ALL ".join(
-            f"SELECT rid, '{kind}' AS kind, {expr} AS k, {cap} AS cap FROM recs "
+            f"SELECT rid, '{kind}' AS kind, {expr} AS k, {cap} AS cap FROM brecs "
             f"WHERE {expr} IS NOT NULL"
             for kind, expr, cap in BLOCKING_KEYS
         )
         self.db.execute(f"CREATE OR REPLACE TEMP TABLE keys AS {selects}")
+        self.db.execute("DROP TABLE IF EXISTS brecs")
         self.db.execute(
             """CREATE OR REPLACE TEMP TABLE blocks AS
                SELECT kind, k FROM keys GROUP BY kind, k, cap
@@ -667,7 +691,7 @@ class Matcher:
                        a.tf_full_name AS tf_full_name
                 FROM cand p JOIN scoring a ON a.rid = p.l JOIN scoring b ON b.rid = p.r"""
         ).to_arrow_table()
-        self.db.unregister("scoring")
+        self.db.execute("DROP TABLE IF EXISTS scoring")
         self.db.unregister("cand")
         levels = {
             c.name: np.asarray(table.column(f"lvl_{c.name}").to_numpy(), dtype=np.int8)
