@@ -21,16 +21,22 @@ the records it could not deliver by then, so they are not written after that ans
 Dedupe does not use the SQLite event log: a store of its own (:mod:`lakehook.log.kafka_dedupe`:
 a SQLite file per host, ``log/kafka-dedupe.db`` under the home, or a PostgreSQL table shared
 by every ingestion host) keeps ``(topic, event_id) → partition, offset``. An append
-first *claims* its event ids there, produces, then marks them stored. Crash semantics,
-honestly: a process that dies after Kafka acknowledged a record but before marking it
-stored leaves a claim; a provider retry takes it over (at once when the claiming process
-is gone, else once the claim expires after ``claim_ttl_seconds``) and produces the event
-again, so Kafka can hold the same ``_event_id`` twice (never for a delivery that got a
-2xx: its ids were marked stored before the answer). Same for an append that failed after
-the broker kept some of its records (the broker died before acknowledging them). The raw
-loader reads both; staging deduplicates on ``_event_id``. Nothing acknowledged is lost.
-The SQLite file runs ``synchronous=NORMAL``: losing its last transactions to a power cut
-has the same, harmless, consequence.
+first *claims* its event ids there, produces, then marks them stored.
+
+Crash semantics, honestly: a process that dies after Kafka kept a record but before
+marking it stored leaves a claim; an append that failed after producing (no
+acknowledgement in time: the broker died) leaves its claims without a holder. A provider
+retry takes such a claim over (at once when the claiming process is gone from this host or
+the claim has no holder, else once it expires after ``claim_ttl_seconds``) and first looks
+for the event in the topic, from the earlier claim's time on (``_find_written``): a
+record found is reused, not produced again. Kafka can still hold the
+same ``_event_id`` twice when a record lands after that look (the producer delivered it
+after the append had given up on it), when the claim is older than 15 minutes or the range
+to search longer than 50,000 records, or after a claim of another host expired; never for
+a delivery that got a 2xx (its ids were marked stored before the answer). The raw loader
+reads both copies; staging keeps one row per object. Nothing acknowledged is lost. The
+SQLite file runs ``synchronous=NORMAL``: losing its last transactions to a power cut has
+the same, harmless, consequence.
 
 Reading never uses consumer groups: :meth:`KafkaEventLog.read` assigns one partition and
 seeks to the offset the lake committed (offsets live in the Iceberg snapshot summary).
