@@ -132,3 +132,23 @@ def test_a_full_read_of_a_runner_table_records_its_watermark_from_the_summary(
 
 def _micros(moment: datetime) -> int:
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def test_raw_read_whole_in_an_incremental_run_records_the_newest_raw_row(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    raw.write([stripe_event("charge.succeeded", _charge("ch_1", 1000), 100)])
+    run_batch(settings, catalog)
+    raw.write([stripe_event("charge.succeeded", _charge("ch_2", 500), 200)])
+    run_batch(settings, catalog, mode="incremental")
+
+    # pipeline_health reads raw whole; the staging models read its delta first
+    health = catalog.load_table("marts.pipeline_health").current_snapshot()
+    assert health is not None and health.summary is not None
+    watermarks = json.loads(health.summary.additional_properties[PROP_WATERMARKS])
+    newest = max(row["_loaded_at"] for row in read_rows(catalog, "raw.stripe_events"))
+    assert watermarks["raw.stripe_events"] == _micros(newest)
+    rows = {
+        row["table_name"]: row["row_count"] for row in read_rows(catalog, "marts.pipeline_health")
+    }
+    assert rows["raw.stripe_events"] == 2

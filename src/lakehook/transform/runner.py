@@ -245,6 +245,8 @@ class BatchRunner:
         #: rows this run committed, handed to later readers as Arrow instead of being read
         #: back from their files
         self._committed: dict[str, _Committed] = {}
+        #: the newest ``_loaded_at`` of a raw table at a snapshot, learnt by a read this run
+        self._raw_watermarks: dict[tuple[str, int], int | None] = {}
         #: how many of the run's models still read each input (a shared delta or a kept
         #: result is dropped after its last reader)
         self._readers_left: Counter[str] = Counter()
@@ -270,6 +272,7 @@ class BatchRunner:
         finally:
             self._appended.clear()
             self._committed.clear()
+            self._raw_watermarks.clear()
             self._readers_left.clear()
         return results
 
@@ -427,15 +430,33 @@ class BatchRunner:
         if state is None and snapshot_id is not None:
             # a full read: the engine reads the table in place; figures come from SQL
             self.engine.register_table(name, table, snapshot_id)
-            return self._recorded_figures(name, table, snapshot_id) or self._read_figures(
-                name, snapshot_id
-            )
+            figures = self._recorded_figures(name, table, snapshot_id)
+            if figures is None and (name, snapshot_id) in self._raw_watermarks:
+                figures = _summary_figures(
+                    name, table, snapshot_id, self._raw_watermarks[(name, snapshot_id)]
+                )
+            if figures is None:
+                figures = self._read_figures(name, snapshot_id)
+                if name.startswith("raw."):
+                    self._raw_watermarks[(name, snapshot_id)] = figures.watermark
+            return figures
         data = self._read(table, name, model, state, request, snapshot_id)
         if state is not None and model.config.incremental == "affected_keys":
             data = self._affected_rows(model, name, table, snapshot_id, data)
         watermark = self._max_loaded_at(data)
         if watermark is None and state is not None:
             watermark = state.watermarks.get(name)
+        if (
+            name.startswith("raw.")
+            and snapshot_id is not None
+            and state is not None
+            and request.mode == "incremental"
+            and model.config.incremental == "delta"
+        ):
+            # every row newer than the watermark consumed was read: the newest of both is
+            # the table's newest at this snapshot (pipeline_health reads raw whole later)
+            known = [w for w in (state.watermarks.get(name), watermark) if w is not None]
+            self._raw_watermarks[(name, snapshot_id)] = max(known) if known else None
         self.engine.register(name, data)
         return _InputRead(name, snapshot_id, watermark, data.num_rows)
 
@@ -447,16 +468,11 @@ class BatchRunner:
         writer) or when delete files make ``total-records`` an over-count.
         """
         snapshot = table.snapshot_by_id(snapshot_id)
-        if snapshot is None or snapshot.summary is None:
-            return None
-        props = snapshot.summary.additional_properties
-        deletes = int(props.get("total-position-deletes", 0)) + int(
-            props.get("total-equality-deletes", 0)
-        )
-        if PROP_LOADED_AT_MAX not in props or deletes:
+        props = snapshot.summary.additional_properties if snapshot and snapshot.summary else {}
+        if PROP_LOADED_AT_MAX not in props:
             return None
         watermark = json.loads(props[PROP_LOADED_AT_MAX])
-        return _InputRead(name, snapshot_id, watermark, int(props.get("total-records", 0)))
+        return _summary_figures(name, table, snapshot_id, watermark)
 
     def _read_figures(self, name: str, snapshot_id: int) -> _InputRead:
         figures = self.engine.query(
@@ -889,6 +905,25 @@ def _partition_filter(
         GreaterThanOrEqual(term=column, value=_literal(start, field_type)),
         LessThan(term=column, value=_literal(end, field_type)),
     )
+
+
+def _summary_figures(
+    name: str, table: Table, snapshot_id: int, watermark: int | None
+) -> _InputRead | None:
+    """A full read's figures: rows from the snapshot summary, the watermark known already.
+
+    None when the summary lacks ``total-records`` or delete files make it an over-count.
+    """
+    snapshot = table.snapshot_by_id(snapshot_id)
+    if snapshot is None or snapshot.summary is None:
+        return None
+    props = snapshot.summary.additional_properties
+    deletes = int(props.get("total-position-deletes", 0)) + int(
+        props.get("total-equality-deletes", 0)
+    )
+    if "total-records" not in props or deletes:
+        return None
+    return _InputRead(name, snapshot_id, watermark, int(props["total-records"]))
 
 
 def _live_data_files(table: Table) -> list[DataFile] | None:
