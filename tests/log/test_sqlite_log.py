@@ -172,3 +172,24 @@ def test_appends_under_steady_load_share_one_commit(
         log.close()
     assert len(commits) == 2  # "before", then "one" and "two" together
     assert [o.duplicate for o in outcomes] == [False, False]
+
+
+@pytest.mark.parametrize("new", [0, 1, 7, 9, 300])
+def test_dedupe_lookup_of_any_batch_size_finds_exactly_the_seen_events(
+    tmp_path: Path, new: int
+) -> None:
+    """The lookup is padded to fixed widths and split into chunks: neither may find an event
+    that was not seen, nor miss one that was (300 ids: two chunks, the second padded)."""
+    log = SqliteEventLog(tmp_path / "events.db")
+    try:
+        seen = [envelope(Provider.STRIPE) for _ in range(260)]
+        log.append_sync(seen)
+        fresh = [envelope(Provider.STRIPE) for _ in range(new)]
+        batch = [*seen[:: 260 // 9 or 1][:9], *fresh]  # some seen, then the new ones
+        outcomes = log.append_sync(batch)
+        assert [o.duplicate for o in outcomes] == [True] * 9 + [False] * new
+        retried = log.append_sync(seen + fresh)
+        assert all(o.duplicate for o in retried)
+        assert log.head_offsets()[("stripe", 0)] == 260 + new
+    finally:
+        log.close()
