@@ -151,14 +151,27 @@ def test_kept_state_grows_by_appends_with_tombstones_then_is_compacted(settings:
     )
     assert emails["1"] == "ann.lee@x.com"
     assert stored.state.statistics == measure_statistics(live)
+    # the same record edited again: a third row for it, the newest wins
+    edited[0]["email"] = "ann.l@x.com"
+    edited[0]["updated_at"] = T0 + timedelta(days=3)
+    run(pa.Table.from_pylist(edited))
+    assert catalog.load_table(NORMALIZED_RECORDS).scan().to_arrow().num_rows == 12
+    third = load_stored_state(catalog)
+    assert third is not None and third.run == 3 and third.state.records.num_rows == 8
+    rows = third.state.records
+    latest = dict(
+        zip(rows.column("source_id").to_pylist(), rows.column("email_key").to_pylist(), strict=True)
+    )
+    assert latest["1"] == "ann.l@x.com"
+    assert third.state.statistics == measure_statistics(rows)
     # a run that changes most records: the table is rewritten with the live rows only
     for row in edited:
         row["email"] = "new." + str(row["email"])
-        row["updated_at"] = T0 + timedelta(days=3)
+        row["updated_at"] = T0 + timedelta(days=4)
     run(pa.Table.from_pylist(edited))
     compacted = catalog.load_table(NORMALIZED_RECORDS).scan().to_arrow()
     assert compacted.num_rows == len(edited)
     assert compacted.column("removed").to_pylist() == [False] * len(edited)
     again = load_stored_state(catalog)
-    assert again is not None and again.run == 3
+    assert again is not None and again.run == 4
     assert again.state.statistics == measure_statistics(again.state.records)

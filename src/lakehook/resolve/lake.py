@@ -120,20 +120,36 @@ def load_stored_state(catalog: Catalog) -> StoredState | None:
     if rows.num_rows == 0 or "state_run" not in rows.column_names:
         return None
     stored_rows = rows.num_rows
-    run = int(pc.max(rows.column("state_run")).as_py())
+    runs = rows.column("state_run")
+    run = int(pc.max(runs).as_py())
     for key in ("source_system", "source_id"):  # Iceberg reads strings back as large_string
         rows = rows.set_column(
             rows.schema.get_field_index(key), key, rows.column(key).cast(pa.string())
         )
-    rows = rows.sort_by(
-        [("source_system", "ascending"), ("source_id", "ascending"), ("state_run", "descending")]
+    # a run writes a key at most once: the oldest run's rows are the base, later runs'
+    # rows (appended deltas, few) replace the base row of their key, the newest winning
+    oldest = pc.min(runs)
+    later = rows.filter(pc.greater(runs, oldest))
+    if later.num_rows:
+        base = rows.filter(pc.equal(runs, oldest))
+        later = later.sort_by(
+            [
+                ("source_system", "ascending"),
+                ("source_id", "ascending"),
+                ("state_run", "descending"),
+            ]
+        )
+        systems = later.column("source_system").to_numpy(zero_copy_only=False)
+        ids = later.column("source_id").to_numpy(zero_copy_only=False)
+        newest = np.ones(later.num_rows, dtype=bool)
+        newest[1:] = (systems[1:] != systems[:-1]) | (ids[1:] != ids[:-1])
+        later = later.filter(pa.array(newest))
+        replaced = pc.is_in(_joined_keys(base), value_set=_joined_keys(later))
+        rows = pa.concat_tables([base.filter(pc.invert(replaced)), later])
+    live = pc.invert(pc.fill_null(rows.column("removed"), False))
+    records = (
+        rows.filter(live).select(NORMALIZED_SCHEMA.names).cast(NORMALIZED_SCHEMA).combine_chunks()
     )
-    systems = rows.column("source_system").to_numpy(zero_copy_only=False)
-    ids = rows.column("source_id").to_numpy(zero_copy_only=False)
-    newest = np.ones(rows.num_rows, dtype=bool)
-    newest[1:] = (systems[1:] != systems[:-1]) | (ids[1:] != ids[:-1])
-    live = pc.and_(pa.array(newest), pc.invert(pc.fill_null(rows.column("removed"), False)))
-    records = rows.filter(live).select(NORMALIZED_SCHEMA.names).cast(NORMALIZED_SCHEMA)
     summary = snapshot.summary
     text = summary.additional_properties.get(STATISTICS_PROPERTY) if summary else None
     statistics = PopulationStatistics.from_json(text) if text else None
@@ -141,6 +157,15 @@ def load_stored_state(catalog: Catalog) -> StoredState | None:
         state=ResolverState(records=records, statistics=statistics),
         run=run,
         stored_rows=stored_rows,
+    )
+
+
+def _joined_keys(rows: pa.Table) -> pa.Array:
+    """``source_system`` and ``source_id`` as one string per row, for hash look-ups."""
+    return pc.binary_join_element_wise(
+        rows.column("source_system").combine_chunks(),
+        rows.column("source_id").combine_chunks(),
+        "\x1f",
     )
 
 
