@@ -687,10 +687,11 @@ class BatchRunner:
             "identity": column,
         }[transform]
         columns = list(dict.fromkeys([*keys, column]))
-        located = table.scan(selected_fields=tuple(columns)).to_arrow()
-        self.engine.register(
-            "__located", _align(located, _nullable(candidates.select(columns).schema))
-        )
+        snapshot_id = self._current_id(table)
+        if snapshot_id is None:
+            return AlwaysTrue()
+        # the engine reads the key and partition columns in place (DuckDB: iceberg_scan)
+        self.engine.register_table("__located", table, snapshot_id)
         self.engine.register("__candidate_keys", candidates.select(columns))
         try:
             match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM c.{k}" for k in keys)
