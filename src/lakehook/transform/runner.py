@@ -16,9 +16,12 @@ For each model the runner:
    engine whose capabilities say ``native_merge`` (Spark) commits an incremental merge
    itself instead (``MERGE INTO``, same semantics, same summary), still in one commit.
 
-Commits are copy-on-write overwrites of the whole table: measured on this machine they are
-cheaper than PyIceberg's ``upsert`` (which rewrites whole files and filters every key in
-Python) for the table sizes the layers hold (see docs/batch.md).
+Commits are copy-on-write: a full build replaces every data file, a merge the files of the
+partitions it touches, in ONE OVERWRITE snapshot (measured cheaper than PyIceberg's
+``upsert``, which rewrites whole files and filters every key in Python, and than its
+overwrite-by-filter, which makes a DELETE and an APPEND snapshot). Within a run, what is
+already in hand is not read again: raw deltas are shared by the staging models, and rows
+the run committed serve later models' reads (see docs/batch.md).
 """
 
 from __future__ import annotations

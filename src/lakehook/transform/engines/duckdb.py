@@ -3,7 +3,9 @@
 Inputs are Arrow tables read from Iceberg by PyIceberg (the engine-neutral path of
 stack-facts: the catalog's current snapshot, never a guessed metadata file) and exposed as
 views under their qualified names (``raw.stripe_events``), so model SQL reads the same names
-on every engine. The session runs in UTC.
+on every engine; whole tables are read in place with ``iceberg_scan``. The session runs in
+UTC. Models run as written except that a JSON column read at several paths is parsed once
+per row (:func:`parse_json_once`).
 """
 
 from __future__ import annotations
