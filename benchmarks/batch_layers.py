@@ -1,6 +1,6 @@
 """Full rebuild of every batch layer vs an incremental run after 1% new events, same run.
 
-    .venv/bin/python benchmarks/batch_layers.py [--events N] [--home DIR]
+    .venv/bin/python benchmarks/batch_layers.py [--events N] [--home DIR] [--threads N]
 
 Simulator events go straight into raw (envelopes built by the ingest code, as the loader
 would write them); the full run is the baseline, the incremental run after 1% more events
@@ -38,8 +38,8 @@ CHUNK = 20_000
 PENDING = "benchmark-pending.pickle"
 
 
-def _settings(home: Path) -> Settings:
-    return load_settings(home=home, batch_lookback_hours=0)
+def _settings(home: Path, threads: int | None = None) -> Settings:
+    return load_settings(home=home, batch_lookback_hours=0, batch_threads=threads)
 
 
 def load_initial(home: Path, events: int, people: int, extra: int) -> tuple[int, float, float]:
@@ -81,6 +81,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--people", type=int, default=0, help="default: events / 25")
     parser.add_argument("--home", type=Path, default=None, help="keep the lake here")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="models at once (default: the setting, 2)"
+    )
     args = parser.parse_args()
     people = args.people or max(50, args.events // 25)
     extra = max(1, args.events // 100)
@@ -92,7 +95,8 @@ def main() -> None:
                 load_initial, (home, args.events, people, extra)
             )
         print(f"loaded {loaded} raw events in {load_seconds:.1f} s", flush=True)
-        settings = _settings(home)
+        settings = _settings(home, args.threads)
+        print(f"models run at once: {settings.batch_threads}", flush=True)
         catalog = open_catalog(settings)
         started, cpu = time.perf_counter(), time.process_time()
         full_runs = run_batch(settings, catalog, mode="full")

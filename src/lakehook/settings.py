@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # --- batch ---------------------------------------------------------------------------
     batch_engine: Literal["duckdb", "spark"] = "duckdb"
     batch_lookback_hours: float = Field(72.0, ge=0)
+    #: models run at once by the batch runner (1: one after another); engines that
+    #: cannot run concurrent sessions (Spark) always run one at a time
+    batch_threads: int = Field(2, ge=1)
     spark_master: str = "local[2]"
 
     # --- derived -------------------------------------------------------------------------

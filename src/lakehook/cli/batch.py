@@ -32,6 +32,13 @@ def _date(value: datetime | None) -> date | None:
 @click.option("--start-date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None)
 @click.option("--end-date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None)
 @click.option("--engine", type=click.Choice(("duckdb", "spark")), default=None)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Models run at once when their inputs are built (default: LAKEHOOK_BATCH_THREADS, "
+    "2; 1 = one after another; Spark always runs one at a time).",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would run; write nothing.")
 @click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="table")
 @click.pass_context
@@ -43,6 +50,7 @@ def command(
     start_date: datetime | None,
     end_date: datetime | None,
     engine: str | None,
+    threads: int | None,
     dry_run: bool,
     fmt: str,
 ) -> None:
@@ -55,7 +63,7 @@ def command(
     from lakehook.transform.models import load_project
     from lakehook.transform.runner import BatchRunner, RunRequest
 
-    settings = get_settings(ctx, batch_engine=engine)
+    settings = get_settings(ctx, batch_engine=engine, batch_threads=threads)
     if mode == "range" and (start_date is None or end_date is None):
         raise click.UsageError("--mode range needs --start-date and --end-date")
     with failures_exit_1():

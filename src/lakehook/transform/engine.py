@@ -59,12 +59,16 @@ class EngineCapabilities:
             (:meth:`BatchEngine.merge_into`) instead of the runner's PyIceberg overwrite.
         reuses_arrow_results: a table the run just committed is cheaper to hand to later
             models as the Arrow rows in hand than to read back (in-process engines).
+        concurrent_sessions: :meth:`BatchEngine.open_session` opens sessions that run models
+            at the same time as this one, each on its own thread (DuckDB cursors); an
+            engine without it runs one model at a time.
     """
 
     sql_dialect: str
     reads_iceberg_natively: bool = False
     native_merge: bool = False
     reuses_arrow_results: bool = False
+    concurrent_sessions: bool = False
 
 
 class BatchEngine(ABC):
@@ -162,6 +166,14 @@ class BatchEngine(ABC):
             False when this engine cannot commit to ``table`` (the runner then merges itself).
         """
         raise NotImplementedError(f"{self.name} has no native merge")
+
+    def open_session(self) -> BatchEngine:
+        """A second session for another thread: same engine, its own registered names.
+
+        Only engines whose capabilities say ``concurrent_sessions`` implement it; the
+        caller closes the session (before this one).
+        """
+        raise NotImplementedError(f"{self.name} runs one model at a time")
 
     def close(self) -> None:
         """Release the session; registered relations are gone."""

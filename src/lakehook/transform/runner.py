@@ -22,15 +22,23 @@ partitions it touches, in ONE OVERWRITE snapshot (measured cheaper than PyIceber
 overwrite-by-filter, which makes a DELETE and an APPEND snapshot). Within a run, what is
 already in hand is not read again: raw deltas are shared by the staging models, and rows
 the run committed serve later models' reads (see docs/batch.md).
+
+Models whose inputs are built run at the same time, ``settings.batch_threads`` at most,
+each on its own engine session (:meth:`BatchEngine.open_session`) when the engine's capabilities
+say ``concurrent_sessions``; otherwise one after another. Every model still commits alone;
+the caches shared by the run are guarded by one lock, and a failure lets the models already
+running finish their commits, starts no other, and is raised as it came.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -239,8 +247,14 @@ class BatchRunner:
     ) -> None:
         self.settings = settings
         self.catalog = catalog
-        self.engine = engine
+        self._engine = engine
         self.project = project
+        #: guards the caches below when models run concurrently
+        self._lock = threading.RLock()
+        #: the engine session of the current worker thread (concurrent runs)
+        self._local = threading.local()
+        #: one lock per shared raw delta, so concurrent readers read it once
+        self._delta_locks: dict[tuple[str, int, int], threading.Lock] = {}
         #: tables loaded during this run (metadata parsed once), refreshed on our commits
         self._tables: dict[str, Table] = {}
         #: raw rows appended between two snapshots, shared by the run's staging models
@@ -254,9 +268,19 @@ class BatchRunner:
         #: result is dropped after its last reader)
         self._readers_left: Counter[str] = Counter()
 
+    @property
+    def engine(self) -> BatchEngine:
+        """The engine session of the calling thread (the run's engine outside workers)."""
+        session: BatchEngine | None = getattr(self._local, "engine", None)
+        return session if session is not None else self._engine
+
     # --- public ------------------------------------------------------------------------
     def run(self, request: RunRequest) -> list[ModelRun]:
-        """Run the selected models in dependency order; one result per model."""
+        """Run the selected models in dependency order; one result per model.
+
+        Models run concurrently (up to ``settings.batch_threads``) once every model
+        producing one of their inputs has committed; results come in dependency order.
+        """
         if request.mode not in MODES:
             raise ConfigurationError(f"unknown mode {request.mode!r}")
         if request.mode == "range" and (request.start_date is None or request.end_date is None):
@@ -266,40 +290,109 @@ class BatchRunner:
             self.engine.register(name, build())
         results: list[ModelRun] = []
         self._readers_left = Counter(name for model in models for name in model.inputs)
+        threads = min(self.settings.batch_threads, len(models))
         try:
-            for model in models:
-                if request.progress is not None:
-                    request.progress(model.target)
-                results.append(self.run_model(model, request))
-                self._release_inputs(model)
+            if threads > 1 and self._engine.capabilities.concurrent_sessions:
+                results = self._run_concurrently(models, request, threads)
+            else:
+                for model in models:
+                    if request.progress is not None:
+                        request.progress(model.target)
+                    results.append(self.run_model(model, request))
+                    self._release_inputs(model)
         finally:
             self._appended.clear()
+            self._delta_locks.clear()
             self._committed.clear()
             self._raw_watermarks.clear()
             self._readers_left.clear()
         return results
 
+    def _run_concurrently(
+        self, models: Sequence[Model], request: RunRequest, threads: int
+    ) -> list[ModelRun]:
+        """Run ``models`` on ``threads`` workers, each model once its producers committed.
+
+        The first failure stops the run: no other model starts, the running ones finish
+        (each commits whole or not at all) and the failure is raised unchanged.
+        """
+        targets = {model.target for model in models}
+        producers = {
+            model.target: {name for name in model.inputs if name in targets} for model in models
+        }
+        waiting = list(models)
+        done: set[str] = set()
+        results: dict[str, ModelRun] = {}
+        running: dict[Future[ModelRun], Model] = {}
+        sessions: list[BatchEngine] = []
+        failure: BaseException | None = None
+        try:
+            with ThreadPoolExecutor(threads, thread_name_prefix="lakehook-batch") as pool:
+                while True:
+                    if failure is None:
+                        for model in [m for m in waiting if producers[m.target] <= done]:
+                            if len(running) >= threads:
+                                break
+                            waiting.remove(model)
+                            if request.progress is not None:
+                                request.progress(model.target)
+                            future = pool.submit(self._run_in_session, model, request, sessions)
+                            running[future] = model
+                    if not running:
+                        break
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        model = running.pop(future)
+                        error = future.exception()
+                        if error is not None:
+                            failure = failure or error
+                            continue
+                        results[model.target] = future.result()
+                        done.add(model.target)
+                        self._release_inputs(model)
+        finally:
+            for session in sessions:
+                session.close()
+        if failure is not None:
+            raise failure
+        return [results[model.target] for model in models]
+
+    def _run_in_session(
+        self, model: Model, request: RunRequest, sessions: list[BatchEngine]
+    ) -> ModelRun:
+        """:meth:`run_model` on the calling worker thread's own engine session."""
+        if getattr(self._local, "engine", None) is None:
+            session = self._engine.open_session()
+            with self._lock:
+                sessions.append(session)
+            for name, build in REFERENCE_TABLES.items():
+                session.register(name, build())
+            self._local.engine = session
+        return self.run_model(model, request)
+
     def _release_inputs(self, model: Model) -> None:
         """Forget the shared deltas no later model of the run reads."""
-        self._readers_left.subtract(model.inputs)
-        for key in [key for key in self._appended if self._readers_left[key[0]] <= 0]:
-            del self._appended[key]
-        for name in [name for name in self._committed if self._readers_left[name] <= 0]:
-            del self._committed[name]
+        with self._lock:
+            self._readers_left.subtract(model.inputs)
+            for key in [key for key in self._appended if self._readers_left[key[0]] <= 0]:
+                del self._appended[key]
+            for name in [name for name in self._committed if self._readers_left[name] <= 0]:
+                del self._committed[name]
 
     def _keep_committed(
         self, name: str, parent_id: int | None, table: Table, data: pa.Table, whole: bool
     ) -> None:
         """Keep rows just committed for the run's later readers, within budget."""
         snapshot_id = self._current_id(table)
-        kept = sum(entry.rows.nbytes for entry in self._committed.values())
-        if (
-            snapshot_id is not None
-            and self._readers_left[name] > 0
-            and self.engine.capabilities.reuses_arrow_results
-            and kept + data.nbytes <= _MAX_KEPT_RESULT_BYTES
-        ):
-            self._committed[name] = _Committed(parent_id, snapshot_id, data, whole)
+        with self._lock:
+            kept = sum(entry.rows.nbytes for entry in self._committed.values())
+            if (
+                snapshot_id is not None
+                and self._readers_left[name] > 0
+                and self.engine.capabilities.reuses_arrow_results
+                and kept + data.nbytes <= _MAX_KEPT_RESULT_BYTES
+            ):
+                self._committed[name] = _Committed(parent_id, snapshot_id, data, whole)
 
     def run_model(self, model: Model, request: RunRequest) -> ModelRun:
         """Run one model and commit its result (unless the request is a dry run)."""
@@ -359,7 +452,8 @@ class BatchRunner:
                 table = merged
             else:
                 table = self._commit(model, table, result, reads, mode, candidates, scope, replaced)
-            self._tables[model.target] = table
+            with self._lock:
+                self._tables[model.target] = table
         finally:
             for read in reads:
                 if read.name not in REFERENCE_TABLES:
@@ -377,14 +471,17 @@ class BatchRunner:
 
     # --- inputs ------------------------------------------------------------------------
     def _load_table(self, name: str) -> Table | None:
-        if name in self._tables:
-            return self._tables[name]
+        with self._lock:
+            known = self._tables.get(name)
+        if known is not None:
+            return known
         try:
             table = self.catalog.load_table(name)
         except NoSuchTableError:
             return None
-        self._tables[name] = table
-        return table
+        with self._lock:
+            # a concurrent reader may have loaded it first: every model shares one object
+            return self._tables.setdefault(name, table)
 
     def _snapshot_id(self, name: str) -> int | None:
         if name in REFERENCE_TABLES:
@@ -424,7 +521,8 @@ class BatchRunner:
             raise BatchError(
                 f"{model.target} reads {name}, which does not exist yet: build it first"
             )
-        kept = self._committed.get(name)
+        with self._lock:
+            kept = self._committed.get(name)
         if state is None and kept is not None and kept.whole and kept.snapshot_id == snapshot_id:
             # committed whole earlier in this run: these rows are the table at that snapshot
             rows = kept.rows
@@ -434,14 +532,15 @@ class BatchRunner:
             # a full read: the engine reads the table in place; figures come from SQL
             self.engine.register_table(name, table, snapshot_id)
             figures = self._recorded_figures(name, table, snapshot_id)
-            if figures is None and (name, snapshot_id) in self._raw_watermarks:
-                figures = _summary_figures(
-                    name, table, snapshot_id, self._raw_watermarks[(name, snapshot_id)]
-                )
+            with self._lock:
+                learnt = self._raw_watermarks.get((name, snapshot_id), _UNKNOWN)
+            if figures is None and not isinstance(learnt, _Unknown):
+                figures = _summary_figures(name, table, snapshot_id, learnt)
             if figures is None:
                 figures = self._read_figures(name, snapshot_id)
                 if name.startswith("raw."):
-                    self._raw_watermarks[(name, snapshot_id)] = figures.watermark
+                    with self._lock:
+                        self._raw_watermarks[(name, snapshot_id)] = figures.watermark
             return figures
         data = self._read(table, name, model, state, request, snapshot_id)
         if state is not None and model.config.incremental == "affected_keys":
@@ -459,7 +558,8 @@ class BatchRunner:
             # every row newer than the watermark consumed was read: the newest of both is
             # the table's newest at this snapshot (pipeline_health reads raw whole later)
             known = [w for w in (state.watermarks.get(name), watermark) if w is not None]
-            self._raw_watermarks[(name, snapshot_id)] = max(known) if known else None
+            with self._lock:
+                self._raw_watermarks[(name, snapshot_id)] = max(known) if known else None
         self.engine.register(name, data)
         return _InputRead(name, snapshot_id, watermark, data.num_rows)
 
@@ -525,7 +625,8 @@ class BatchRunner:
         if lookback is None:
             lookback = self.settings.batch_lookback_hours if name.startswith("raw.") else 0.0
         since = _from_micros(watermark) - timedelta(hours=lookback)
-        kept = self._committed.get(name)
+        with self._lock:
+            kept = self._committed.get(name)
         if (
             kept is not None
             and kept.snapshot_id == snapshot_id
@@ -546,13 +647,18 @@ class BatchRunner:
         first reader's Arrow table is kept for the run's later readers of the same range.
         """
         key = (name, consumed, snapshot_id)
-        data = self._appended.get(key)
-        if data is None:
-            data = table.incremental_append_scan(
-                from_snapshot_id_exclusive=consumed, to_snapshot_id_inclusive=snapshot_id
-            ).to_arrow()
-            if self._readers_left[name] > 1 and data.nbytes <= _MAX_SHARED_DELTA_BYTES:
-                self._appended[key] = data
+        with self._lock:
+            delta_lock = self._delta_locks.setdefault(key, threading.Lock())
+        with delta_lock:  # a concurrent reader of the same delta waits for the first
+            with self._lock:
+                data = self._appended.get(key)
+            if data is None:
+                data = table.incremental_append_scan(
+                    from_snapshot_id_exclusive=consumed, to_snapshot_id_inclusive=snapshot_id
+                ).to_arrow()
+                with self._lock:
+                    if self._readers_left[name] > 1 and data.nbytes <= _MAX_SHARED_DELTA_BYTES:
+                        self._appended[key] = data
         return data
 
     @staticmethod
@@ -878,6 +984,13 @@ class BatchRunner:
 
 #: above this many partitions an incremental merge rewrites the whole table
 _MAX_SCOPED_PARTITIONS = 48
+
+
+class _Unknown:
+    """Marks a raw watermark the run has not learnt (None is a learnt empty table)."""
+
+
+_UNKNOWN = _Unknown()
 
 
 def _literal(value: date | datetime, field_type: str) -> str:

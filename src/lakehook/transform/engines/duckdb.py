@@ -6,10 +6,15 @@ views under their qualified names (``raw.stripe_events``), so model SQL reads th
 on every engine; whole tables are read in place with ``iceberg_scan``. The session runs in
 UTC. Models run as written except that a JSON column read at several paths is parsed once
 per row (:func:`parse_json_once`).
+
+:meth:`DuckDBEngine.open_session` opens a cursor on the same database for another thread (one
+memory budget, one thread pool); its views live in a catalog of their own (an attached
+in-memory database selected with ``USE``), so two sessions can both name an input ``raw.x``.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import TYPE_CHECKING, ClassVar
 
@@ -37,6 +42,9 @@ _JSON_FIELD = re.compile(
 )
 #: a column read at this many paths or more is parsed once for all of them
 _MIN_PATHS_PER_PARSE = 3
+
+#: numbers the catalogs of sessions (attached in-memory databases), unique per process
+_SESSION_NUMBERS = itertools.count(1)
 
 
 def parse_json_once(sql: str) -> str:
@@ -79,16 +87,14 @@ class DuckDBEngine(BatchEngine):
 
     name: ClassVar[str] = "duckdb"
     capabilities: ClassVar[EngineCapabilities] = EngineCapabilities(
-        sql_dialect="duckdb", reuses_arrow_results=True
+        sql_dialect="duckdb", reuses_arrow_results=True, concurrent_sessions=True
     )
 
     def __init__(self, settings: Settings, *, threads: int | None = None) -> None:
         super().__init__(settings)
         self._connection = duckdb.connect(":memory:")
-        self._connection.execute("SET TimeZone = 'UTC'")
-        # strings come back as large_string, as PyIceberg scans return them, so Arrow
-        # tables from both sides join and concatenate without casts
-        self._connection.execute("SET arrow_large_buffer_size = true")
+        self._session_catalog: str | None = None
+        self._configure_session()
         if threads:
             self._connection.execute(f"SET threads = {int(threads)}")
         # stay well inside a laptop's memory: big sorts and windows spill to disk instead
@@ -100,6 +106,32 @@ class DuckDBEngine(BatchEngine):
         self._schemas: set[str] = set()
         self._native_iceberg = load_iceberg_extension(self._connection)
         self._views: set[str] = set()
+
+    def _configure_session(self) -> None:
+        """Settings every connection of the engine needs (they are per connection)."""
+        self._connection.execute("SET TimeZone = 'UTC'")
+        # strings come back as large_string, as PyIceberg scans return them, so Arrow
+        # tables from both sides join and concatenate without casts
+        self._connection.execute("SET arrow_large_buffer_size = true")
+
+    def open_session(self) -> DuckDBEngine:
+        """A cursor on this engine's database for another thread, with its own catalog.
+
+        DuckDB runs queries of several cursors at once; the session's views live in an
+        in-memory database attached for it alone, so its names never meet this engine's.
+        """
+        session = DuckDBEngine.__new__(DuckDBEngine)
+        BatchEngine.__init__(session, self.settings)
+        session._connection = self._connection.cursor()
+        session._configure_session()
+        catalog = f"lakehook_session_{next(_SESSION_NUMBERS)}"
+        session._connection.execute(f"ATTACH ':memory:' AS {catalog}")
+        session._connection.execute(f"USE {catalog}")
+        session._session_catalog = catalog
+        session._schemas = set()
+        session._native_iceberg = self._native_iceberg
+        session._views = set()
+        return session
 
     def translate(self, sql: str) -> str:
         """The model as DuckDB runs it: JSON columns parsed once (:func:`parse_json_once`)."""
@@ -154,4 +186,8 @@ class DuckDBEngine(BatchEngine):
 
     def close(self) -> None:
         super().close()
+        if self._session_catalog is not None:
+            # the attached database belongs to the whole instance: detach it
+            self._connection.execute("USE memory")
+            self._connection.execute(f"DETACH {self._session_catalog}")
         self._connection.close()
