@@ -62,6 +62,9 @@ class EngineCapabilities:
         concurrent_sessions: :meth:`BatchEngine.open_session` opens sessions that run models
             at the same time as this one, each on its own thread (DuckDB cursors); an
             engine without it runs one model at a time.
+        native_write: a SQL model's result stays in the engine and is written to its table
+            by the engine (:meth:`BatchEngine.register_query`, :meth:`BatchEngine.write_model`),
+            never collected to the runner as Arrow.
     """
 
     sql_dialect: str
@@ -69,6 +72,7 @@ class EngineCapabilities:
     native_merge: bool = False
     reuses_arrow_results: bool = False
     concurrent_sessions: bool = False
+    native_write: bool = False
 
 
 class BatchEngine(ABC):
@@ -166,6 +170,38 @@ class BatchEngine(ABC):
             False when this engine cannot commit to ``table`` (the runner then merges itself).
         """
         raise NotImplementedError(f"{self.name} has no native merge")
+
+    def register_query(self, relation: str, sql: str, *, target: str) -> pa.Schema | None:
+        """Expose the rows of a model-dialect SELECT under ``relation`` without running it.
+
+        Only engines whose capabilities say ``native_write`` implement it.
+
+        Returns:
+            The relation's columns (no rows), or None when this engine cannot write the
+            result itself (the runner then collects it as Arrow).
+        """
+        raise NotImplementedError(f"{self.name} has no native write")
+
+    def write_model(
+        self,
+        table: Table,
+        source: str,
+        *,
+        strategy: str,
+        keys: Sequence[str],
+        order_by: Sequence[str],
+        snapshot_properties: Mapping[str, str],
+    ) -> bool:
+        """Write the relation ``source`` into ``table`` in one engine commit.
+
+        ``strategy`` ``overwrite`` replaces every row of the table; ``merge`` and ``append``
+        are :meth:`merge_into`'s. Only engines whose capabilities say ``native_write``
+        implement it.
+
+        Returns:
+            False when this engine cannot commit to ``table`` (the runner then writes).
+        """
+        raise NotImplementedError(f"{self.name} has no native write")
 
     def open_session(self) -> BatchEngine:
         """A second session for another thread: same engine, its own registered names.

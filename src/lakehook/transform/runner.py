@@ -433,25 +433,31 @@ class BatchRunner:
             for name in model.inputs
         ]
         try:
-            result = self._compute(model)
-            self._check_keys(model, result)
-            candidates = result.num_rows
-            scope: BooleanExpression = AlwaysTrue()
-            replaced: list[DataFile] | None = None
-            merged: Table | None = None
-            if delta_inputs and table is not None and model.config.strategy != "overwrite":
-                if candidates and self.engine.capabilities.native_merge:
-                    merged = self._merge_natively(model, table, result, reads, mode)
-                if merged is None and candidates:
-                    result, scope, replaced = self._merge(model, table, result)
-                elif merged is None:
-                    # nothing new to merge: the table's files stay as they are and the
-                    # commit only records the snapshots and watermarks consumed
-                    scope = AlwaysFalse()
-            if merged is not None:
-                table = merged
+            written = self._write_natively(model, table, reads, mode, delta_inputs)
+            if written is not None:
+                table, candidates = written
             else:
-                table = self._commit(model, table, result, reads, mode, candidates, scope, replaced)
+                result = self._compute(model)
+                self._check_keys(model, result)
+                candidates = result.num_rows
+                scope: BooleanExpression = AlwaysTrue()
+                replaced: list[DataFile] | None = None
+                merged: Table | None = None
+                if delta_inputs and table is not None and model.config.strategy != "overwrite":
+                    if candidates and self.engine.capabilities.native_merge:
+                        merged = self._merge_natively(model, table, result, reads, mode)
+                    if merged is None and candidates:
+                        result, scope, replaced = self._merge(model, table, result)
+                    elif merged is None:
+                        # nothing new to merge: the table's files stay as they are and the
+                        # commit only records the snapshots and watermarks consumed
+                        scope = AlwaysFalse()
+                if merged is not None:
+                    table = merged
+                else:
+                    table = self._commit(
+                        model, table, result, reads, mode, candidates, scope, replaced
+                    )
             with self._lock:
                 self._tables[model.target] = table
         finally:
@@ -873,6 +879,98 @@ class BatchRunner:
                 model, table, empty, reads, mode, candidates.num_rows, AlwaysFalse()
             )
         return table
+
+    def _write_natively(
+        self,
+        model: Model,
+        table: Table | None,
+        reads: Sequence[_InputRead],
+        mode: str,
+        delta_inputs: bool,
+    ) -> tuple[Table, int] | None:
+        """Let the engine compute and write a SQL model itself; the table and candidate count.
+
+        For engines whose capabilities say ``native_write`` (Spark): the model's query is
+        registered in the engine, never collected; keys are checked and candidates counted
+        there (one-row queries), and the engine commits ONE snapshot with the runner's
+        properties: a full build or ``overwrite`` model replaces the table, an incremental
+        merge/append is a ``MERGE INTO``. A new table is created empty by the runner first
+        (same schema and partition spec as the Arrow path). When the write makes no
+        snapshot, the properties are committed alone, as :meth:`_merge_natively` does.
+
+        Returns None (the caller takes the Arrow path) for Python models, ``affected_keys``
+        models, a target whose columns are not exactly the query's (schema evolution), and
+        an engine that cannot reach the table's catalog.
+        """
+        if (
+            not self.engine.capabilities.native_write
+            or model.sql is None
+            or model.config.incremental == "affected_keys"
+        ):
+            return None
+        schema = self.engine.register_query("__model", model.sql, target=model.target)
+        if schema is None:
+            return None
+        now = datetime.now(UTC)
+        stamp = f"CAST('{now.isoformat()}' AS TIMESTAMPTZ) AS {LOADED_AT}"
+        star = f"* EXCLUDE ({LOADED_AT})" if LOADED_AT in schema.names else "*"
+        try:
+            staged = self.engine.register_query(
+                "__result", f"SELECT {star}, {stamp} FROM __model", target=model.target
+            )
+            if staged is None:
+                return None
+            schema = iceberg_compatible(staged.empty_table()).schema
+            if table is not None and {f.name for f in table.schema().fields} != set(schema.names):
+                return None  # schema evolution: the runner's Arrow path
+            keys = list(model.config.keys)
+            candidates = self._scalar("SELECT count(*) AS n FROM __result", model)
+            if keys and candidates:
+                group = ", ".join(keys)
+                shared = self._scalar(
+                    f"SELECT coalesce(sum(c - 1), 0) AS n FROM (SELECT {group}, count(*) AS c "
+                    f"FROM __result GROUP BY {group} HAVING count(*) > 1)",
+                    model,
+                )
+                if shared:
+                    raise BatchError(
+                        f"{model.target}: {shared} rows share their keys "
+                        f"({', '.join(keys)}); a model must give one row per key"
+                    )
+            merging = delta_inputs and table is not None and model.config.strategy != "overwrite"
+            if table is None:
+                table = self._create_table(model, schema)
+            empty = table.schema().as_arrow().empty_table()
+            if merging and not candidates:
+                # nothing new: the commit only records the snapshots and watermarks consumed
+                table = self._commit(model, table, empty, reads, mode, 0, AlwaysFalse())
+                return table, 0
+            properties = self._snapshot_properties(model, reads, mode, candidates)
+            if not merging:
+                properties[PROP_LOADED_AT_MAX] = json.dumps(_micros(now) if candidates else None)
+            before = self._current_id(table)
+            done = self.engine.write_model(
+                table,
+                "__result",
+                strategy=model.config.strategy if merging else "overwrite",
+                keys=keys,
+                order_by=model.config.order_by,
+                snapshot_properties=properties,
+            )
+            if not done:
+                return None
+            table = self.catalog.load_table(model.target)
+            if self._current_id(table) == before:
+                table = self._commit(model, table, empty, reads, mode, candidates, AlwaysFalse())
+            return table, candidates
+        finally:
+            self.engine.unregister("__result")
+            self.engine.unregister("__model")
+
+    def _scalar(self, sql: str, model: Model) -> int:
+        """The one integer a one-row, one-column query of the engine returns."""
+        value = self.engine.query(sql, target=f"{model.target} (check)").column(0)[0].as_py()
+        return int(value or 0)
 
     # --- commit ------------------------------------------------------------------------
     def _snapshot_properties(

@@ -171,7 +171,7 @@ class SparkEngine(BatchEngine):
 
     name: ClassVar[str] = "spark"
     capabilities: ClassVar[EngineCapabilities] = EngineCapabilities(
-        sql_dialect="spark", native_merge=True
+        sql_dialect="spark", native_merge=True, native_write=True
     )
 
     def __init__(self, settings: Settings, session: SparkSession | None = None) -> None:
@@ -264,6 +264,70 @@ class SparkEngine(BatchEngine):
         finally:
             for key in settings:
                 conf.unset(key)
+        return True
+
+    def register_query(self, relation: str, sql: str, *, target: str) -> pa.Schema | None:
+        """Register the model's query as a temporary view; only its schema reaches the driver.
+
+        None (the runner collects through Arrow) when the session's catalog is another lake's.
+        """
+        if not self._shares_catalog() or not _SAFE_NAME.match(relation):
+            return None
+        translated = self.translate(sql)
+        try:
+            frame = self.session.sql(translated)
+            schema = frame.limit(0).toArrow().schema
+        except Exception as exc:
+            raise ModelError(target, translated, exc) from exc
+        view = self.view_name(relation)
+        frame.createOrReplaceTempView(view)
+        self._views[relation] = view
+        self._registered.add(relation)
+        return schema
+
+    def write_model(
+        self,
+        table: Table,
+        source: str,
+        *,
+        strategy: str,
+        keys: Sequence[str],
+        order_by: Sequence[str],
+        snapshot_properties: Mapping[str, str],
+    ) -> bool:
+        """Write the view ``source`` into ``table`` with Spark; the rows never leave the cluster.
+
+        ``overwrite`` replaces the whole table in one OVERWRITE snapshot
+        (``DataFrameWriterV2.overwrite(lit(True))``: every partition, not only the ones the
+        rows fall in), columns matched by name; ``merge``/``append`` go through
+        :meth:`merge_into`. The snapshot properties are written as
+        ``snapshot-property.<key>`` write options.
+        """
+        if strategy != "overwrite":
+            return self.merge_into(
+                table,
+                source,
+                strategy=strategy,
+                keys=keys,
+                order_by=order_by,
+                snapshot_properties=snapshot_properties,
+            )
+        from pyspark.sql.functions import lit
+
+        view = self._views.get(source)
+        if view is None or not self._shares_catalog():
+            return False
+        identifier = ".".join(_quoted(p) for p in (self.settings.catalog_name, *table.name()))
+        columns = [_quoted(name) for name in (f.name for f in table.schema().fields)]
+        writer = self.session.table(view).select(*columns).writeTo(identifier)
+        for key, value in snapshot_properties.items():
+            writer = writer.option("snapshot-property." + key, value)
+        try:
+            writer.overwrite(lit(True))
+        except Exception as exc:
+            raise ModelError(
+                ".".join(table.name()), f"-- overwrite {identifier} from {view}", exc
+            ) from exc
         return True
 
     def resolve_identities(
