@@ -57,7 +57,7 @@ class JarGroup:
 
 
 def project_root() -> Path:
-    """The source checkout lakehook runs from (it holds ``jvm/pom.xml``)."""
+    """The folder with ``jvm/pom.xml``: the source checkout, else the installed copy."""
     return resources.project_root()
 
 
@@ -65,23 +65,31 @@ def pom_path() -> Path:
     """The pom that pins the jars.
 
     Raises:
-        ConfigurationError: lakehook is not running from a source checkout.
+        ConfigurationError: neither the checkout nor the installation holds the pom.
     """
     pom = project_root() / "jvm" / "pom.xml"
     if not pom.is_file():
         raise ConfigurationError(
-            f"jvm/pom.xml not found next to the lakehook sources ({pom}); the scale-out jars "
-            "are fetched from a source checkout"
+            f"jvm/pom.xml not found ({pom}): lakehook is neither run from its source checkout "
+            "nor installed from a wheel that ships it"
         )
     return pom
 
 
 def jars_dir() -> Path:
-    """Root of the jar cache: ``$LAKEHOOK_JARS_DIR``, else ``.cache/jars`` of the checkout."""
+    """Root of the jar cache: ``$LAKEHOOK_JARS_DIR``, else ``.cache/jars`` of the checkout.
+
+    An installed lakehook (no checkout) keeps them in the user's cache,
+    ``$XDG_CACHE_HOME/lakehook/jars`` (``~/.cache/lakehook/jars``): the installation prefix
+    may be read-only.
+    """
     override = os.environ.get(JARS_DIR_ENV)
     if override:
         return Path(override).expanduser().resolve()
-    return project_root() / ".cache" / "jars"
+    if resources.is_checkout():
+        return project_root() / ".cache" / "jars"
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache).expanduser().resolve() / "lakehook" / "jars"
 
 
 def _pom_digest(pom: Path) -> str:

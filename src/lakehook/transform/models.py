@@ -325,7 +325,7 @@ def _declares_target(path: Path) -> bool:
 
 
 def default_sql_root() -> Path:
-    """The ``sql/`` folder of the lakehook checkout this package runs from."""
+    """The ``sql/`` folder lakehook ships (checkout or installed copy, see ``resources``)."""
     return sql_root()
 
 
@@ -341,6 +341,11 @@ def load_project(sql_root: Path | None = None, extra: Iterable[Model] | None = N
         The ordered project.
     """
     root = sql_root or default_sql_root()
+    if not root.is_dir():
+        raise ConfigurationError(
+            f"no SQL models at {root}: set LAKEHOOK_SQL_DIR, or run lakehook from its checkout "
+            "or from a wheel (which installs them under <prefix>/share/lakehook/sql)"
+        )
     models: dict[str, Model] = {}
     for layer in LAYERS:
         folder = root / LAYER_FOLDERS[layer]
