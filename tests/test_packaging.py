@@ -51,8 +51,12 @@ def test_installed_wheel_finds_models_and_pins_under_its_prefix(tmp_path: Path) 
     # dependencies from the test environment, after the venv's own site-packages (a plain
     # path entry: the checkout's editable-install .pth there is not processed)
     (site / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    install = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix"]
-    subprocess.run([*install, str(env_dir), str(wheel)], check=True, timeout=300)
+    # --ignore-installed: without it pip would first uninstall the test environment's own
+    # (editable) lakehook, even though it installs into another prefix
+    install = [sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q"]
+    subprocess.run([*install, "--prefix", str(env_dir), str(wheel)], check=True, timeout=300)
+    still_here = "import importlib.metadata as m, lakehook; print(m.version('lakehook'))"
+    subprocess.run([sys.executable, "-c", still_here], check=True, timeout=60)
 
     python = env_dir / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOOK_", "PYTHON"))}
