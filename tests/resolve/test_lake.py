@@ -175,3 +175,28 @@ def test_kept_state_grows_by_appends_with_tombstones_then_is_compacted(settings:
     again = load_stored_state(catalog)
     assert again is not None and again.run == 4
     assert again.state.statistics == measure_statistics(again.state.records)
+
+
+def test_compaction_by_maintain_keeps_the_stored_statistics(settings: Settings) -> None:
+    from lakehook.lake.maintenance import compact
+    from lakehook.resolve.lake import NORMALIZED_RECORDS, load_stored_state
+
+    catalog = open_catalog(settings)
+    _commit_map(settings, compute_identity_map(_Engine(settings, _records(6))))  # type: ignore[arg-type]
+    _commit_map(settings, compute_identity_map(_Engine(settings, _records(8))))  # type: ignore[arg-type]
+    before = load_stored_state(catalog)
+    assert before is not None and before.state.statistics is not None
+
+    report = compact(catalog, NORMALIZED_RECORDS, target_file_bytes=64 << 20)
+    assert report.files_rewritten >= 2  # the append made a second small file
+    summary = catalog.load_table(NORMALIZED_RECORDS).current_snapshot().summary  # type: ignore[union-attr]
+    assert (
+        summary is not None
+        and summary.additional_properties["lakehook.maintenance"] == "compaction"
+    )
+
+    after = load_stored_state(catalog)
+    assert after is not None
+    assert after.state.statistics == before.state.statistics
+    assert after.run == before.run
+    assert after.state.records.equals(before.state.records)

@@ -45,6 +45,8 @@ from lakehook.stream.offsets import offset_properties, offsets_lineage, table_of
 
 logger = logging.getLogger(__name__)
 
+#: snapshot-summary key marking the snapshots maintenance commits (value: what it did)
+MAINTENANCE_PROPERTY = "lakehook.maintenance"
 #: a file below this share of the target size is "small"
 SMALL_FILE_RATIO = 0.75
 EXPIRE_OLDER_THAN_DEFAULT = timedelta(hours=1)
@@ -211,7 +213,7 @@ def _rewrite_files(table: Table, tasks: list[FileScanTask]) -> list[str]:
         data = data.sort_by([("_log_partition", "ascending"), ("_log_offset", "ascending")])
     offsets = table_offsets(table)
     properties = offset_properties(offsets)
-    properties["lakehook.maintenance"] = "compaction"
+    properties[MAINTENANCE_PROPERTY] = "compaction"
     # One output file per partition: the bin already holds ~target bytes of Parquet, while
     # PyIceberg's own split counts in-memory Arrow bytes and would cut it into small files.
     metadata = metadata.model_copy(

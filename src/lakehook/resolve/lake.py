@@ -30,6 +30,7 @@ from lakehook.resolve.statistics import PopulationStatistics
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
 
     from lakehook.lake.ddl import TableDefinition
     from lakehook.settings import Settings
@@ -150,14 +151,31 @@ def load_stored_state(catalog: Catalog) -> StoredState | None:
     records = (
         rows.filter(live).select(NORMALIZED_SCHEMA.names).cast(NORMALIZED_SCHEMA).combine_chunks()
     )
-    summary = snapshot.summary
-    text = summary.additional_properties.get(STATISTICS_PROPERTY) if summary else None
+    text = _stored_statistics(table, snapshot)
     statistics = PopulationStatistics.from_json(text) if text else None
     return StoredState(
         state=ResolverState(records=records, statistics=statistics),
         run=run,
         stored_rows=stored_rows,
     )
+
+
+def _stored_statistics(table: Table, snapshot: Snapshot) -> str | None:
+    """The statistics property of the newest snapshot the resolver wrote.
+
+    ``lakehook maintain`` compacts the table in snapshots of its own (same rows, summary
+    marked ``lakehook.maintenance``): those are stepped over, not read as "no statistics".
+    """
+    from lakehook.lake.maintenance import MAINTENANCE_PROPERTY
+
+    current: Snapshot | None = snapshot
+    while current is not None:
+        props = current.summary.additional_properties if current.summary else {}
+        if MAINTENANCE_PROPERTY not in props:
+            return props.get(STATISTICS_PROPERTY)
+        parent = current.parent_snapshot_id
+        current = table.snapshot_by_id(parent) if parent is not None else None
+    return None
 
 
 def _joined_keys(rows: pa.Table) -> pa.Array:
