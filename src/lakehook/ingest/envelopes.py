@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from lakehook.contracts import Envelope, Provider, new_raw_id
-from lakehook.ingest.topics import KNOWN_TOPICS, quarantine_reason
+from lakehook.ingest.topics import KNOWN_TOPICS, STRIPE_STAGED_OBJECTS, quarantine_reason
 
 #: headers never stored with an envelope: signatures, credentials, cookies
 _SECRET_HEADERS = frozenset(
@@ -303,10 +303,25 @@ def shopify_envelopes(
     ]
 
 
+def _stripe_staged(event_type: str, data: Any) -> bool:
+    """Whether an event of an unlisted type is about an object staging models, in that
+    object's own event namespace (``invoice.payment_attempt_required`` about an invoice)."""
+    subject = data.get("object") if isinstance(data, dict) else None
+    kind = subject.get("object") if isinstance(subject, dict) else None
+    prefixes = STRIPE_STAGED_OBJECTS.get(kind) if isinstance(kind, str) else None
+    return prefixes is not None and event_type.startswith(prefixes)
+
+
 def stripe_envelopes(
     body: bytes, headers: Mapping[str, str], received_at: datetime
 ) -> list[Envelope]:
-    """The one envelope of a Stripe Event (snapshot, or thin with ``related_object``)."""
+    """The one envelope of a Stripe Event (snapshot, or thin with ``related_object``).
+
+    An event type lakehook does not list is still staged when its ``data.object`` is one of
+    the objects staging models and the type is in that object's namespace
+    (:data:`~lakehook.ingest.topics.STRIPE_STAGED_OBJECTS`);
+    any other unknown type is marked for quarantine.
+    """
     event = _load(body)
     if not isinstance(event, dict):
         raise MalformedEventError("Stripe body is not a JSON object")
@@ -338,7 +353,7 @@ def stripe_envelopes(
             stored_headers(headers),
             body,
             None
-            if event_type in _STRIPE_TOPICS
+            if event_type in _STRIPE_TOPICS or _stripe_staged(event_type, data)
             else quarantine_reason(Provider.STRIPE, event_type),
         )
     ]

@@ -91,8 +91,45 @@ STRIPE_TOPICS: frozenset[str] = frozenset(
         "product.updated",
         "price.created",
         "price.updated",
+        # state changes of the objects staging models that the simulator never sends
+        # (Stripe's event-type list): staged like any other snapshot of their object
+        "charge.updated",
+        "charge.pending",
+        "charge.expired",
+        "charge.dispute.updated",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated",
+        "payment_intent.processing",
+        "payment_intent.requires_action",
+        "payment_intent.amount_capturable_updated",
+        "payment_intent.partially_funded",
+        "invoice.updated",
+        "invoice.sent",
+        "invoice.deleted",
+        "invoice.overdue",
+        "invoice.overpaid",
+        "invoice.will_be_due",
+        "invoice.finalization_failed",
+        "invoice.payment_action_required",
+        "customer.subscription.pending_update_applied",
+        "customer.subscription.pending_update_expired",
     }
 )
+
+#: ``data.object.object`` kinds the Stripe staging models read, with the event-type prefixes
+#: Stripe uses for them: an event of an unlisted type is still staged when its object is of
+#: one of these kinds and its type is in that kind's namespace (Stripe adds event types; the
+#: object's shape is what staging reads). ``issuing_card.created`` about a charge is not.
+STRIPE_STAGED_OBJECTS: dict[str, tuple[str, ...]] = {
+    "charge": ("charge.",),
+    "customer": ("customer.",),
+    "dispute": ("charge.dispute.",),
+    "invoice": ("invoice.",),
+    "payment_intent": ("payment_intent.",),
+    "refund": ("refund.", "charge.refund."),
+    "subscription": ("customer.subscription.",),
+}
+
 
 _HUBSPOT_OBJECT_EVENTS = {
     "contact": (
