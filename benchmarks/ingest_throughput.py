@@ -42,6 +42,7 @@ from typing import Any
 
 import orjson
 
+from lakehook.contracts import STREAMS
 from lakehook.ingest.signing import hubspot_headers, shopify_headers, stripe_headers
 
 NOOP_PATH = "/_benchmark/noop"
@@ -430,7 +431,10 @@ def orchestrate(args: argparse.Namespace) -> int:
     acked = [line for f in acked_files for line in f.read_text().splitlines() if line]
     conn = sqlite3.connect(work / "home" / "log" / "events.db")
     stored: dict[str, int] = {}
-    for stream, event_id in conn.execute("SELECT stream, event_id FROM events"):
+    every_event = " UNION ALL ".join(
+        f"SELECT '{stream}', event_id FROM events_{stream}" for stream in STREAMS
+    )  # the log keeps one table per stream (log/sqlite.py)
+    for stream, event_id in conn.execute(every_event):
         key = f"{stream}\t{event_id}"
         stored[key] = stored.get(key, 0) + 1
     conn.close()

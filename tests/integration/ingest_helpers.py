@@ -98,7 +98,12 @@ class IngestServer:
         db = self.home / "log" / "events.db"
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
-            rows = conn.execute("SELECT stream, event_id FROM events").fetchall()
+            rows = conn.execute(  # one events table per stream (log/sqlite.py)
+                " UNION ALL ".join(
+                    f"SELECT '{s}', event_id FROM events_{s}"
+                    for s in ("shopify", "stripe", "hubspot")
+                )
+            ).fetchall()
         finally:
             conn.close()
         return Counter((str(s), str(e)) for s, e in rows)

@@ -45,7 +45,7 @@ def test_an_acknowledged_append_is_visible_to_a_fresh_connection(tmp_path: Path)
     try:
         log.append_sync([envelope(Provider.SHOPIFY, "wh-durable")])
         conn = sqlite3.connect(tmp_path / "events.db")
-        rows = conn.execute("SELECT event_id FROM events").fetchall()
+        rows = conn.execute("SELECT event_id FROM events_shopify").fetchall()
         conn.close()
         assert rows == [("wh-durable",)]
     finally:

@@ -68,9 +68,13 @@ def log_event_ids(log_path: Path) -> dict[str, list[str]]:
     """Every event id in the log file, per stream, in offset order (reads SQLite directly)."""
     conn = sqlite3.connect(log_path)
     try:
-        rows = conn.execute(
-            "SELECT stream, event_id FROM events ORDER BY stream, offset"
-        ).fetchall()
+        rows = [  # one events table per stream (log/sqlite.py)
+            (p.value, event_id)
+            for p in Provider
+            for (event_id,) in conn.execute(
+                f"SELECT event_id FROM events_{p.value} ORDER BY offset"
+            )
+        ]
     finally:
         conn.close()
     out: dict[str, list[str]] = {p.value: [] for p in Provider}

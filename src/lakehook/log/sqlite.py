@@ -46,15 +46,27 @@ from lakehook.contracts import (
     from_micros,
     to_micros,
 )
+from lakehook.errors import LakehookError
 from lakehook.log.base import EventLog, LogStats, log_arrow_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-  stream            TEXT    NOT NULL,
-  offset            INTEGER NOT NULL,
+_EVENT_COLUMNS = (
+    "offset, raw_id, event_id, topic, object_id, source_account, occurred_at_us, "
+    "received_at_us, appended_at_us, api_version, headers, payload, quarantine_reason"
+)
+
+#: the events of one stream, in a table of its own
+_EVENTS_TABLE: dict[str, str] = {stream: f"events_{stream}" for stream in STREAMS}
+
+
+def _events_ddl(table: str) -> str:
+    # A rowid table keyed by the offset: appends land at the right edge of the b-tree and
+    # the big rows sit in its leaves. WITHOUT ROWID suits small rows only (sqlite.org/
+    # withoutrowid.html): one shared (stream, offset) table cost ~1.8x the CPU per event.
+    return f"""CREATE TABLE IF NOT EXISTS {table} (
+  offset            INTEGER PRIMARY KEY,
   raw_id            TEXT    NOT NULL,
   event_id          TEXT    NOT NULL,
   topic             TEXT    NOT NULL,
@@ -66,32 +78,39 @@ CREATE TABLE IF NOT EXISTS events (
   api_version       TEXT,
   headers           TEXT    NOT NULL,
   payload           BLOB    NOT NULL,
-  quarantine_reason TEXT,
-  PRIMARY KEY (stream, offset)
-) WITHOUT ROWID;
--- no index on received_at_us: prune walks the primary key up to the committed offset
--- next offset per stream; survives pruning so offsets are never reused
-CREATE TABLE IF NOT EXISTS heads (
+  quarantine_reason TEXT
+)"""
+
+
+_SCHEMA: tuple[str, ...] = (
+    *(_events_ddl(table) for table in _EVENTS_TABLE.values()),
+    # next offset per stream; survives pruning so offsets are never reused
+    """CREATE TABLE IF NOT EXISTS heads (
   stream      TEXT PRIMARY KEY,
   next_offset INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS dedupe (
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS dedupe (
   stream     TEXT    NOT NULL,
   event_id   TEXT    NOT NULL,
   seen_at_us INTEGER NOT NULL,
   offset     INTEGER NOT NULL,
   PRIMARY KEY (stream, event_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dedupe_seen ON dedupe (seen_at_us);
-CREATE TABLE IF NOT EXISTS dead_letters (
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS dedupe_seen ON dedupe (seen_at_us)",
+    # every event of a stream below this offset is in `dedupe`; the ones above are the tail
+    """CREATE TABLE IF NOT EXISTS dedupe_indexed (
+  stream          TEXT PRIMARY KEY,
+  indexed_through INTEGER NOT NULL
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS dead_letters (
   id             INTEGER PRIMARY KEY AUTOINCREMENT,
   provider       TEXT    NOT NULL,
   reason         TEXT    NOT NULL,
   received_at_us INTEGER NOT NULL,
   headers        TEXT    NOT NULL,
   body           BLOB    NOT NULL
-);
-"""
+)""",
+)
 
 _PARTITION = 0  # SQLite streams have one partition
 _LOCK_POLL_S = 0.0005
@@ -100,20 +119,38 @@ _PRUNE_CHUNK = 5000  # offsets deleted per prune transaction
 #: serves every lookup (one SQL text per batch size would be compiled again most times)
 _LOOKUP_WIDTHS = (8, 16, 32, 64, 128, 256)
 _LOOKUP_CHUNK = _LOOKUP_WIDTHS[-1]  # event ids per dedupe lookup
-_INSERT_EVENT = (
-    "INSERT INTO events (stream, offset, raw_id, event_id, topic, object_id, source_account, "
-    "occurred_at_us, received_at_us, appended_at_us, api_version, headers, payload, "
-    "quarantine_reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-_UPSERT_DEDUPE = (
-    "INSERT INTO dedupe (stream, event_id, seen_at_us, offset) VALUES (?,?,?,?) "
+_INSERT_EVENT: dict[str, str] = {
+    stream: f"INSERT INTO {table} ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    for stream, table in _EVENTS_TABLE.items()
+}
+_SELECT_EVENTS: dict[str, str] = {
+    stream: f"SELECT {_EVENT_COLUMNS} FROM {table} WHERE offset >= ? ORDER BY offset LIMIT ?"
+    for stream, table in _EVENTS_TABLE.items()
+}
+#: the deferred dedupe indexing of one stream: its tail, sorted by key, in one statement
+#: (one sqlite3_step, so the GIL is free while SQLite works)
+_INDEX_TAIL: dict[str, str] = {
+    stream: "INSERT INTO dedupe (stream, event_id, seen_at_us, offset) "
+    f"SELECT ?, event_id, appended_at_us, offset FROM {table} WHERE offset >= ? "
+    "ORDER BY event_id, offset "
     "ON CONFLICT (stream, event_id) DO UPDATE SET seen_at_us = excluded.seen_at_us, "
     "offset = excluded.offset"
-)
+    for stream, table in _EVENTS_TABLE.items()
+}
 _UPSERT_HEAD = (
     "INSERT INTO heads (stream, next_offset) VALUES (?, ?) "
     "ON CONFLICT (stream) DO UPDATE SET next_offset = excluded.next_offset"
 )
+_UPSERT_INDEXED = (
+    "INSERT INTO dedupe_indexed (stream, indexed_through) VALUES (?, ?) "
+    "ON CONFLICT (stream) DO UPDATE SET indexed_through = excluded.indexed_through"
+)
+#: Deferred dedupe indexing: the tail (events appended but not yet in `dedupe`) is indexed
+#: in the commit that takes it to ``_INDEX_EVENTS`` events, or in the first commit
+#: ``_INDEX_EVERY_S`` after the last indexing. Random keys dirty one 4 KiB page each, so
+#: thousands of them per transaction share pages that 300 per commit would not.
+_INDEX_EVENTS = 16384
+_INDEX_EVERY_S = 60.0
 
 
 #: stream name of each provider (``Envelope.stream`` goes through the enum's ``value``
@@ -204,7 +241,7 @@ class SqliteEventLog(EventLog):
         self.dedupe_window_us = int(dedupe_window_seconds * 1_000_000)
         self.max_batch = max_batch
         self._writer_conn = _connect(self.path)
-        self._writer_conn.executescript(_SCHEMA)
+        _create_or_migrate(self._writer_conn)
         self._reader_local = threading.local()
         #: held for a whole write transaction, by the writer thread or a loop's flush
         self._write_lock = threading.Lock()
@@ -216,6 +253,27 @@ class SqliteEventLog(EventLog):
         self._last_purge = 0.0
         self._last_loop_commit = 0.0  # when a loop's flush last committed (monotonic)
         self._closed = False
+        #: the dedupe tail: stream → event_id → (offset, appended_at_us) of the events above
+        #: ``indexed_through``, which are in the events tables but not yet in ``dedupe``
+        self._tail: dict[str, dict[str, tuple[int, int]]] = {s: {} for s in STREAMS}
+        self._tail_events = 0
+        #: what the open write transaction adds to the tail, once it has committed
+        self._staged: dict[str, dict[str, tuple[int, int]]] = {}
+        self._staged_heads: dict[str, int] = {}
+        self._index_due = False
+        self._purge_cutoff_us: int | None = None
+        # Index whatever a previous process left unindexed (a crash, a kill -9): the tail
+        # then starts empty, and the heads are where this process starts watching.
+        self._writer_conn.execute("BEGIN IMMEDIATE")
+        try:
+            _index_tail(self._writer_conn)
+            self._known_heads = _read_heads(self._writer_conn)
+            self._writer_conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            self._writer_conn.close()
+            raise
+        self._last_index = time.monotonic()
         self._thread = threading.Thread(
             target=self._writer_loop, name="eventlog-writer", daemon=True
         )
@@ -367,7 +425,58 @@ class SqliteEventLog(EventLog):
         return results
 
     def _commit(self) -> None:
-        self._writer_conn.execute("COMMIT")
+        """Index the dedupe tail if due, COMMIT, then publish what the transaction added.
+
+        Runs in the commit thread for the async path: the indexing is one statement per
+        stream, so SQLite works on it with the GIL released while the loop serves.
+        """
+        conn = self._writer_conn
+        indexing = self._index_due
+        if indexing:
+            _index_tail(conn)
+        if self._purge_cutoff_us is not None:
+            conn.execute("DELETE FROM dedupe WHERE seen_at_us < ?", (self._purge_cutoff_us,))
+        conn.execute("COMMIT")
+        # durable: the staged keys join the tail (or, indexed with it, leave memory)
+        if indexing:
+            for keys in self._tail.values():
+                keys.clear()
+            self._tail_events = 0
+            self._last_index = time.monotonic()
+        else:
+            for stream, keys in self._staged.items():
+                tail = self._tail[stream]
+                before = len(tail)
+                tail.update(keys)
+                self._tail_events += len(tail) - before
+        if self._purge_cutoff_us is not None:
+            self._last_purge = time.monotonic()
+        self._known_heads = self._staged_heads
+        self._staged = {}
+        self._index_due = False
+        self._purge_cutoff_us = None
+
+    def _adopt_foreign_appends(self, conn: sqlite3.Connection, heads: dict[str, int]) -> None:
+        """Put events another process appended since this one last wrote into the tail.
+
+        Their writer may not have indexed them yet, and this process's dedupe must see them.
+        """
+        for stream, head in heads.items():
+            known = self._known_heads.get(stream, 0)
+            if head <= known:
+                continue
+            tail = self._tail[stream]
+            before = len(tail)
+            tail.update(
+                (event_id, (offset, appended_us))
+                for event_id, offset, appended_us in conn.execute(
+                    f"SELECT event_id, offset, appended_at_us FROM {_EVENTS_TABLE[stream]} "
+                    "WHERE offset >= ? AND offset < ? ORDER BY offset",
+                    (known, head),
+                )
+            )
+            self._tail_events += len(tail) - before
+        self._known_heads = heads
 
     def _rollback(self) -> None:
         if self._writer_conn.in_transaction:
@@ -378,18 +487,29 @@ class SqliteEventLog(EventLog):
         """BEGIN and write every job; the caller commits (or rolls back). Lock held.
 
         The batch is written with a handful of statements whatever its size: one dedupe
-        lookup per stream, one ``executemany`` for the events and one for the dedupe keys.
+        lookup per stream for the ids the in-memory tail does not hold, one ``executemany``
+        of events per stream. The dedupe keys are not written here: they join the tail when
+        the transaction commits, and ``dedupe`` later, in bulk (:meth:`_commit`).
         """
         conn = self._writer_conn
+        self._staged, self._index_due, self._purge_cutoff_us = {}, False, None
         now_us = to_micros_now()
         cutoff = now_us - self.dedupe_window_us
         conn.execute("BEGIN IMMEDIATE")
-        heads: dict[str, int] = dict(conn.execute("SELECT stream, next_offset FROM heads"))
-        seen = self._seen_within_window(
-            conn, [env for job in jobs for env in job.envelopes or ()], cutoff
-        )
-        event_rows: list[tuple[object, ...]] = []
-        dedupe_rows: list[tuple[str, str, int, int]] = []
+        heads = _read_heads(conn)
+        if heads != self._known_heads:
+            self._adopt_foreign_appends(conn, heads)
+        heads = dict(heads)
+        tail = self._tail
+        untailed: dict[str, list[str]] = {}
+        for job in jobs:
+            for env in job.envelopes or ():
+                stream = _STREAM_OF[env.provider]
+                if env.event_id not in tail[stream]:
+                    untailed.setdefault(stream, []).append(env.event_id)
+        indexed = self._seen_in_index(conn, untailed, cutoff)
+        staged: dict[str, dict[str, tuple[int, int]]] = {stream: {} for stream in STREAMS}
+        event_rows: dict[str, list[tuple[object, ...]]] = {stream: [] for stream in STREAMS}
         # the envelopes of one request share their headers and received_at: convert them once
         headers_text: dict[int, str] = {}
         received_micros: dict[int, int] = {}
@@ -403,14 +523,20 @@ class SqliteEventLog(EventLog):
             for env in job.envelopes or ():
                 stream = _STREAM_OF[env.provider]
                 event_id = env.event_id
-                key = (stream, event_id)
-                prior = seen.get(key)
+                prior = staged[stream].get(event_id) or tail[stream].get(event_id)
                 if prior is not None:
-                    outcomes.append(AppendOutcome(event_id, True, _PARTITION, prior))
-                    continue
-                offset = heads.get(stream, 0)
+                    # the tail holds the newest time an id was stored: expired there, gone
+                    if prior[1] >= cutoff:
+                        outcomes.append(AppendOutcome(event_id, True, _PARTITION, prior[0]))
+                        continue
+                else:
+                    seen_offset = indexed.get((stream, event_id))
+                    if seen_offset is not None:
+                        outcomes.append(AppendOutcome(event_id, True, _PARTITION, seen_offset))
+                        continue
+                offset = heads[stream]
                 heads[stream] = offset + 1
-                seen[key] = offset
+                staged[stream][event_id] = (offset, now_us)
                 headers_json = headers_text.get(id(env.headers))
                 if headers_json is None:
                     headers_json = orjson.dumps(env.headers).decode()
@@ -420,9 +546,8 @@ class SqliteEventLog(EventLog):
                     received_us = _micros(env.received_at)
                     received_micros[id(env.received_at)] = received_us
                 occurred_at = env.occurred_at
-                event_rows.append(
+                event_rows[stream].append(
                     (
-                        stream,
                         offset,
                         env.raw_id,
                         event_id,
@@ -438,28 +563,32 @@ class SqliteEventLog(EventLog):
                         env.quarantine_reason,
                     )
                 )
-                dedupe_rows.append((stream, event_id, now_us, offset))
                 outcomes.append(AppendOutcome(event_id, False, _PARTITION, offset))
             results.append(outcomes)
-        if event_rows:
-            conn.executemany(_INSERT_EVENT, event_rows)
-            conn.executemany(_UPSERT_DEDUPE, dedupe_rows)
+        appended = 0
+        for stream, rows in event_rows.items():
+            if rows:
+                conn.executemany(_INSERT_EVENT[stream], rows)
+                appended += len(rows)
+        if appended:
             conn.executemany(_UPSERT_HEAD, list(heads.items()))
-        if time.monotonic() - self._last_purge > _DEDUPE_PURGE_EVERY_S:
-            conn.execute("DELETE FROM dedupe WHERE seen_at_us < ?", (cutoff,))
-            self._last_purge = time.monotonic()
+        self._staged, self._staged_heads = staged, heads
+        monotonic = time.monotonic()
+        tail_events = self._tail_events + appended
+        self._index_due = tail_events >= _INDEX_EVENTS or (
+            tail_events > 0 and monotonic - self._last_index > _INDEX_EVERY_S
+        )
+        if monotonic - self._last_purge > _DEDUPE_PURGE_EVERY_S:
+            self._purge_cutoff_us = cutoff
         return results
 
     @staticmethod
-    def _seen_within_window(
-        conn: sqlite3.Connection, envelopes: Sequence[Envelope], cutoff_us: int
+    def _seen_in_index(
+        conn: sqlite3.Connection, ids_by_stream: Mapping[str, list[str]], cutoff_us: int
     ) -> dict[tuple[str, str], int]:
-        """(stream, event_id) → offset, for the envelopes already appended within the window."""
-        by_stream: dict[str, list[str]] = {}
-        for env in envelopes:
-            by_stream.setdefault(_STREAM_OF[env.provider], []).append(env.event_id)
+        """(stream, event_id) → offset, for the ids ``dedupe`` holds within the window."""
         seen: dict[tuple[str, str], int] = {}
-        for stream, ids in by_stream.items():
+        for stream, ids in ids_by_stream.items():
             unique = list(dict.fromkeys(ids))
             for i in range(0, len(unique), _LOOKUP_CHUNK):
                 chunk = unique[i : i + _LOOKUP_CHUNK]
@@ -498,17 +627,10 @@ class SqliteEventLog(EventLog):
     def read(
         self, stream: str, partition: int, start_offset: int, max_records: int
     ) -> list[LogRecord]:
-        if partition != _PARTITION:
+        if partition != _PARTITION or stream not in _SELECT_EVENTS:
             return []
         rows = (
-            self._reader()
-            .execute(
-                "SELECT offset, raw_id, event_id, topic, object_id, source_account, occurred_at_us,"
-                " received_at_us, appended_at_us, api_version, headers, payload, quarantine_reason"
-                " FROM events WHERE stream = ? AND offset >= ? ORDER BY offset LIMIT ?",
-                (stream, start_offset, max_records),
-            )
-            .fetchall()
+            self._reader().execute(_SELECT_EVENTS[stream], (start_offset, max_records)).fetchall()
         )
         provider = Provider(stream)
         return [
@@ -547,17 +669,10 @@ class SqliteEventLog(EventLog):
         import pyarrow as pa
 
         schema = log_arrow_schema()
-        if partition != _PARTITION:
+        if partition != _PARTITION or stream not in _SELECT_EVENTS:
             return schema.empty_table()
         rows = (
-            self._reader()
-            .execute(
-                "SELECT offset, raw_id, event_id, topic, object_id, source_account, occurred_at_us,"
-                " received_at_us, appended_at_us, api_version, headers, payload, quarantine_reason"
-                " FROM events WHERE stream = ? AND offset >= ? ORDER BY offset LIMIT ?",
-                (stream, start_offset, max_records),
-            )
-            .fetchall()
+            self._reader().execute(_SELECT_EVENTS[stream], (start_offset, max_records)).fetchall()
         )
         if not rows:
             return schema.empty_table()
@@ -575,29 +690,41 @@ class SqliteEventLog(EventLog):
         """Delete committed, old events in short transactions of ``_PRUNE_CHUNK`` offsets.
 
         Short transactions keep the write lock free most of the time, so a large prune never
-        stalls the ingestion service's group commits for long.
+        stalls the ingestion service's group commits for long. Events of the dedupe tail
+        (not yet in ``dedupe``) are kept whatever the lake committed: their rows are the
+        only durable record of their delivery ids.
         """
         if not committed:
             return 0
         cutoff = to_micros(older_than)
         conn = _connect(self.path)
         try:
+            # the tail's rows are the only durable record of its delivery ids: index them
+            # first (indexed_through only grows, so the value read next stays a safe bound)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _index_tail(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            indexed = dict(conn.execute("SELECT stream, indexed_through FROM dedupe_indexed"))
             deleted = 0
-            for (stream, partition), end in committed.items():
-                if partition != _PARTITION:
+            for (stream, partition), committed_end in committed.items():
+                table = _EVENTS_TABLE.get(stream)
+                if partition != _PARTITION or table is None:
                     continue
-                (start,) = conn.execute(
-                    "SELECT min(offset) FROM events WHERE stream = ?", (stream,)
-                ).fetchone()
+                end = min(committed_end, indexed.get(stream, 0))
+                (start,) = conn.execute(f"SELECT min(offset) FROM {table}").fetchone()
                 if start is None:
                     continue
                 for low in range(start, end, _PRUNE_CHUNK):
                     high = min(low + _PRUNE_CHUNK, end)
                     conn.execute("BEGIN IMMEDIATE")
                     cur = conn.execute(
-                        "DELETE FROM events WHERE stream = ? AND offset >= ? AND offset < ? "
+                        f"DELETE FROM {table} WHERE offset >= ? AND offset < ? "
                         "AND received_at_us < ?",
-                        (stream, low, high, cutoff),
+                        (low, high, cutoff),
                     )
                     conn.execute("COMMIT")
                     deleted += cur.rowcount
@@ -622,7 +749,10 @@ class SqliteEventLog(EventLog):
 
     def stats(self) -> LogStats:
         conn = self._reader()
-        retained = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        retained = sum(
+            conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in _EVENTS_TABLE.values()
+        )
         letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
         size = sum(
             p.stat().st_size
@@ -652,7 +782,83 @@ class SqliteEventLog(EventLog):
         self._thread.join(timeout=10)
         with self._write_lock:  # let a loop's flush in progress finish its commit
             self._committer.shutdown(wait=True)
+            # not needed for correctness (the next open indexes the tail), but it leaves
+            # the file complete for readers of ``dedupe``
+            with contextlib.suppress(sqlite3.Error):
+                self._writer_conn.execute("BEGIN IMMEDIATE")
+                _index_tail(self._writer_conn)
+                self._writer_conn.execute("COMMIT")
+            self._rollback()
             self._writer_conn.close()
+
+
+def _read_heads(conn: sqlite3.Connection) -> dict[str, int]:
+    """Next offset of every stream (0 for a stream never written)."""
+    heads: dict[str, int] = dict.fromkeys(STREAMS, 0)
+    heads.update(conn.execute("SELECT stream, next_offset FROM heads"))
+    return heads
+
+
+def _index_tail(conn: sqlite3.Connection) -> None:
+    """Move every stream's dedupe tail into ``dedupe``, in the open write transaction.
+
+    ``indexed_through`` moves in the same transaction, so after a crash the next open finds
+    exactly the events still to index. Any connection may do it (the server's commits,
+    an open, a prune): an in-memory tail that still holds indexed keys is only redundant.
+    """
+    indexed = dict(conn.execute("SELECT stream, indexed_through FROM dedupe_indexed"))
+    for stream, head in _read_heads(conn).items():
+        start = indexed.get(stream, 0)
+        if head > start:
+            conn.execute(_INDEX_TAIL[stream], (stream, start))
+            conn.execute(_UPSERT_INDEXED, (stream, head))
+
+
+def _create_or_migrate(conn: sqlite3.Connection) -> None:
+    """Create the tables, moving a file of the old layout (one ``events`` table) to this one.
+
+    The old layout kept every event of every stream in one ``WITHOUT ROWID`` table keyed by
+    (stream, offset) and indexed each dedupe key in its own commit. Its rows move to the
+    per-stream tables in ONE transaction, offsets unchanged, and its ``dedupe`` table is
+    complete, so the whole log counts as indexed. A crash midway leaves the old file as it was.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        old_layout = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+        ).fetchone()
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        if old_layout:
+            streams = {row[0] for row in conn.execute("SELECT DISTINCT stream FROM events")}
+            unknown = streams - set(_EVENTS_TABLE)
+            if unknown:
+                raise LakehookError(
+                    f"the event log {_conn_path(conn)} holds streams this version does not "
+                    f"know ({', '.join(sorted(unknown))}); it was left as it is"
+                )
+            for stream, table in _EVENTS_TABLE.items():
+                conn.execute(
+                    f"INSERT INTO {table} ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} "
+                    "FROM events WHERE stream = ? ORDER BY offset",
+                    (stream,),
+                )
+            conn.execute(
+                "INSERT INTO dedupe_indexed (stream, indexed_through) "
+                "SELECT stream, next_offset FROM heads WHERE true "
+                "ON CONFLICT (stream) DO UPDATE SET indexed_through = excluded.indexed_through"
+            )
+            conn.execute("DROP TABLE events")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _conn_path(conn: sqlite3.Connection) -> str:
+    """The file a connection has open (for messages)."""
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return str(row[2])
 
 
 def to_micros_now() -> int:
