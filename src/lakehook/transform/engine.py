@@ -29,7 +29,7 @@ from lakehook.errors import LakehookError
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from pyiceberg.table import DataScan, Table
+    from pyiceberg.table import DataScan, FileScanTask, Table
 
     from lakehook.settings import Settings
 
@@ -113,6 +113,21 @@ class BatchEngine(ABC):
         materialises the table.
         """
         self.register(relation, table.scan(snapshot_id=snapshot_id).to_arrow())
+
+    def register_files(self, relation: str, table: Table, tasks: Sequence[FileScanTask]) -> None:
+        """Expose the rows of some of a table's data files (no delete files) under ``relation``.
+
+        A merge reads the files it rewrites whole. The default reads them to Arrow through
+        PyIceberg; DuckDB reads the Parquet files in place, streamed into the merge query.
+        Columns are the table's, by name (a file written before a column was added gives
+        NULL for it).
+        """
+        from pyiceberg.expressions import AlwaysTrue
+        from pyiceberg.io.pyarrow import ArrowScan
+
+        schema = table.schema()
+        rows = ArrowScan(table.metadata, table.io, schema, AlwaysTrue()).to_table(tasks)
+        self.register(relation, rows)
 
     def unregister(self, relation: str) -> None:
         """Forget a relation registered earlier (no error when unknown)."""

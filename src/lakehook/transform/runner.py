@@ -58,7 +58,7 @@ from pyiceberg.expressions import (
     LessThan,
     Or,
 )
-from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform
 
 from lakehook.errors import ConfigurationError, LakehookError
@@ -736,15 +736,13 @@ class BatchRunner:
         replaced: list[DataFile] | None
         if any(task.delete_files for task in tasks):
             existing = table.scan(row_filter=scope).to_arrow()
+            self.engine.register("__target", _align(existing, _nullable(candidates.schema)))
             replaced = None
         else:
-            existing = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue()).to_table(
-                tasks
-            )
+            # the engine reads the files it rewrites in place (DuckDB: read_parquet)
+            self.engine.register_files("__target", table, tasks)
             replaced = [task.file for task in tasks]
-        existing = _align(existing, _nullable(candidates.schema))
         keys = ", ".join(model.config.keys)
-        self.engine.register("__target", existing)
         self.engine.register("__candidates", candidates)
         try:
             if model.config.strategy == "append":

@@ -24,8 +24,10 @@ from lakehook.query.duckdb import load_iceberg_extension
 from lakehook.transform.engine import BatchEngine, EngineCapabilities
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pyarrow as pa
-    from pyiceberg.table import Table
+    from pyiceberg.table import FileScanTask, Table
 
     from lakehook.settings import Settings
 
@@ -45,6 +47,15 @@ _MIN_PATHS_PER_PARSE = 3
 
 #: numbers the catalogs of sessions (attached in-memory databases), unique per process
 _SESSION_NUMBERS = itertools.count(1)
+
+
+def _local_path(location: str) -> str | None:
+    """The local file system path of a data file's location; None for other schemes."""
+    if location.startswith("file://"):
+        return location[len("file://") :]
+    if "://" not in location:
+        return location
+    return None
 
 
 def parse_json_once(sql: str) -> str:
@@ -170,6 +181,28 @@ class DuckDBEngine(BatchEngine):
         self._connection.execute(
             f"CREATE OR REPLACE VIEW {relation} AS SELECT * FROM "
             f"iceberg_scan('{location}', snapshot_from_id = {int(snapshot_id)})"
+        )
+        self._registered.add(relation)
+        self._views.add(relation)
+
+    def register_files(self, relation: str, table: Table, tasks: Sequence[FileScanTask]) -> None:
+        """Read local data files in place with ``read_parquet`` (by column name; a column
+        some files lack reads as NULL, one no file has is absent, which a merge's
+        ``UNION ALL BY NAME`` fills); PyIceberg → Arrow for other file systems."""
+        paths = [_local_path(task.file.file_path) for task in tasks]
+        if not tasks or any(path is None for path in paths) or not _SAFE_NAME.match(relation):
+            super().register_files(relation, table, tasks)
+            return
+        schema = relation.split(".", 1)[0]
+        if "." in relation and schema not in self._schemas:
+            self._connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            self._schemas.add(schema)
+        listed = ", ".join("'" + str(path).replace("'", "''") + "'" for path in paths)
+        self._views.discard(relation)
+        # no hive partitioning: Iceberg's folder names are not columns
+        self._connection.execute(
+            f"CREATE OR REPLACE VIEW {relation} AS SELECT * FROM read_parquet([{listed}], "
+            "union_by_name = true, hive_partitioning = false)"
         )
         self._registered.add(relation)
         self._views.add(relation)
