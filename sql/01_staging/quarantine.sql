@@ -11,7 +11,9 @@
 WITH raw_events AS (
   SELECT 'shopify' AS provider, _raw_id, _event_id, _webhook_topic, _received_at, payload,
     _quarantine_reason, json_valid(payload) AS is_json,
-    CASE WHEN json_valid(payload) THEN json_extract_string(payload, '$.id') END AS object_id
+    -- orders/edited carries an order_edit diff: its order is the object
+    CASE WHEN json_valid(payload) THEN coalesce(json_extract_string(payload, '$.id'),
+      json_extract_string(payload, '$.order_edit.order_id')) END AS object_id
   FROM raw.shopify_webhooks
   UNION ALL
   SELECT 'stripe', _raw_id, _event_id, _webhook_topic, _received_at, payload,

@@ -15,5 +15,7 @@ SELECT DISTINCT
 FROM raw.hubspot_events
 WHERE _quarantine_reason IS NULL
   AND json_valid(payload)
-  AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.subscriptionType') = 'deal.propertyChange'
+  AND (json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.subscriptionType') = 'deal.propertyChange'
+    OR (json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.subscriptionType') = 'object.propertyChange'
+      AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.objectTypeId') = '0-3'))  -- generic format
   AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.propertyName') = 'dealstage'

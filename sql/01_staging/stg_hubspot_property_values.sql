@@ -11,11 +11,20 @@
 -- =============================================================================
 WITH hubspot_events AS (
   SELECT
-    split_part(json_extract_string(payload, '$.subscriptionType'), '.', 1) AS object_type,  -- contact | company | deal
+    -- legacy types name the object (contact.…); the generic object.… ones give objectTypeId
+    CASE split_part(json_extract_string(payload, '$.subscriptionType'), '.', 1)
+      WHEN 'object' THEN CASE json_extract_string(payload, '$.objectTypeId')
+          WHEN '0-1' THEN 'contact'
+          WHEN '0-2' THEN 'company'
+          WHEN '0-3' THEN 'deal'
+          ELSE json_extract_string(payload, '$.objectTypeId')
+        END
+      ELSE split_part(json_extract_string(payload, '$.subscriptionType'), '.', 1)
+    END                                                              AS object_type,  -- contact | company | deal
     split_part(json_extract_string(payload, '$.subscriptionType'), '.', 2) AS change,       -- creation | propertyChange | …
     json_extract_string(payload, '$.objectId')                       AS object_id,
     json_extract_string(payload, '$.propertyName')                   AS property_name,
-    json_extract_string(payload, '$.propertyValue')                  AS property_value,
+    nullif(json_extract_string(payload, '$.propertyValue'), '')      AS property_value,  -- '' = cleared
     json_extract_string(payload, '$.occurredAt')                     AS occurred_at_ms,
     payload,
     _occurred_at                                                     AS _source_occurred_at,
@@ -70,7 +79,7 @@ SELECT
   object_type,
   object_id,
   property_name,
-  property_value,                                                                      -- text as HubSpot sent it
+  property_value,                                                                      -- text as HubSpot sent it; null once cleared
   _source_occurred_at,
   _source_log_offset,
   _source_received_at

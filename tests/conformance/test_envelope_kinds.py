@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lakehook.ingest.envelopes import stripe_envelopes
+from lakehook.ingest.envelopes import shopify_envelopes, stripe_envelopes
 from tests.conformance.conftest import stripe_event, stripe_object
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -61,3 +61,9 @@ def test_unknown_type_outside_the_objects_namespace_is_marked_for_quarantine() -
     body = json.dumps(stripe_event("issuing_card.created", stripe_object("charge"), 1))
     (envelope,) = stripe_envelopes(body.encode(), {}, NOW)
     assert envelope.quarantine_reason == "unknown stripe topic 'issuing_card.created'"
+
+
+def test_order_edit_is_keyed_on_its_order() -> None:
+    body = json.dumps({"order_edit": {"id": 78912328, "order_id": 820982911946154508}}).encode()
+    (envelope,) = shopify_envelopes(body, {"x-shopify-topic": "orders/edited"}, NOW)
+    assert (envelope.object_id, envelope.quarantine_reason) == ("820982911946154508", None)

@@ -286,12 +286,16 @@ def shopify_envelopes(
         or _iso_time(resource.get("updated_at"))
         or _iso_time(resource.get("created_at"))
     )
+    object_id = _id_text(resource.get("id"))
+    edit = resource.get("order_edit") if object_id is None else None
+    if isinstance(edit, dict):  # orders/edited: an order_edit diff, about its order
+        object_id = _id_text(edit.get("order_id"))
     return [
         _envelope(
             webhook_id,
             Provider.SHOPIFY,
             topic,
-            _id_text(resource.get("id")),
+            object_id,
             shop_domain,
             occurred_at,
             received_at,
