@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conformance.conftest import Pipeline, by, stripe_event, stripe_object
+from tests.transform.lakefixtures import read_rows
 
 T = 1_772_000_000  # provider time of the first event of every object
 CREATED = datetime(2009, 2, 13, 23, 31, 30, tzinfo=UTC)  # the fixtures' `created`
@@ -83,6 +84,10 @@ def staged(pipeline: Pipeline) -> Pipeline:
             T + 60,
             previous={"email": "ada@example.com"},
         ),
+        # the companions of a subscription sign-up: documented, not modelled, not quarantined
+        stripe_event("payment_method.attached", stripe_object("payment_method"), T),
+        stripe_event("setup_intent.succeeded", stripe_object("setup_intent"), T),
+        stripe_event("invoiceitem.created", stripe_object("invoiceitem"), T),
         # kinds staging does not model: kept, never a failed model
         stripe_event("customer.source.created", stripe_object("card"), T),
         stripe_event("payout.paid", stripe_object("payout"), T),
@@ -205,3 +210,5 @@ def test_unmodelled_kinds_are_kept_in_quarantine_with_the_reason(staged: Pipelin
         ),
     }
     assert all(status == 200 for status in staged.statuses)
+    raw = read_rows(staged.catalog, "raw.stripe_events")
+    assert len(raw) == len(staged.statuses)  # every event kept, modelled or not
