@@ -1,7 +1,7 @@
 -- target: staging.stg_stripe_charges
 -- strategy: merge
 -- keys: charge_id
--- order_by: _source_occurred_at, _source_log_offset, _source_received_at
+-- order_by: _source_occurred_at, _source_progress, _source_log_offset, _source_received_at
 -- incremental: delta
 -- partition_by: month(created_at)
 -- description: Stripe charges, one row per charge, latest state by provider time.
@@ -15,6 +15,12 @@ WITH charge_events AS (
     json_extract(payload, '$.data.object')    AS charge,            -- the Charge as it was at the event
     _webhook_topic                AS event_type,
     _occurred_at                  AS _source_occurred_at,
+    -- lifecycle progress, to order events of the same second: refunds only grow, a pending
+    -- charge settles, an uncaptured one is captured
+    CAST(coalesce(json_extract_string(payload, '$.data.object.amount_refunded'), '0') AS BIGINT) * 4
+      + CASE WHEN json_extract_string(payload, '$.data.object.status') = 'pending' THEN 0 ELSE 2 END
+      + CASE WHEN json_extract_string(payload, '$.data.object.captured') = 'true' THEN 1 ELSE 0 END
+                                  AS _source_progress,
     _log_offset                   AS _source_log_offset,
     _received_at                  AS _source_received_at
   FROM raw.stripe_events
@@ -32,7 +38,8 @@ latest AS (
   FROM charge_events
   QUALIFY row_number() OVER (
     PARTITION BY json_extract_string(charge, '$.id')
-    ORDER BY _source_occurred_at DESC, _source_log_offset DESC, _source_received_at DESC
+    ORDER BY _source_occurred_at DESC, _source_progress DESC, _source_log_offset DESC,
+      _source_received_at DESC
   ) = 1
 )
 
@@ -62,6 +69,7 @@ SELECT
   to_timestamp(CAST(json_extract_string(charge, '$.created') AS BIGINT))                AS created_at,       -- provider creation time, UTC
   event_type                                                          AS last_event_type,
   _source_occurred_at,
+  _source_progress,
   _source_log_offset,
   _source_received_at
 FROM latest

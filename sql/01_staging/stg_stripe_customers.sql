@@ -1,7 +1,7 @@
 -- target: staging.stg_stripe_customers
 -- strategy: merge
 -- keys: source_id
--- order_by: _source_occurred_at, _source_log_offset, _source_received_at
+-- order_by: _source_occurred_at, _source_progress, _source_log_offset, _source_received_at
 -- incremental: delta
 -- partition_by: month(created_at)
 -- description: Stripe customers, one row per cus_ id, latest state; carries the identity-input columns.
@@ -14,6 +14,8 @@ WITH customer_events AS (
     json_extract(payload, '$.data.object') AS customer,      -- the Customer at the event
     _webhook_topic                         AS event_type,
     _occurred_at                           AS _source_occurred_at,
+    CAST(CASE WHEN _webhook_topic = 'customer.deleted' THEN 1 ELSE 0 END AS BIGINT)
+                                           AS _source_progress,  -- deletion is final, same second
     _log_offset                            AS _source_log_offset,
     _received_at                           AS _source_received_at
   FROM raw.stripe_events
@@ -31,7 +33,8 @@ latest AS (
   FROM customer_events
   QUALIFY row_number() OVER (
     PARTITION BY json_extract_string(customer, '$.id')
-    ORDER BY _source_occurred_at DESC, _source_log_offset DESC, _source_received_at DESC
+    ORDER BY _source_occurred_at DESC, _source_progress DESC, _source_log_offset DESC,
+      _source_received_at DESC
   ) = 1
 )
 
@@ -65,6 +68,7 @@ SELECT
                                                                      AS is_deleted,
   event_type                                                         AS last_event_type,
   _source_occurred_at,
+  _source_progress,
   _source_log_offset,
   _source_received_at
 FROM latest

@@ -1,7 +1,7 @@
 -- target: staging.stg_stripe_disputes
 -- strategy: merge
 -- keys: dispute_id
--- order_by: _source_occurred_at, _source_log_offset, _source_received_at
+-- order_by: _source_occurred_at, _source_progress, _source_log_offset, _source_received_at
 -- incremental: delta
 -- partition_by: month(created_at)
 -- description: Stripe disputes, one row per dp_ id, latest state (reported apart from refunds).
@@ -14,6 +14,11 @@ WITH dispute_events AS (
     json_extract(payload, '$.data.object') AS dispute,
     _webhook_topic                         AS event_type,
     _occurred_at                           AS _source_occurred_at,
+    CAST(CASE                              -- lifecycle progress, for events of the same second
+      WHEN json_extract_string(payload, '$.data.object.status') IN ('warning_under_review', 'under_review') THEN 1
+      WHEN json_extract_string(payload, '$.data.object.status') IN ('warning_closed', 'won', 'lost', 'prevented') THEN 2
+      ELSE 0
+    END AS BIGINT)                         AS _source_progress,
     _log_offset                            AS _source_log_offset,
     _received_at                           AS _source_received_at
   FROM raw.stripe_events
@@ -31,7 +36,8 @@ latest AS (
   FROM dispute_events
   QUALIFY row_number() OVER (
     PARTITION BY json_extract_string(dispute, '$.id')
-    ORDER BY _source_occurred_at DESC, _source_log_offset DESC, _source_received_at DESC
+    ORDER BY _source_occurred_at DESC, _source_progress DESC, _source_log_offset DESC,
+      _source_received_at DESC
   ) = 1
 )
 
@@ -50,6 +56,7 @@ SELECT
                                                                      AS created_at,
   event_type                                                         AS last_event_type,
   _source_occurred_at,
+  _source_progress,
   _source_log_offset,
   _source_received_at
 FROM latest

@@ -1,7 +1,7 @@
 -- target: staging.stg_stripe_invoices
 -- strategy: merge
 -- keys: invoice_id
--- order_by: _source_occurred_at, _source_log_offset, _source_received_at
+-- order_by: _source_occurred_at, _source_progress, _source_log_offset, _source_received_at
 -- incremental: delta
 -- partition_by: month(created_at)
 -- description: Stripe invoices, one row per in_ id, latest state.
@@ -14,6 +14,13 @@ WITH invoice_events AS (
     json_extract(payload, '$.data.object') AS invoice,
     _webhook_topic                         AS event_type,
     _occurred_at                           AS _source_occurred_at,
+    CAST(CASE json_extract_string(payload, '$.data.object.status')                          -- lifecycle progress, for events of the same second
+      WHEN 'open' THEN 1
+      WHEN 'uncollectible' THEN 2
+      WHEN 'paid' THEN 3
+      WHEN 'void' THEN 3
+      ELSE 0
+    END AS BIGINT)                         AS _source_progress,
     _log_offset                            AS _source_log_offset,
     _received_at                           AS _source_received_at
   FROM raw.stripe_events
@@ -31,7 +38,8 @@ latest AS (
   FROM invoice_events
   QUALIFY row_number() OVER (
     PARTITION BY json_extract_string(invoice, '$.id')
-    ORDER BY _source_occurred_at DESC, _source_log_offset DESC, _source_received_at DESC
+    ORDER BY _source_occurred_at DESC, _source_progress DESC, _source_log_offset DESC,
+      _source_received_at DESC
   ) = 1
 )
 
@@ -61,6 +69,7 @@ SELECT
                                                                      AS created_at,
   event_type                                                         AS last_event_type,
   _source_occurred_at,
+  _source_progress,
   _source_log_offset,
   _source_received_at
 FROM latest

@@ -1,7 +1,7 @@
 -- target: staging.stg_stripe_payment_intents
 -- strategy: merge
 -- keys: payment_intent_id
--- order_by: _source_occurred_at, _source_log_offset, _source_received_at
+-- order_by: _source_occurred_at, _source_progress, _source_log_offset, _source_received_at
 -- incremental: delta
 -- partition_by: month(created_at)
 -- description: Stripe payment intents, one row per pi_ id, latest state.
@@ -14,6 +14,15 @@ WITH intent_events AS (
     json_extract(payload, '$.data.object') AS intent,
     _webhook_topic                         AS event_type,
     _occurred_at                           AS _source_occurred_at,
+    CAST(CASE json_extract_string(payload, '$.data.object.status')                          -- lifecycle progress, for events of the same second
+      WHEN 'requires_confirmation' THEN 1
+      WHEN 'requires_action' THEN 2
+      WHEN 'processing' THEN 3
+      WHEN 'requires_capture' THEN 4
+      WHEN 'succeeded' THEN 5
+      WHEN 'canceled' THEN 5
+      ELSE 0
+    END AS BIGINT)                         AS _source_progress,
     _log_offset                            AS _source_log_offset,
     _received_at                           AS _source_received_at
   FROM raw.stripe_events
@@ -31,7 +40,8 @@ latest AS (
   FROM intent_events
   QUALIFY row_number() OVER (
     PARTITION BY json_extract_string(intent, '$.id')
-    ORDER BY _source_occurred_at DESC, _source_log_offset DESC, _source_received_at DESC
+    ORDER BY _source_occurred_at DESC, _source_progress DESC, _source_log_offset DESC,
+      _source_received_at DESC
   ) = 1
 )
 
@@ -53,6 +63,7 @@ SELECT
                                                                      AS created_at,
   event_type                                                         AS last_event_type,
   _source_occurred_at,
+  _source_progress,
   _source_log_offset,
   _source_received_at
 FROM latest

@@ -1,7 +1,7 @@
 -- target: staging.stg_stripe_refunds
 -- strategy: merge
 -- keys: refund_id
--- order_by: _source_occurred_at, _source_log_offset, _source_received_at
+-- order_by: _source_occurred_at, _source_progress, _source_log_offset, _source_received_at
 -- incremental: delta
 -- partition_by: month(created_at)
 -- description: Stripe Refund objects, one row per re_ id, latest state.
@@ -14,6 +14,8 @@ WITH refund_events AS (
     json_extract(payload, '$.data.object') AS refund,
     _webhook_topic                         AS event_type,
     _occurred_at                           AS _source_occurred_at,
+    CAST(CASE WHEN json_extract_string(payload, '$.data.object.status') IN ('succeeded', 'failed', 'canceled') THEN 1 ELSE 0 END AS BIGINT)
+                                           AS _source_progress,  -- settled after pending, same second
     _log_offset                            AS _source_log_offset,
     _received_at                           AS _source_received_at
   FROM raw.stripe_events
@@ -31,7 +33,8 @@ latest AS (
   FROM refund_events
   QUALIFY row_number() OVER (
     PARTITION BY json_extract_string(refund, '$.id')
-    ORDER BY _source_occurred_at DESC, _source_log_offset DESC, _source_received_at DESC
+    ORDER BY _source_occurred_at DESC, _source_progress DESC, _source_log_offset DESC,
+      _source_received_at DESC
   ) = 1
 )
 
@@ -51,6 +54,7 @@ SELECT
                                                                      AS created_at,
   event_type                                                         AS last_event_type,
   _source_occurred_at,
+  _source_progress,
   _source_log_offset,
   _source_received_at
 FROM latest

@@ -1,7 +1,7 @@
 -- target: staging.stg_stripe_subscriptions
 -- strategy: merge
 -- keys: subscription_id
--- order_by: _source_occurred_at, _source_log_offset, _source_received_at
+-- order_by: _source_occurred_at, _source_progress, _source_log_offset, _source_received_at
 -- incremental: delta
 -- partition_by: month(created_at)
 -- description: Stripe subscriptions, one row per sub_ id, latest state with its current MRR.
@@ -14,6 +14,16 @@ WITH subscription_events AS (
     json_extract(payload, '$.data.object') AS subscription,
     _webhook_topic                         AS event_type,
     _occurred_at                           AS _source_occurred_at,
+    CAST(CASE json_extract_string(payload, '$.data.object.status')                          -- lifecycle progress, for events of the same second
+      WHEN 'trialing' THEN 1
+      WHEN 'active' THEN 2
+      WHEN 'past_due' THEN 3
+      WHEN 'paused' THEN 3
+      WHEN 'unpaid' THEN 4
+      WHEN 'canceled' THEN 5
+      WHEN 'incomplete_expired' THEN 5
+      ELSE 0
+    END AS BIGINT)                         AS _source_progress,
     _log_offset                            AS _source_log_offset,
     _received_at                           AS _source_received_at
   FROM raw.stripe_events
@@ -31,7 +41,8 @@ latest AS (
   FROM subscription_events
   QUALIFY row_number() OVER (
     PARTITION BY json_extract_string(subscription, '$.id')
-    ORDER BY _source_occurred_at DESC, _source_log_offset DESC, _source_received_at DESC
+    ORDER BY _source_occurred_at DESC, _source_progress DESC, _source_log_offset DESC,
+      _source_received_at DESC
   ) = 1
 ),
 
@@ -92,6 +103,7 @@ SELECT
                                                                      AS ended_at,
   l.event_type                                                       AS last_event_type,
   l._source_occurred_at,
+  l._source_progress,
   l._source_log_offset,
   l._source_received_at
 FROM latest AS l
