@@ -154,3 +154,35 @@ def test_an_engine_without_concurrent_sessions_runs_one_model_at_a_time(
     assert [r.status for r in runs] == ["built"] * 4
     assert started == [f"staging.thread_{n}" for n in range(4)]
     assert most[0] == 1
+
+
+def test_the_ready_model_heading_the_longest_chain_starts_first(tmp_path: Path) -> None:
+    # staging.a_leaf comes first in dependency order, but nothing reads it; staging.z_head
+    # heads a chain of three models, so with one worker free it must start first
+    settings = load_settings(home=tmp_path, batch_threads=2)
+    catalog = open_catalog(settings)
+    project = Project(
+        order_models(
+            [
+                _sql_model("staging.a_leaf", "SELECT 1 AS id"),
+                _sql_model("staging.b_leaf", "SELECT 2 AS id"),
+                _sql_model("staging.z_head", "SELECT 3 AS id"),
+                _sql_model("core.z_next", "SELECT id FROM staging.z_head", ("staging.z_head",)),
+                _sql_model("marts.z_end", "SELECT id FROM core.z_next", ("core.z_next",)),
+            ]
+        )
+    )
+    assert [m.target for m in project.models][:3] == [
+        "staging.a_leaf",
+        "staging.b_leaf",
+        "staging.z_head",
+    ]
+    started: list[str] = []
+    with DuckDBEngine(settings) as engine:
+        runs = BatchRunner(settings, catalog, engine, project).run(
+            RunRequest(mode="full", progress=started.append)
+        )
+    assert started[:2] == ["staging.z_head", "staging.a_leaf"]
+    # results still come in dependency order, every model built
+    assert [r.target for r in runs] == [m.target for m in project.models]
+    assert {r.status for r in runs} == {"built"}

@@ -320,7 +320,11 @@ class BatchRunner:
         producers = {
             model.target: {name for name in model.inputs if name in targets} for model in models
         }
-        waiting = list(models)
+        # of the models ready, the one heading the longest chain of models still to run
+        # starts first (entity resolution's inputs before the other staging models), so
+        # the chain's end does not wait alone on one core
+        chain = _chain_lengths(models, producers)
+        waiting = sorted(models, key=lambda m: -chain[m.target])
         done: set[str] = set()
         results: dict[str, ModelRun] = {}
         running: dict[Future[ModelRun], Model] = {}
@@ -1118,6 +1122,21 @@ def _partition_filter(
         GreaterThanOrEqual(term=column, value=_literal(start, field_type)),
         LessThan(term=column, value=_literal(end, field_type)),
     )
+
+
+def _chain_lengths(models: Sequence[Model], producers: dict[str, set[str]]) -> dict[str, int]:
+    """For each model, how many models the longest dependency chain from it holds (itself
+    included, 1 for a model nothing in ``models`` reads)."""
+    readers: dict[str, list[str]] = {model.target: [] for model in models}
+    for target, inputs in producers.items():
+        for name in inputs:
+            readers[name].append(target)
+    lengths: dict[str, int] = {}
+    for model in reversed(models):  # dependency order reversed: readers come first
+        lengths[model.target] = 1 + max(
+            (lengths[reader] for reader in readers[model.target]), default=0
+        )
+    return lengths
 
 
 def _summary_figures(
