@@ -14,6 +14,16 @@ WITH subscription_events AS (
     json_extract(payload, '$.data.object') AS subscription,
     _webhook_topic                         AS event_type,
     _occurred_at                           AS event_at,
+    CAST(CASE json_extract_string(payload, '$.data.object.status')                          -- lifecycle progress, for events of the same second
+      WHEN 'trialing' THEN 1
+      WHEN 'active' THEN 2
+      WHEN 'past_due' THEN 3
+      WHEN 'paused' THEN 3
+      WHEN 'unpaid' THEN 4
+      WHEN 'canceled' THEN 5
+      WHEN 'incomplete_expired' THEN 5
+      ELSE 0
+    END AS BIGINT)                         AS _source_progress,
     _log_offset                            AS _source_log_offset,
     _received_at                           AS _source_received_at
   FROM raw.stripe_events
@@ -76,6 +86,7 @@ SELECT
                                                                      AS ended_at,
   e.event_type,
   e.event_at,                                                                          -- provider time of the event
+  e._source_progress,                                                                  -- same-second order, as in stg_stripe_subscriptions
   e._source_log_offset,
   e._source_received_at
 FROM subscription_events AS e

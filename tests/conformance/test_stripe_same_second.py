@@ -118,3 +118,14 @@ def test_older_state_in_a_later_incremental_run_does_not_win(
     raw.write(_events(1))
     run_batch(settings, catalog, layer="staging", mode="incremental")
     _assert_latest(catalog)
+
+
+def test_subscription_history_ranks_the_states_of_one_second(
+    settings: Settings, catalog: Catalog
+) -> None:
+    RawWriter(catalog).write([*_events(0), *_events(1)])
+    run_batch(settings, catalog, layer="staging", table="stg_stripe_subscription_history")
+    history = read_rows(catalog, "staging.stg_stripe_subscription_history")
+    ranked = sorted(history, key=lambda row: row["_source_progress"])
+    assert [row["status"] for row in ranked] == ["incomplete", "active"]
+    assert len({row["event_at"] for row in history}) == 1
