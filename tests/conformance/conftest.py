@@ -86,7 +86,7 @@ class Pipeline:
 
     def stripe(self, event: Mapping[str, Any]) -> int:
         """POST a Stripe event signed by the ``stripe`` SDK's own signer."""
-        body = json.dumps(event)
+        body = json.dumps(event, ensure_ascii=False)  # UTF-8 on the wire, as Stripe sends
         header = stripe.WebhookSignature.generate_signature_header(body, STRIPE_SECRET)
         response = self.client.post(
             "/webhooks/stripe",
@@ -100,7 +100,7 @@ class Pipeline:
         self, topic: str, resource: Mapping[str, Any], *, webhook_id: str, triggered_at: str
     ) -> int:
         """POST a Shopify delivery signed as Shopify documents it (base64 HMAC-SHA256)."""
-        body = json.dumps(resource).encode()
+        body = json.dumps(resource, ensure_ascii=False).encode()
         digest = hmac.new(SHOPIFY_SECRET.encode(), body, hashlib.sha256).digest()
         response = self.client.post(
             "/webhooks/shopify",
@@ -120,7 +120,7 @@ class Pipeline:
 
     def hubspot(self, events: list[Mapping[str, Any]]) -> int:
         """POST a HubSpot batch signed v3 by ``hubspot-api-client``'s ``Signature``."""
-        body = json.dumps(events)
+        body = json.dumps(events, ensure_ascii=False)
         timestamp = str(int(time.time() * 1000))
         signature = Signature.get_signature(
             HUBSPOT_SECRET, body, "v3", http_uri=HUBSPOT_URL, timestamp=timestamp

@@ -40,7 +40,7 @@ def staged(pipeline: Pipeline) -> Pipeline:
     intent = stripe_object("payment_intent")
     invoice = stripe_object("invoice")
     subscription = _subscription()
-    customer = {**stripe_object("customer"), "email": "ada@example.com", "name": "Ada King Byron"}
+    customer = {**stripe_object("customer"), "email": "ada@example.com", "name": "Åda King Byron"}
     dispute = stripe_object("dispute")
     events = [
         # modelled objects, the simulator's event types
@@ -189,7 +189,7 @@ def test_customer_name_split_and_latest_email(staged: Pipeline) -> None:
     (customer,) = staged.rows("stg_stripe_customers")
     assert customer["source_id"] == "cus_QXg1o8vcGmoR32"
     assert customer["email"] == "ada.byron@example.com"
-    assert (customer["first_name"], customer["last_name"]) == ("Ada", "King Byron")
+    assert (customer["first_name"], customer["last_name"]) == ("Åda", "King Byron")
     assert (customer["currency"], customer["is_deleted"]) == ("USD", False)
 
 
