@@ -46,8 +46,8 @@ def change(kind: str, object_id: int | str, at: int, name: str, value: str, **mo
     )
 
 
-@pytest.fixture(scope="module")
-def staged(pipeline: Pipeline) -> Pipeline:
+def deliver(pipeline: Pipeline) -> None:
+    """POST this module's HubSpot deliveries to the service."""
     duplicate = change("contact", 101, 5, "firstname", "Åda")
     batch = [
         # contact 101: created, named, phone set then cleared; ids as int and as string
@@ -125,6 +125,11 @@ def staged(pipeline: Pipeline) -> Pipeline:
     ]
     assert pipeline.hubspot(batch) == 200
     assert pipeline.hubspot([{**duplicate, "attemptNumber": 1}]) == 200  # HubSpot retries it
+
+
+@pytest.fixture(scope="module")
+def staged(pipeline: Pipeline) -> Pipeline:
+    deliver(pipeline)
     pipeline.stage()
     return pipeline
 

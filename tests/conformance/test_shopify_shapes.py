@@ -103,8 +103,8 @@ def transaction(txn_id: int, amount: str, status: str, kind: str = "refund") -> 
     }
 
 
-@pytest.fixture(scope="module")
-def staged(pipeline: Pipeline) -> Pipeline:
+def deliver(pipeline: Pipeline) -> None:
+    """POST this module's Shopify deliveries to the service."""
     member = {
         "id": BIG_CUSTOMER,
         "email": "bob.norman@example.com",
@@ -231,6 +231,11 @@ def staged(pipeline: Pipeline) -> Pipeline:
     for n, (topic, resource, triggered_at) in enumerate(deliveries):
         status = pipeline.shopify(topic, resource, webhook_id=f"wh-{n}", triggered_at=triggered_at)
         assert status == 200, topic
+
+
+@pytest.fixture(scope="module")
+def staged(pipeline: Pipeline) -> Pipeline:
+    deliver(pipeline)
     pipeline.stage()
     return pipeline
 

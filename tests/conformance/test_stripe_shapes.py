@@ -32,8 +32,8 @@ def _subscription() -> dict[str, Any]:
     return sub
 
 
-@pytest.fixture(scope="module")
-def staged(pipeline: Pipeline) -> Pipeline:
+def deliver(pipeline: Pipeline) -> None:
+    """POST this module's Stripe deliveries to the service."""
     charge = stripe_object("charge")
     charge_jpy = {**stripe_object("charge"), "id": "ch_conformance_jpy", "currency": "jpy"}
     charge_jpy.update(amount=1500, amount_captured=1500, customer="cus_QXg1o8vcGmoR32")
@@ -107,6 +107,11 @@ def staged(pipeline: Pipeline) -> Pipeline:
     ]
     for event in events:
         assert pipeline.stripe(event) == 200, event["type"]
+
+
+@pytest.fixture(scope="module")
+def staged(pipeline: Pipeline) -> Pipeline:
+    deliver(pipeline)
     pipeline.stage()
     return pipeline
 
