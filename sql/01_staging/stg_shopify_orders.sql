@@ -1,7 +1,7 @@
 -- target: staging.stg_shopify_orders
 -- strategy: merge
 -- keys: order_id
--- order_by: _source_occurred_at, _source_log_offset, _source_received_at
+-- order_by: _source_occurred_at, _source_triggered_at, _source_log_offset, _source_received_at
 -- incremental: delta
 -- partition_by: month(created_at)
 -- description: Shopify orders, one row per order id, latest state (orders/delete marks it deleted).
@@ -17,6 +17,8 @@ WITH order_events AS (
     -- provider time: the resource's updated_at, else the delivery's trigger time
     coalesce(CAST(json_extract_string(payload, '$.updated_at') AS TIMESTAMPTZ), _occurred_at)
                                                                      AS _source_occurred_at,
+    -- updated_at is whole seconds; X-Shopify-Triggered-At (sub-second) orders one second's events
+    _occurred_at                                                     AS _source_triggered_at,
     _log_offset                                                      AS _source_log_offset,
     _received_at                                                     AS _source_received_at
   FROM raw.shopify_webhooks
@@ -35,7 +37,8 @@ latest_event AS (
   FROM order_events
   QUALIFY row_number() OVER (
     PARTITION BY order_id
-    ORDER BY _source_occurred_at DESC, _source_log_offset DESC, _source_received_at DESC
+    ORDER BY _source_occurred_at DESC, _source_triggered_at DESC, _source_log_offset DESC,
+      _source_received_at DESC
   ) = 1
 ),
 
@@ -44,6 +47,7 @@ latest AS (
     r.payload                                                        AS shopify_order,
     r._webhook_topic                                                 AS topic,
     e._source_occurred_at,
+    e._source_triggered_at,
     e._source_log_offset,
     e._source_received_at
   FROM latest_event AS e
@@ -91,6 +95,7 @@ SELECT
   topic = 'orders/delete'                                            AS is_deleted,
   topic                                                              AS last_topic,
   _source_occurred_at,
+  _source_triggered_at,
   _source_log_offset,
   _source_received_at
 FROM latest
