@@ -14,8 +14,22 @@ Two paths feed the same write connection, serialised by one lock:
 - sync callers (``append_sync``, tools, other threads) go through a writer thread that does
   the same group commit.
 
-Dedupe lives in the same database and the same transaction as the append: a crash can never
-record an event as seen without storing it, or store it without recording it.
+Layout: one rowid table per stream (``events_shopify`` …) keyed by ``offset INTEGER PRIMARY
+KEY``, so an append lands at the right edge of its b-tree; ``heads`` (next offset per stream),
+``dedupe`` ((stream, event_id) → offset, seen time), ``dedupe_indexed`` and ``dead_letters``.
+A file of the previous layout (one ``events`` table for all streams) is migrated at open.
+
+Dedupe needs no write of its own per append. The events tables already hold every
+(event_id, offset) durably, in the same commit as the event; ``dedupe`` is filled from them
+after the fact, in bulk (:func:`_index_tail`: one ``INSERT … SELECT`` per stream, sorted by
+key), recording per stream the offset it has indexed through in the same transaction.
+Lookups check an in-memory map of the events above that offset (the tail, at most
+``_INDEX_EVENTS`` + one batch), then ``dedupe``. The tail is indexed every ``_INDEX_EVENTS``
+events (inside a group commit, run by the commit thread), at open (so what a crashed
+process left is indexed before anything is appended) and by ``prune`` before it deletes
+anything, so no event's key ever exists only in memory, and a key is never seen without
+its event stored. Random keys dirty one page each: 16384 of them in one transaction share
+pages, 300 per commit do not (SQLite's own CPU per appended event about halves).
 """
 
 from __future__ import annotations
