@@ -53,7 +53,16 @@ items AS (
   SELECT
     json_extract_string(l.subscription, '$.id')                      AS subscription_id,
     CAST(json_extract_string(it.item, '$.price.unit_amount') AS BIGINT)
-      * coalesce(CAST(json_extract_string(it.item, '$.quantity') AS BIGINT), 1)
+      -- billed units: the quantity, or packages of it when the price has transform_quantity
+      * CASE
+          WHEN json_extract_string(it.item, '$.price.transform_quantity.divide_by') IS NULL
+            THEN coalesce(CAST(json_extract_string(it.item, '$.quantity') AS BIGINT), 1)
+          WHEN json_extract_string(it.item, '$.price.transform_quantity.round') = 'up'
+            THEN CAST(ceil(coalesce(CAST(json_extract_string(it.item, '$.quantity') AS BIGINT), 1)
+              / CAST(json_extract_string(it.item, '$.price.transform_quantity.divide_by') AS DOUBLE)) AS BIGINT)
+          ELSE CAST(floor(coalesce(CAST(json_extract_string(it.item, '$.quantity') AS BIGINT), 1)
+              / CAST(json_extract_string(it.item, '$.price.transform_quantity.divide_by') AS DOUBLE)) AS BIGINT)
+        END
       * CASE json_extract_string(it.item, '$.price.recurring.interval')
           WHEN 'month' THEN 12
           WHEN 'year' THEN 1

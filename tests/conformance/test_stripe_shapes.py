@@ -50,6 +50,7 @@ def deliver(pipeline: Pipeline) -> None:
         stripe_event("refund.created", stripe_object("refund"), T),
         stripe_event("invoice.created", invoice, T),
         stripe_event("customer.subscription.created", subscription, T),
+        stripe_event("customer.subscription.created", _packaged_subscription(), T),
         stripe_event("customer.created", customer, T),
         stripe_event("charge.dispute.created", dispute, T),
         # updates with previous_attributes, of types the simulator never sends
@@ -107,6 +108,16 @@ def deliver(pipeline: Pipeline) -> None:
     ]
     for event in events:
         assert pipeline.stripe(event) == 200, event["type"]
+
+
+def _packaged_subscription() -> dict[str, Any]:
+    """25 seats sold in packs of 10, rounded up: Stripe bills 3 packs of 20.00."""
+    sub = stripe_object("subscription")
+    sub["id"] = "sub_conformance_packaged"
+    item = sub["items"]["data"][0]
+    item["quantity"] = 25
+    item["price"]["transform_quantity"] = {"divide_by": 10, "round": "up"}
+    return sub
 
 
 @pytest.fixture(scope="module")
@@ -176,8 +187,8 @@ def test_invoice_reads_the_parent_shape_and_its_update(staged: Pipeline) -> None
 
 
 def test_subscription_mrr_from_the_items(staged: Pipeline) -> None:
-    (sub,) = staged.rows("stg_stripe_subscriptions")
-    assert sub["subscription_id"] == "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw"
+    subs = by(staged.rows("stg_stripe_subscriptions"), "subscription_id")
+    sub = subs["sub_1Pgc6rB7WZ01zgkWNy0Cn5nw"]
     assert (sub["status"], sub["currency"], sub["price_id"]) == (
         "active",
         "USD",
@@ -187,7 +198,20 @@ def test_subscription_mrr_from_the_items(staged: Pipeline) -> None:
     assert sub["cancel_at_period_end"] is True
     assert sub["last_event_type"] == "customer.subscription.updated"
     history = staged.rows("stg_stripe_subscription_history")
-    assert {row["subscription_id"] for row in history} == {"sub_1Pgc6rB7WZ01zgkWNy0Cn5nw"}
+    assert {row["subscription_id"] for row in history} == set(subs)
+
+
+def test_transform_quantity_bills_packages(staged: Pipeline) -> None:
+    packaged = by(staged.rows("stg_stripe_subscriptions"), "subscription_id")[
+        "sub_conformance_packaged"
+    ]
+    assert packaged["mrr"] == Decimal("60.00")  # ceil(25 / 10) packs at 20.00
+    (history,) = [
+        row
+        for row in staged.rows("stg_stripe_subscription_history")
+        if row["subscription_id"] == "sub_conformance_packaged"
+    ]
+    assert history["mrr_numerator"] == packaged["mrr_numerator"] == 6000 * 332640
 
 
 def test_customer_name_split_and_latest_email(staged: Pipeline) -> None:
