@@ -53,8 +53,10 @@ items AS (
   SELECT
     json_extract_string(l.subscription, '$.id')                      AS subscription_id,
     CAST(json_extract_string(it.item, '$.price.unit_amount') AS BIGINT)
-      -- billed units: the quantity, or packages of it when the price has transform_quantity
+      -- billed units: the quantity, or packages of it when the price has transform_quantity;
+      -- a metered price bills usage after the fact, which is not recurring revenue
       * CASE
+          WHEN json_extract_string(it.item, '$.price.recurring.usage_type') = 'metered' THEN 0
           WHEN json_extract_string(it.item, '$.price.transform_quantity.divide_by') IS NULL
             THEN coalesce(CAST(json_extract_string(it.item, '$.quantity') AS BIGINT), 1)
           WHEN json_extract_string(it.item, '$.price.transform_quantity.round') = 'up'

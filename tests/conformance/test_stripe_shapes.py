@@ -11,6 +11,7 @@ failed model.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -111,12 +112,18 @@ def deliver(pipeline: Pipeline) -> None:
 
 
 def _packaged_subscription() -> dict[str, Any]:
-    """25 seats sold in packs of 10, rounded up: Stripe bills 3 packs of 20.00."""
+    """25 seats sold in packs of 10, rounded up (3 packs of 20.00), and a metered price."""
     sub = stripe_object("subscription")
     sub["id"] = "sub_conformance_packaged"
     item = sub["items"]["data"][0]
     item["quantity"] = 25
     item["price"]["transform_quantity"] = {"divide_by": 10, "round": "up"}
+    metered = json.loads(json.dumps(item))  # plus API calls billed on usage: no MRR
+    metered["id"] = "si_conformance_metered"
+    metered.pop("quantity")
+    metered["price"].update(id="price_conformance_metered", unit_amount=5, transform_quantity=None)
+    metered["price"]["recurring"]["usage_type"] = "metered"
+    sub["items"]["data"].append(metered)
     return sub
 
 
