@@ -34,7 +34,9 @@ reasons AS (
     CASE
       WHEN _quarantine_reason IS NOT NULL THEN _quarantine_reason
       WHEN NOT is_json THEN 'payload is not valid JSON'
-      WHEN object_id IS NULL THEN 'payload names no object id'
+      -- Stripe's invoice.upcoming previews an invoice that has no id yet: nothing to stage
+      WHEN object_id IS NULL AND NOT (provider = 'stripe' AND _webhook_topic = 'invoice.upcoming')
+        THEN 'payload names no object id'
     END                                                              AS reason
   FROM raw_events
 )

@@ -86,6 +86,13 @@ def deliver(pipeline: Pipeline) -> None:
             T + 60,
             previous={"email": "ada@example.com"},
         ),
+        # the renewal's preview: an invoice without an id (not a staged invoice, not an error)
+        stripe_event(
+            "invoice.upcoming",
+            {k: v for k, v in invoice.items() if k != "id"},
+            T + 120,
+            event_id="evt_conformance_upcoming",
+        ),
         # the companions of a subscription sign-up: documented, not modelled, not quarantined
         stripe_event("payment_method.attached", stripe_object("payment_method"), T),
         stripe_event("setup_intent.succeeded", stripe_object("setup_intent"), T),
