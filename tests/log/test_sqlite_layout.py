@@ -70,13 +70,69 @@ def test_dedupe_keys_wait_in_the_tail_until_the_threshold(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_log, "_INDEX_EVENTS", 5)
+    monkeypatch.setattr(sqlite_log, "_INDEX_STEPS", 1)
     log = SqliteEventLog(db)
     try:
         log.append_sync([envelope(Provider.STRIPE, f"evt_{i}") for i in range(3)])
-        assert _dedupe_keys(db) == set()  # only in the events table and the tail
         log.append_sync([envelope(Provider.STRIPE, f"evt_{i}") for i in range(3, 5)])
+        assert _dedupe_keys(db) == set()  # only in the events table and the tail
+        log.append_sync([envelope(Provider.SHOPIFY, "wh-next")])  # the commit that indexes
         assert _dedupe_keys(db) == {("stripe", f"evt_{i}") for i in range(5)}
         assert _indexed_through(db) == {"stripe": 5}
+    finally:
+        log.close()
+
+
+def test_a_tail_is_indexed_in_key_slices_and_stays_in_memory_until_the_last(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each step indexes a slice of the keys; indexed_through moves with the last one, and
+    until then every frozen key is still found (in memory or in ``dedupe``)."""
+    monkeypatch.setattr(sqlite_log, "_INDEX_EVENTS", 40)
+    monkeypatch.setattr(sqlite_log, "_INDEX_STEPS", 4)
+    frozen = [f"evt_{uuid}" for uuid in (f"{i:02d}{i * 7919 % 97:02d}" for i in range(40))]
+    log = SqliteEventLog(db)
+    try:
+        log.append_sync([envelope(Provider.STRIPE, event_id) for event_id in frozen])
+        sizes = []
+        for n in range(4):  # every commit carries one step; each retries frozen keys
+            outcomes = log.append_sync(
+                [
+                    *(envelope(Provider.STRIPE, e) for e in frozen[n::7]),
+                    envelope(Provider.STRIPE, f"evt_after_{n}"),
+                ]
+            )
+            assert [o.duplicate for o in outcomes] == [True] * len(frozen[n::7]) + [False]
+            sizes.append(len(_dedupe_keys(db)))
+            assert _indexed_through(db).get("stripe", 0) == (40 if n == 3 else 0)
+        assert sizes[-1] == 40 and sizes == sorted(sizes) and sizes[0] < 40
+        assert _dedupe_keys(db) == {("stripe", e) for e in frozen}
+        # the events after the plan are in the new tail, found too
+        (again,) = log.append_sync([envelope(Provider.STRIPE, "evt_after_0")])
+        assert (again.duplicate, again.offset) == (True, 40)
+    finally:
+        log.close()
+
+
+def test_a_crash_in_the_middle_of_a_staged_indexing_is_finished_at_open(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_log, "_INDEX_EVENTS", 20)
+    monkeypatch.setattr(sqlite_log, "_INDEX_STEPS", 4)
+    log = SqliteEventLog(db)
+    log.append_sync([envelope(Provider.HUBSPOT, f"hs-{i}") for i in range(20)])
+    log.append_sync([envelope(Provider.HUBSPOT, "hs-step-1")])  # first step only
+    assert _indexed_through(db).get("hubspot", 0) == 0
+    # the process dies: no close, its memory is gone
+    log._closed = True
+    log._queue.put(None)
+    log._thread.join(timeout=10)
+    log._writer_conn.close()
+    log = SqliteEventLog(db)
+    try:
+        assert _indexed_through(db)["hubspot"] == 21
+        outcomes = log.append_sync([envelope(Provider.HUBSPOT, f"hs-{i}") for i in range(20)])
+        assert all(o.duplicate for o in outcomes)
     finally:
         log.close()
 
@@ -85,10 +141,11 @@ def test_duplicates_of_tail_and_of_indexed_events_are_both_found(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_log, "_INDEX_EVENTS", 4)
+    monkeypatch.setattr(sqlite_log, "_INDEX_STEPS", 1)
     log = SqliteEventLog(db)
     try:
-        log.append_sync([envelope(Provider.STRIPE, f"evt_{i}") for i in range(4)])  # indexed
-        log.append_sync([envelope(Provider.STRIPE, "evt_tail")])  # in the tail
+        log.append_sync([envelope(Provider.STRIPE, f"evt_{i}") for i in range(4)])  # planned
+        log.append_sync([envelope(Provider.STRIPE, "evt_tail")])  # indexes, stays in the tail
         assert _indexed_through(db)["stripe"] == 4
         outcomes = log.append_sync(
             [

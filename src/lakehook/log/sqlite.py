@@ -38,6 +38,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import queue
+import random
 import sqlite3
 import threading
 import time
@@ -155,16 +156,36 @@ _UPSERT_HEAD = (
     "INSERT INTO heads (stream, next_offset) VALUES (?, ?) "
     "ON CONFLICT (stream) DO UPDATE SET next_offset = excluded.next_offset"
 )
-_UPSERT_INDEXED = (
+_UPSERT_INDEXED = (  # never moves back: another connection may have indexed further
     "INSERT INTO dedupe_indexed (stream, indexed_through) VALUES (?, ?) "
-    "ON CONFLICT (stream) DO UPDATE SET indexed_through = excluded.indexed_through"
+    "ON CONFLICT (stream) DO UPDATE SET "
+    "indexed_through = max(indexed_through, excluded.indexed_through)"
 )
+#: one step of a staged indexing: the stream's events in an offset range whose keys fall in
+#: [low, high) (the last step of a plan has no upper key bound)
+_INDEX_STEP: dict[tuple[str, bool], str] = {
+    (stream, bounded): "INSERT INTO dedupe (stream, event_id, seen_at_us, offset) "
+    f"SELECT ?, event_id, appended_at_us, offset FROM {table} "
+    "WHERE offset >= ? AND offset < ? AND event_id >= ?"
+    + (" AND event_id < ?" if bounded else "")
+    + " ORDER BY event_id, offset "
+    "ON CONFLICT (stream, event_id) DO UPDATE SET seen_at_us = excluded.seen_at_us, "
+    "offset = excluded.offset"
+    for stream, table in _EVENTS_TABLE.items()
+    for bounded in (True, False)
+}
 #: Deferred dedupe indexing: the tail (events appended but not yet in `dedupe`) is indexed
 #: in the commit that takes it to ``_INDEX_EVENTS`` events, or in the first commit
 #: ``_INDEX_EVERY_S`` after the last indexing. Random keys dirty one 4 KiB page each, so
 #: thousands of them per transaction share pages that 300 per commit would not.
 _INDEX_EVENTS = 16384
 _INDEX_EVERY_S = 60.0
+#: A tail is indexed in this many steps, one per group commit, each taking one slice of the
+#: key space: the slices' keys land on disjoint pages of ``dedupe``, so each step dirties
+#: its share of pages at the same keys-per-page as one big step would, and a commit that
+#: carries a step is held up a quarter as long.
+_INDEX_STEPS = 4
+_KEY_SAMPLE = 64  # tail keys sampled to cut the key space into steps
 
 
 #: stream name of each provider (``Envelope.stream`` goes through the enum's ``value``
@@ -271,10 +292,13 @@ class SqliteEventLog(EventLog):
         #: ``indexed_through``, which are in the events tables but not yet in ``dedupe``
         self._tail: dict[str, dict[str, tuple[int, int]]] = {s: {} for s in STREAMS}
         self._tail_events = 0
+        #: the part of the tail being indexed (frozen at ``_plan_target``), and the steps left
+        self._frozen: dict[str, dict[str, tuple[int, int]]] = {s: {} for s in STREAMS}
+        self._plan: list[list[tuple[str, str, str | None]]] = []
+        self._plan_target: dict[str, int] = {}
         #: what the open write transaction adds to the tail, once it has committed
         self._staged: dict[str, dict[str, tuple[int, int]]] = {}
         self._staged_heads: dict[str, int] = {}
-        self._index_due = False
         self._purge_cutoff_us: int | None = None
         # Index whatever a previous process left unindexed (a crash, a kill -9): the tail
         # then starts empty, and the heads are where this process starts watching.
@@ -439,36 +463,85 @@ class SqliteEventLog(EventLog):
         return results
 
     def _commit(self) -> None:
-        """Index the dedupe tail if due, COMMIT, then publish what the transaction added.
+        """Run one indexing step if one is planned, COMMIT, then publish what was added.
 
-        Runs in the commit thread for the async path: the indexing is one statement per
-        stream, so SQLite works on it with the GIL released while the loop serves.
+        Runs in the commit thread for the async path: a step is one statement per stream,
+        so SQLite works on it with the GIL released while the loop serves.
         """
         conn = self._writer_conn
-        indexing = self._index_due
-        if indexing:
-            _index_tail(conn)
+        step = self._plan[0] if self._plan else None
+        if step is not None:
+            self._index_step(conn, step, last=len(self._plan) == 1)
         if self._purge_cutoff_us is not None:
             conn.execute("DELETE FROM dedupe WHERE seen_at_us < ?", (self._purge_cutoff_us,))
         conn.execute("COMMIT")
-        # durable: the staged keys join the tail (or, indexed with it, leave memory)
-        if indexing:
-            for keys in self._tail.values():
-                keys.clear()
-            self._tail_events = 0
-            self._last_index = time.monotonic()
-        else:
-            for stream, keys in self._staged.items():
-                tail = self._tail[stream]
-                before = len(tail)
-                tail.update(keys)
-                self._tail_events += len(tail) - before
+        # durable: the staged keys join the tail; an indexed frozen part leaves memory
+        monotonic = time.monotonic()
+        if step is not None:
+            self._plan.pop(0)
+            if not self._plan:
+                self._frozen = {stream: {} for stream in STREAMS}
+                self._last_index = monotonic
+        for stream, keys in self._staged.items():
+            tail = self._tail[stream]
+            before = len(tail)
+            tail.update(keys)
+            self._tail_events += len(tail) - before
         if self._purge_cutoff_us is not None:
-            self._last_purge = time.monotonic()
+            self._last_purge = monotonic
         self._known_heads = self._staged_heads
         self._staged = {}
-        self._index_due = False
         self._purge_cutoff_us = None
+        if not self._plan and (
+            self._tail_events >= _INDEX_EVENTS
+            or (self._tail_events > 0 and monotonic - self._last_index > _INDEX_EVERY_S)
+        ):
+            self._plan_indexing()
+
+    def _plan_indexing(self) -> None:
+        """Freeze the tail and cut its key space into ``_INDEX_STEPS`` slices.
+
+        Every event below the heads is now in the frozen part (lookups still see it) and is
+        indexed by the steps; new appends go to a fresh tail.
+        """
+        self._frozen, self._tail = self._tail, {stream: {} for stream in STREAMS}
+        self._tail_events = 0
+        self._plan_target = dict(self._known_heads)
+        bounds: dict[str, list[str]] = {}
+        for stream, keys in self._frozen.items():
+            # a sample of the keys (random ids: any of them) gives the slices' bounds
+            sample = sorted(random.sample(list(keys), min(_KEY_SAMPLE, len(keys))))
+            bounds[stream] = [
+                sample[len(sample) * i // _INDEX_STEPS] for i in range(1, _INDEX_STEPS) if sample
+            ]
+        self._plan = []
+        for i in range(_INDEX_STEPS):
+            step: list[tuple[str, str, str | None]] = []
+            for stream in STREAMS:
+                cuts = bounds[stream]
+                low = cuts[i - 1] if i > 0 and cuts else ""
+                high = cuts[i] if i < len(cuts) else None
+                if i == 0 or cuts:  # a stream without keys needs one step, for its offsets
+                    step.append((stream, low, high))
+            self._plan.append(step)
+
+    def _index_step(
+        self, conn: sqlite3.Connection, step: list[tuple[str, str, str | None]], *, last: bool
+    ) -> None:
+        """Index one key slice of the frozen offsets; the last step moves indexed_through."""
+        indexed = dict(conn.execute("SELECT stream, indexed_through FROM dedupe_indexed"))
+        for stream, low, high in step:
+            start, end = indexed.get(stream, 0), self._plan_target.get(stream, 0)
+            if end <= start:
+                continue  # another connection (open, prune) indexed it already
+            params: tuple[object, ...] = (stream, start, end, low)
+            if high is not None:
+                params += (high,)
+            conn.execute(_INDEX_STEP[(stream, high is not None)], params)
+        if last:
+            for stream, end in self._plan_target.items():
+                if end > indexed.get(stream, 0):
+                    conn.execute(_UPSERT_INDEXED, (stream, end))
 
     def _adopt_foreign_appends(self, conn: sqlite3.Connection, heads: dict[str, int]) -> None:
         """Put events another process appended since this one last wrote into the tail.
@@ -506,7 +579,7 @@ class SqliteEventLog(EventLog):
         the transaction commits, and ``dedupe`` later, in bulk (:meth:`_commit`).
         """
         conn = self._writer_conn
-        self._staged, self._index_due, self._purge_cutoff_us = {}, False, None
+        self._staged, self._purge_cutoff_us = {}, None
         now_us = to_micros_now()
         cutoff = now_us - self.dedupe_window_us
         conn.execute("BEGIN IMMEDIATE")
@@ -514,13 +587,14 @@ class SqliteEventLog(EventLog):
         if heads != self._known_heads:
             self._adopt_foreign_appends(conn, heads)
         heads = dict(heads)
-        tail = self._tail
+        tail, frozen = self._tail, self._frozen
         untailed: dict[str, list[str]] = {}
         for job in jobs:
             for env in job.envelopes or ():
                 stream = _STREAM_OF[env.provider]
-                if env.event_id not in tail[stream]:
-                    untailed.setdefault(stream, []).append(env.event_id)
+                event_id = env.event_id
+                if event_id not in tail[stream] and event_id not in frozen[stream]:
+                    untailed.setdefault(stream, []).append(event_id)
         indexed = self._seen_in_index(conn, untailed, cutoff)
         staged: dict[str, dict[str, tuple[int, int]]] = {stream: {} for stream in STREAMS}
         event_rows: dict[str, list[tuple[object, ...]]] = {stream: [] for stream in STREAMS}
@@ -537,7 +611,12 @@ class SqliteEventLog(EventLog):
             for env in job.envelopes or ():
                 stream = _STREAM_OF[env.provider]
                 event_id = env.event_id
-                prior = staged[stream].get(event_id) or tail[stream].get(event_id)
+                # newest first: this batch, the tail, its frozen part, then ``dedupe``
+                prior = (
+                    staged[stream].get(event_id)
+                    or tail[stream].get(event_id)
+                    or frozen[stream].get(event_id)
+                )
                 if prior is not None:
                     # the tail holds the newest time an id was stored: expired there, gone
                     if prior[1] >= cutoff:
@@ -587,12 +666,7 @@ class SqliteEventLog(EventLog):
         if appended:
             conn.executemany(_UPSERT_HEAD, list(heads.items()))
         self._staged, self._staged_heads = staged, heads
-        monotonic = time.monotonic()
-        tail_events = self._tail_events + appended
-        self._index_due = tail_events >= _INDEX_EVENTS or (
-            tail_events > 0 and monotonic - self._last_index > _INDEX_EVERY_S
-        )
-        if monotonic - self._last_purge > _DEDUPE_PURGE_EVERY_S:
+        if time.monotonic() - self._last_purge > _DEDUPE_PURGE_EVERY_S:
             self._purge_cutoff_us = cutoff
         return results
 
