@@ -21,15 +21,16 @@ A file of the previous layout (one ``events`` table for all streams) is migrated
 
 Dedupe needs no write of its own per append. The events tables already hold every
 (event_id, offset) durably, in the same commit as the event; ``dedupe`` is filled from them
-after the fact, in bulk (:func:`_index_tail`: one ``INSERT … SELECT`` per stream, sorted by
-key), recording per stream the offset it has indexed through in the same transaction.
-Lookups check an in-memory map of the events above that offset (the tail, at most
-``_INDEX_EVENTS`` + one batch), then ``dedupe``. The tail is indexed every ``_INDEX_EVENTS``
-events (inside a group commit, run by the commit thread), at open (so what a crashed
-process left is indexed before anything is appended) and by ``prune`` before it deletes
-anything, so no event's key ever exists only in memory, and a key is never seen without
-its event stored. Random keys dirty one page each: 16384 of them in one transaction share
-pages, 300 per commit do not (SQLite's own CPU per appended event about halves).
+after the fact, in bulk (``INSERT … SELECT`` sorted by key), and the offset each stream is
+indexed through moves in the same transaction. Lookups check in-memory maps of the events
+above that offset (the tail, and the frozen part of it being indexed), then ``dedupe``.
+When the tail reaches ``_INDEX_EVENTS`` events it is frozen and indexed in
+``_INDEX_STEPS`` key slices, one per group commit, just before its COMMIT (commit thread);
+``indexed_through`` moves with the last slice. Whatever is unindexed is indexed at open (so
+what a crashed process left is indexed before anything is appended) and by ``prune`` before
+it deletes anything. So no key exists only in memory, and none is seen without its event
+stored. Why: random keys dirty one page each; 16384 of them in one transaction share
+pages, 300 per commit do not (SQLite's CPU per appended event about halves).
 """
 
 from __future__ import annotations
@@ -174,10 +175,10 @@ _INDEX_STEP: dict[tuple[str, bool], str] = {
     for stream, table in _EVENTS_TABLE.items()
     for bounded in (True, False)
 }
-#: Deferred dedupe indexing: the tail (events appended but not yet in `dedupe`) is indexed
-#: in the commit that takes it to ``_INDEX_EVENTS`` events, or in the first commit
-#: ``_INDEX_EVERY_S`` after the last indexing. Random keys dirty one 4 KiB page each, so
-#: thousands of them per transaction share pages that 300 per commit would not.
+#: Deferred dedupe indexing: the tail (events appended but not yet in `dedupe`) is frozen
+#: for indexing by the commit that takes it to ``_INDEX_EVENTS`` events, or by the first
+#: commit ``_INDEX_EVERY_S`` after the last indexing. Random keys dirty one 4 KiB page each,
+#: so thousands of them per transaction share pages that 300 per commit would not.
 _INDEX_EVENTS = 16384
 _INDEX_EVERY_S = 60.0
 #: A tail is indexed in this many steps, one per group commit, each taking one slice of the
