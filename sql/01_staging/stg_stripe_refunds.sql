@@ -7,15 +7,15 @@
 -- description: Stripe Refund objects, one row per re_ id, latest state.
 
 -- =============================================================================
--- refund events (refund.created / updated / failed, charge.refund.updated)
+-- refund events (refund.created / updated / failed, charge.refund.updated), and the
+-- refunds a charge snapshot lists in refunds.data (older API versions send them there,
+-- and an endpoint may subscribe to charge events only)
 -- =============================================================================
 WITH refund_events AS (
   SELECT
     json_extract(payload, '$.data.object') AS refund,
     _webhook_topic                         AS event_type,
     _occurred_at                           AS _source_occurred_at,
-    CAST(CASE WHEN json_extract_string(payload, '$.data.object.status') IN ('succeeded', 'failed', 'canceled') THEN 1 ELSE 0 END AS BIGINT)
-                                           AS _source_progress,  -- settled after pending, same second
     _log_offset                            AS _source_log_offset,
     _received_at                           AS _source_received_at
   FROM raw.stripe_events
@@ -23,14 +23,36 @@ WITH refund_events AS (
     AND json_valid(payload)
     AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.data.object.object') = 'refund'
     AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.data.object.id') IS NOT NULL
+
+  UNION ALL
+  SELECT
+    listed.refund,
+    e._webhook_topic,
+    e._occurred_at,
+    e._log_offset,
+    e._received_at
+  FROM raw.stripe_events AS e
+  CROSS JOIN UNNEST(CAST(json_extract(e.payload, '$.data.object.refunds.data') AS JSON[])) AS listed(refund)
+  WHERE e._quarantine_reason IS NULL
+    AND json_valid(e.payload)
+    AND json_extract_string(CASE WHEN json_valid(e.payload) THEN e.payload END, '$.data.object.object') = 'charge'
+    AND json_extract_string(listed.refund, '$.id') IS NOT NULL
 ),
 
 -- =============================================================================
 -- latest state per refund
 -- =============================================================================
+refund_states AS (
+  SELECT
+    *,
+    CAST(CASE WHEN json_extract_string(refund, '$.status') IN ('succeeded', 'failed', 'canceled')
+      THEN 1 ELSE 0 END AS BIGINT)         AS _source_progress  -- settled after pending, same second
+  FROM refund_events
+),
+
 latest AS (
   SELECT *
-  FROM refund_events
+  FROM refund_states
   QUALIFY row_number() OVER (
     PARTITION BY json_extract_string(refund, '$.id')
     ORDER BY _source_occurred_at DESC, _source_progress DESC, _source_log_offset DESC,

@@ -86,6 +86,9 @@ def deliver(pipeline: Pipeline) -> None:
             T + 60,
             previous={"email": "ada@example.com"},
         ),
+        # an older API version's charge.refunded lists the charge's refunds, with no
+        # refund.* event of its own (an endpoint subscribed to charge events only)
+        stripe_event("charge.refunded", _legacy_refunded_charge(), T + 30),
         # the renewal's preview: an invoice without an id (not a staged invoice, not an error)
         stripe_event(
             "invoice.upcoming",
@@ -116,6 +119,16 @@ def deliver(pipeline: Pipeline) -> None:
     ]
     for event in events:
         assert pipeline.stripe(event) == 200, event["type"]
+
+
+def _legacy_refunded_charge() -> dict[str, Any]:
+    """A JPY charge refunded in part, its Refund only inside ``refunds.data``."""
+    refund = {**stripe_object("refund"), "id": "re_conformance_embedded"}
+    refund.update(charge="ch_conformance_legacy", amount=400, currency="jpy")
+    charge = {**stripe_object("charge"), "id": "ch_conformance_legacy", "currency": "jpy"}
+    charge.update(amount=1000, amount_refunded=400, refunded=False)
+    charge["refunds"] = {**charge["refunds"], "data": [refund], "total_count": 1}
+    return charge
 
 
 def _packaged_subscription() -> dict[str, Any]:
@@ -176,14 +189,25 @@ def test_payment_intent_processing_updates_the_intent(staged: Pipeline) -> None:
 
 
 def test_refund_links_its_charge(staged: Pipeline) -> None:
-    (refund,) = staged.rows("stg_stripe_refunds")
-    assert refund["refund_id"] == "re_1Pgc72B7WZ01zgkWqPvrRrPE"
+    refund = by(staged.rows("stg_stripe_refunds"), "refund_id")["re_1Pgc72B7WZ01zgkWqPvrRrPE"]
     assert refund["charge_id"] == "ch_1PgafuB7WZ01zgkWXYmPNZs8"
     assert (refund["amount"], refund["currency"], refund["status"]) == (
         Decimal("1.00"),
         "USD",
         "succeeded",
     )
+
+
+def test_refund_listed_only_in_its_charge_is_staged(staged: Pipeline) -> None:
+    refunds = by(staged.rows("stg_stripe_refunds"), "refund_id")
+    assert set(refunds) == {"re_1Pgc72B7WZ01zgkWqPvrRrPE", "re_conformance_embedded"}
+    embedded = refunds["re_conformance_embedded"]
+    assert (embedded["charge_id"], embedded["amount"], embedded["currency"]) == (
+        "ch_conformance_legacy",
+        Decimal("400"),
+        "JPY",
+    )
+    assert embedded["last_event_type"] == "charge.refunded"
 
 
 def test_invoice_reads_the_parent_shape_and_its_update(staged: Pipeline) -> None:
