@@ -152,3 +152,28 @@ def test_raw_read_whole_in_an_incremental_run_records_the_newest_raw_row(
         row["table_name"]: row["row_count"] for row in read_rows(catalog, "marts.pipeline_health")
     }
     assert rows["raw.stripe_events"] == 2
+
+
+def test_the_runners_transaction_computes_its_metadata_once_per_staged_state(
+    catalog: Catalog,
+) -> None:
+    import pyarrow as pa
+
+    from lakehook.transform.runner import _Transaction
+
+    catalog.create_namespace_if_not_exists("staging")
+    schema = pa.schema([pa.field("id", pa.int64())])
+    table = catalog.create_table("staging.cached_metadata", schema=schema)
+    with _Transaction(table) as transaction:
+        first = transaction.table_metadata
+        assert transaction.table_metadata is first  # no copy per access
+        transaction.set_properties(owner="lakehook")
+        staged = transaction.table_metadata
+        assert staged is not first
+        assert staged.properties["owner"] == "lakehook"
+        transaction.append(pa.table({"id": [1, 2]}, schema=schema))
+        assert transaction.table_metadata.current_snapshot_id is not None
+    table = catalog.load_table("staging.cached_metadata")
+    assert table.properties["owner"] == "lakehook"
+    assert sorted(table.scan().to_arrow().column("id").to_pylist()) == [1, 2]
+    assert len(table.snapshots()) == 1

@@ -59,6 +59,7 @@ from pyiceberg.expressions import (
     Or,
 )
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
+from pyiceberg.table import Transaction
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform
 
 from lakehook.errors import ConfigurationError, LakehookError
@@ -68,7 +69,8 @@ from lakehook.transform.reference import REFERENCE_TABLES
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.manifest import DataFile
-    from pyiceberg.table import Table, Transaction
+    from pyiceberg.table import Table
+    from pyiceberg.table.metadata import TableMetadata
 
     from lakehook.settings import Settings
     from lakehook.transform.engine import BatchEngine
@@ -1019,7 +1021,7 @@ class BatchRunner:
         if replaced is None and scope == AlwaysTrue():
             replaced = _live_data_files(table)
         parent_id = self._current_id(table)
-        with table.transaction() as transaction:
+        with _Transaction(table) as transaction:
             if replaced is None or scope == AlwaysFalse():
                 transaction.overwrite(data, overwrite_filter=scope, snapshot_properties=properties)
             else:
@@ -1166,6 +1168,28 @@ def _live_data_files(table: Table) -> list[DataFile] | None:
     if any(task.delete_files for task in tasks):
         return None
     return [task.file for task in tasks]
+
+
+class _Transaction(Transaction):
+    """PyIceberg's transaction, its ``table_metadata`` computed once per staged state.
+
+    PyIceberg recomputes the metadata, with a deep copy, on every access of
+    ``Transaction.table_metadata``: about 20 times per commit (827 times, 0.74 CPU-s, in
+    a 1M incremental run), each copy as long as the table's snapshot history. The value
+    only changes when the transaction stages updates or the table commits, so it is kept
+    until either object changes (metadata is immutable; nothing here mutates it).
+    """
+
+    _cached: tuple[object, object, TableMetadata] | None = None
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        cached = self._cached
+        if cached is not None and cached[0] is self._updates and cached[1] is self._table.metadata:
+            return cached[2]
+        metadata = super().table_metadata
+        self._cached = (self._updates, self._table.metadata, metadata)
+        return metadata
 
 
 def _replace_files(
