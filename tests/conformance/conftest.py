@@ -119,17 +119,21 @@ class Pipeline:
         return int(response.status_code)
 
     def hubspot(self, events: list[Mapping[str, Any]]) -> int:
-        """POST a HubSpot batch signed v3 by ``hubspot-api-client``'s ``Signature``."""
+        """POST a HubSpot batch signed (v3 and v1) by ``hubspot-api-client``'s ``Signature``."""
         body = json.dumps(events, ensure_ascii=False)
         timestamp = str(int(time.time() * 1000))
         signature = Signature.get_signature(
             HUBSPOT_SECRET, body, "v3", http_uri=HUBSPOT_URL, timestamp=timestamp
         )
+        # HubSpot sends its legacy v1 signature beside v3 on CRM-object subscriptions
+        legacy = Signature.get_signature(HUBSPOT_SECRET, body, "v1")
         response = self.client.post(
             "/webhooks/hubspot",
             content=body.encode(),
             headers={
                 "Content-Type": "application/json",
+                "X-HubSpot-Signature": legacy,
+                "X-HubSpot-Signature-Version": "v1",
                 "X-HubSpot-Signature-v3": signature,
                 "X-HubSpot-Request-Timestamp": timestamp,
             },
