@@ -16,7 +16,7 @@ SELECT
   json_extract_string(li.line_item, '$.sku')                         AS sku,
   json_extract_string(li.line_item, '$.title')                       AS title,
   CAST(json_extract_string(li.line_item, '$.quantity') AS INTEGER)   AS quantity,
-  CAST(json_extract_string(li.line_item, '$.price') AS DECIMAL(18, 2))
+  CAST(json_extract_string(li.line_item, '$.price') AS DECIMAL(18, 3))
                                                                      AS price,            -- unit price, shop currency
   o.currency,
   o.created_at                                                       AS order_created_at,

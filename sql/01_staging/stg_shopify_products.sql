@@ -42,7 +42,7 @@ SELECT
   json_extract_string(product, '$.product_type')                     AS product_type,
   json_extract_string(product, '$.vendor')                           AS vendor,
   json_extract_string(product, '$.status')                           AS status,
-  CAST(json_extract_string(product, '$.variants[0].price') AS DECIMAL(18, 2))
+  CAST(json_extract_string(product, '$.variants[0].price') AS DECIMAL(18, 3))
                                                                      AS first_variant_price,
   CAST(json_extract_string(product, '$.created_at') AS TIMESTAMPTZ)  AS created_at,
   CAST(json_extract_string(product, '$.updated_at') AS TIMESTAMPTZ)  AS updated_at,

@@ -38,7 +38,7 @@ latest AS (
 transactions AS (
   SELECT
     json_extract_string(l.refund, '$.id')                            AS refund_id,
-    CAST(json_extract_string(t.txn, '$.amount') AS DECIMAL(18, 2))   AS amount,
+    CAST(json_extract_string(t.txn, '$.amount') AS DECIMAL(18, 3))   AS amount,
     upper(json_extract_string(t.txn, '$.currency'))                  AS currency
   FROM latest AS l
   CROSS JOIN UNNEST(CAST(json_extract(l.refund, '$.transactions') AS JSON[])) AS t(txn)
@@ -59,7 +59,7 @@ refund_totals AS (
 SELECT
   json_extract_string(l.refund, '$.id')                              AS refund_id,
   json_extract_string(l.refund, '$.order_id')                        AS order_id,
-  CAST(coalesce(t.amount, 0) AS DECIMAL(18, 2))                      AS amount,           -- successful refund transactions
+  CAST(coalesce(t.amount, 0) AS DECIMAL(18, 3))                      AS amount,           -- successful refund transactions
   t.currency,
   json_extract_string(l.refund, '$.note')                            AS note,
   CAST(json_extract_string(l.refund, '$.created_at') AS TIMESTAMPTZ) AS created_at,

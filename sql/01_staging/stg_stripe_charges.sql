@@ -56,11 +56,11 @@ SELECT
   CAST(json_extract_string(charge, '$.refunded') AS BOOLEAN)                            AS refunded,
   CAST(json_extract_string(charge, '$.disputed') AS BOOLEAN)                            AS disputed,
   upper(json_extract_string(charge, '$.currency'))                                      AS currency,         -- ISO 4217
-  CAST(CAST(json_extract_string(charge, '$.amount') AS BIGINT) * coalesce(c.minor_unit, 0.01) AS DECIMAL(18, 2))
+  CAST(CAST(json_extract_string(charge, '$.amount') AS BIGINT) * coalesce(c.minor_unit, 0.01) AS DECIMAL(18, 3))
                                                                       AS amount,           -- major units
-  CAST(CAST(json_extract_string(charge, '$.amount_captured') AS BIGINT) * coalesce(c.minor_unit, 0.01) AS DECIMAL(18, 2))
+  CAST(CAST(json_extract_string(charge, '$.amount_captured') AS BIGINT) * coalesce(c.minor_unit, 0.01) AS DECIMAL(18, 3))
                                                                       AS amount_captured,
-  CAST(CAST(json_extract_string(charge, '$.amount_refunded') AS BIGINT) * coalesce(c.minor_unit, 0.01) AS DECIMAL(18, 2))
+  CAST(CAST(json_extract_string(charge, '$.amount_refunded') AS BIGINT) * coalesce(c.minor_unit, 0.01) AS DECIMAL(18, 3))
                                                                       AS amount_refunded,
   json_extract_string(charge, '$.metadata.shopify_order_id')                            AS shopify_order_id, -- link to Shopify
   json_extract_string(charge, '$.billing_details.email')                                AS billing_email,

@@ -51,7 +51,7 @@ SELECT
   json_extract_string(dispute, '$.reason')                           AS reason,
   upper(json_extract_string(dispute, '$.currency'))                  AS currency,
   CAST(CAST(json_extract_string(dispute, '$.amount') AS BIGINT) * coalesce(c.minor_unit, 0.01)
-    AS DECIMAL(18, 2))                                               AS amount,           -- major units
+    AS DECIMAL(18, 3))                                               AS amount,           -- major units
   to_timestamp(CAST(json_extract_string(dispute, '$.created') AS BIGINT))
                                                                      AS created_at,
   event_type                                                         AS last_event_type,

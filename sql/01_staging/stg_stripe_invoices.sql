@@ -56,11 +56,11 @@ SELECT
   json_extract_string(invoice, '$.billing_reason')                   AS billing_reason,
   upper(json_extract_string(invoice, '$.currency'))                  AS currency,
   CAST(CAST(json_extract_string(invoice, '$.total') AS BIGINT) * coalesce(c.minor_unit, 0.01)
-    AS DECIMAL(18, 2))                                               AS total,            -- major units
+    AS DECIMAL(18, 3))                                               AS total,            -- major units
   CAST(CAST(json_extract_string(invoice, '$.amount_due') AS BIGINT) * coalesce(c.minor_unit, 0.01)
-    AS DECIMAL(18, 2))                                               AS amount_due,
+    AS DECIMAL(18, 3))                                               AS amount_due,
   CAST(CAST(json_extract_string(invoice, '$.amount_paid') AS BIGINT) * coalesce(c.minor_unit, 0.01)
-    AS DECIMAL(18, 2))                                               AS amount_paid,
+    AS DECIMAL(18, 3))                                               AS amount_paid,
   to_timestamp(CAST(json_extract_string(invoice, '$.period_start') AS BIGINT))
                                                                      AS period_start,
   to_timestamp(CAST(json_extract_string(invoice, '$.period_end') AS BIGINT))

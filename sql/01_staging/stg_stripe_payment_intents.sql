@@ -54,9 +54,9 @@ SELECT
   json_extract_string(intent, '$.status')                            AS status,
   upper(json_extract_string(intent, '$.currency'))                   AS currency,
   CAST(CAST(json_extract_string(intent, '$.amount') AS BIGINT) * coalesce(c.minor_unit, 0.01)
-    AS DECIMAL(18, 2))                                               AS amount,          -- major units
+    AS DECIMAL(18, 3))                                               AS amount,          -- major units
   CAST(CAST(json_extract_string(intent, '$.amount_received') AS BIGINT)
-    * coalesce(c.minor_unit, 0.01) AS DECIMAL(18, 2))                AS amount_received,
+    * coalesce(c.minor_unit, 0.01) AS DECIMAL(18, 3))                AS amount_received,
   json_extract_string(intent, '$.latest_charge')                     AS latest_charge_id,
   json_extract_string(intent, '$.metadata.shopify_order_id')         AS shopify_order_id,
   to_timestamp(CAST(json_extract_string(intent, '$.created') AS BIGINT))

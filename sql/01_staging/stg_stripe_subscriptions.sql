@@ -100,7 +100,7 @@ SELECT
                                                                      AS currency,
   t.price_id,
   CAST(coalesce(t.mrr_numerator, 0) AS BIGINT)                       AS mrr_numerator,    -- minor units × 332640
-  CAST(coalesce(t.mrr_numerator, 0) * coalesce(c.minor_unit, 0.01) / 332640 AS DECIMAL(18, 2))
+  CAST(coalesce(t.mrr_numerator, 0) * coalesce(c.minor_unit, 0.01) / 332640 AS DECIMAL(18, 3))
                                                                      AS mrr,              -- display only; analytics use the numerator
   CAST(json_extract_string(l.subscription, '$.cancel_at_period_end') AS BOOLEAN)
                                                                      AS cancel_at_period_end,

@@ -137,7 +137,7 @@ filled AS (
 scaled AS (
   SELECT
     f.*,
-    CAST(332640 * CASE WHEN coalesce(c.exponent, 2) = 0 THEN 1 ELSE 100 END AS BIGINT)
+    CAST(332640 * CASE coalesce(c.exponent, 2) WHEN 0 THEN 1 WHEN 3 THEN 1000 ELSE 100 END AS BIGINT)
                                                                      AS denominator
   FROM filled AS f
   LEFT JOIN ref.currencies AS c

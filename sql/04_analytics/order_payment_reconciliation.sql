@@ -10,7 +10,7 @@ WITH charges AS (
   SELECT
     shopify_order_id,
     count(*)                                                         AS charges_count,
-    CAST(sum(amount) AS DECIMAL(18, 2))                              AS charged_amount,
+    CAST(sum(amount) AS DECIMAL(18, 3))                              AS charged_amount,
     min(currency)                                                    AS charge_currency,
     count(DISTINCT currency)                                         AS charge_currencies
   FROM core.payments
@@ -28,9 +28,9 @@ SELECT
   o.currency                                                         AS order_currency,
   o.total_price                                                      AS order_total,
   c.charge_currency,
-  coalesce(c.charged_amount, CAST(0 AS DECIMAL(18, 2)))              AS charged_amount,
+  coalesce(c.charged_amount, CAST(0 AS DECIMAL(18, 3)))              AS charged_amount,
   CAST(coalesce(c.charges_count, 0) AS BIGINT)                       AS charges_count,
-  CAST(coalesce(c.charged_amount, 0) - coalesce(o.total_price, 0) AS DECIMAL(18, 2))
+  CAST(coalesce(c.charged_amount, 0) - coalesce(o.total_price, 0) AS DECIMAL(18, 3))
                                                                      AS difference,
   CASE
     WHEN o.order_id IS NULL THEN 'order_missing'

@@ -13,7 +13,7 @@ WITH money_in AS (
     'shopify'                                                        AS source_system,
     currency,
     total_price                                                      AS gross_revenue,
-    CAST(0 AS DECIMAL(18, 2))                                        AS refunds,
+    CAST(0 AS DECIMAL(18, 3))                                        AS refunds,
     1                                                                AS orders_count
   FROM staging.stg_shopify_orders
   WHERE NOT is_deleted
@@ -21,7 +21,7 @@ WITH money_in AS (
     AND financial_status IN ('paid', 'partially_refunded', 'refunded')
 
   UNION ALL
-  SELECT CAST(created_at AS DATE), 'stripe', currency, amount, CAST(0 AS DECIMAL(18, 2)), 1
+  SELECT CAST(created_at AS DATE), 'stripe', currency, amount, CAST(0 AS DECIMAL(18, 3)), 1
   FROM staging.stg_stripe_charges
   WHERE status = 'succeeded' AND paid
 ),
@@ -34,7 +34,7 @@ money_out AS (
     CAST(r.created_at AS DATE)                                       AS date,
     'shopify'                                                        AS source_system,
     coalesce(r.currency, o.currency)                                 AS currency,
-    CAST(0 AS DECIMAL(18, 2))                                        AS gross_revenue,
+    CAST(0 AS DECIMAL(18, 3))                                        AS gross_revenue,
     r.amount                                                         AS refunds,
     0                                                                AS orders_count
   FROM staging.stg_shopify_refunds AS r
@@ -43,7 +43,7 @@ money_out AS (
   WHERE NOT coalesce(o.is_test, FALSE)
 
   UNION ALL
-  SELECT CAST(created_at AS DATE), 'stripe', currency, CAST(0 AS DECIMAL(18, 2)), amount, 0
+  SELECT CAST(created_at AS DATE), 'stripe', currency, CAST(0 AS DECIMAL(18, 3)), amount, 0
   FROM staging.stg_stripe_refunds
   WHERE status = 'succeeded'
 ),
@@ -61,9 +61,9 @@ SELECT
   date,                                                                                -- UTC calendar date
   source_system,
   currency,
-  CAST(sum(gross_revenue) AS DECIMAL(18, 2))                         AS gross_revenue,
-  CAST(sum(refunds) AS DECIMAL(18, 2))                               AS refunds,
-  CAST(sum(gross_revenue) - sum(refunds) AS DECIMAL(18, 2))          AS net_revenue,
+  CAST(sum(gross_revenue) AS DECIMAL(18, 3))                         AS gross_revenue,
+  CAST(sum(refunds) AS DECIMAL(18, 3))                               AS refunds,
+  CAST(sum(gross_revenue) - sum(refunds) AS DECIMAL(18, 3))          AS net_revenue,
   CAST(sum(orders_count) AS BIGINT)                                  AS orders_count
 FROM flows
 GROUP BY date, source_system, currency

@@ -25,7 +25,7 @@ payment_figures AS (
 ltv AS (
   SELECT unified_customer_id,
     -- one currency per customer is the norm; several are listed in ltv_by_currency
-    CAST(sum(lifetime_value) AS DECIMAL(18, 2)) AS lifetime_value,
+    CAST(sum(lifetime_value) AS DECIMAL(18, 3)) AS lifetime_value,
     min(currency) AS ltv_currency,
     string_agg(currency || ' ' || CAST(lifetime_value AS VARCHAR), ', ' ORDER BY currency)
                                                                      AS ltv_by_currency
@@ -36,7 +36,7 @@ ltv AS (
 subscription_figures AS (
   SELECT unified_customer_id,
     count(*) FILTER (WHERE is_active)                                AS active_subscriptions,
-    CAST(sum(CASE WHEN is_active THEN mrr ELSE 0 END) AS DECIMAL(18, 2))
+    CAST(sum(CASE WHEN is_active THEN mrr ELSE 0 END) AS DECIMAL(18, 3))
                                                                      AS current_mrr,
     max_by(status, created_at)                                       AS latest_subscription_status
   FROM core.subscriptions
@@ -69,14 +69,14 @@ SELECT
   c.shopify_customer_ids,
   c.stripe_customer_ids,
   c.hubspot_contact_ids,
-  coalesce(l.lifetime_value, CAST(0 AS DECIMAL(18, 2)))              AS lifetime_value,
+  coalesce(l.lifetime_value, CAST(0 AS DECIMAL(18, 3)))              AS lifetime_value,
   l.ltv_currency,
   l.ltv_by_currency,
   CAST(coalesce(o.orders_count, 0) AS BIGINT)                        AS orders_count,
   CAST(coalesce(p.payments_count, 0) AS BIGINT)                      AS payments_count,
   CAST(coalesce(s.active_subscriptions, 0) AS BIGINT)                AS active_subscriptions,
   s.latest_subscription_status                                       AS subscription_status,
-  coalesce(s.current_mrr, CAST(0 AS DECIMAL(18, 2)))                 AS mrr,
+  coalesce(s.current_mrr, CAST(0 AS DECIMAL(18, 3)))                 AS mrr,
   CAST(coalesce(d.open_deals, 0) AS BIGINT)                          AS open_deals,
   coalesce(d.open_deal_amount, CAST(0 AS DECIMAL(18, 2)))            AS open_deal_amount,
   CAST(coalesce(d.won_deals, 0) AS BIGINT)                           AS won_deals,

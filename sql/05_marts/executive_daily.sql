@@ -28,9 +28,9 @@ new_customers AS (
 SELECT
   m.date,
   m.currency,
-  CAST(m.gross_revenue AS DECIMAL(18, 2))                            AS gross_revenue,
-  CAST(m.refunds AS DECIMAL(18, 2))                                  AS refunds,
-  CAST(m.net_revenue AS DECIMAL(18, 2))                              AS net_revenue,
+  CAST(m.gross_revenue AS DECIMAL(18, 3))                            AS gross_revenue,
+  CAST(m.refunds AS DECIMAL(18, 3))                                  AS refunds,
+  CAST(m.net_revenue AS DECIMAL(18, 3))                              AS net_revenue,
   CAST(coalesce(m.shopify_orders, 0) AS BIGINT)                      AS shopify_orders,
   CAST(coalesce(m.stripe_charges, 0) AS BIGINT)                      AS stripe_charges,
   CAST(coalesce(n.new_customers, 0) AS BIGINT)                       AS new_customers_all_currencies

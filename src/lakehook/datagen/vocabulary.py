@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-#: ISO 4217 → number of minor-unit digits (Stripe's zero-decimal currencies have 0)
+#: ISO 4217 → number of minor-unit digits (Stripe's zero-decimal currencies have 0, its
+#: three-decimal ones 3; the same lists as ``lakehook.transform.reference``)
 CURRENCY_EXPONENT: dict[str, int] = {
     "USD": 2,
     "EUR": 2,
@@ -22,6 +23,11 @@ CURRENCY_EXPONENT: dict[str, int] = {
     "KRW": 0,
     "VND": 0,
     "CLP": 0,
+    "BHD": 3,
+    "JOD": 3,
+    "KWD": 3,
+    "OMR": 3,
+    "TND": 3,
 }
 
 #: one unit of each currency in minor units
