@@ -42,9 +42,11 @@ state_at_month_end AS (
     ON h.event_at < m.next_month_start
   QUALIFY row_number() OVER (
     PARTITION BY m.month, h.subscription_id
-    -- Stripe times are whole seconds: on a tie the greater (status, MRR) wins, as in
-    -- the simulator's truth, so that the result never depends on arrival order
-    ORDER BY h.event_at DESC, h.status DESC, h.mrr_numerator DESC
+    -- Stripe times are whole seconds: on a tie the later lifecycle state wins
+    -- (_source_progress: canceled after active after trialing), then the later arrival,
+    -- as in stg_stripe_subscriptions and the simulator's truth
+    ORDER BY h.event_at DESC, h._source_progress DESC, h._source_log_offset DESC,
+      h._source_received_at DESC
   ) = 1
 ),
 

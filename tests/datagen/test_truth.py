@@ -259,3 +259,37 @@ def test_truth_names_every_source_record(population: Population, truth: dict[str
         (r.source_system, r.source_id, r.person_id) for r in population.records
     ]
     assert sum(r["seen"] for r in records) > len(records) * 0.8
+
+
+def _stripe_delivery(event_type: str, obj: dict[str, Any], created: int) -> Delivery:
+    event = {"id": f"evt_{obj['id']}_{event_type}", "object": "event", "type": event_type,
+             "created": created, "data": {"object": obj}}  # fmt: skip
+    return Delivery(Provider.STRIPE, event_type, orjson.dumps(event), {}, event["id"], created)
+
+
+def test_same_second_subscription_states_order_by_lifecycle_progress(
+    population: Population,
+) -> None:
+    """As staging orders them (``_source_progress``), not by status text."""
+    created = int(datetime(2026, 1, 10, tzinfo=UTC).timestamp())
+
+    def sub(sub_id: str, status: str, unit_amount: int) -> dict[str, Any]:
+        return {"id": sub_id, "object": "subscription", "customer": f"cus_{sub_id}",
+                "status": status, "currency": "usd", "created": created,
+                "items": {"data": [{"quantity": 1, "price": {
+                    "unit_amount": unit_amount, "currency": "usd",
+                    "recurring": {"interval": "month", "interval_count": 1}}}]}}  # fmt: skip
+
+    deliveries = [
+        _stripe_delivery("customer.subscription.created", sub("x", "active", 1900), created),
+        _stripe_delivery("customer.subscription.deleted", sub("x", "canceled", 1900), created),
+        _stripe_delivery("customer.subscription.updated", sub("y", "active", 4900), created),
+        _stripe_delivery("customer.subscription.created", sub("y", "trialing", 4900), created),
+    ]
+    (row,) = TruthBuilder(population).observe_all(deliveries).mrr_monthly()
+    assert (row["month"], row["currency"], row["mrr"], row["new"]) == (
+        "2026-01",
+        "USD",
+        "49.00",
+        "49.00",
+    )

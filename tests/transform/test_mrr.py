@@ -82,3 +82,37 @@ def test_new_expansion_contraction_churn_and_reactivation(
     assert rows[("2026-01", "JPY")] == (0, 0, 0, 0, 0, 0)
     assert rows[("2026-02", "JPY")] == (d("7400"), d("7400"), 0, 0, 0, 0)
     assert len(rows) == 12  # Jan..Jun for both currencies
+
+
+def test_same_second_states_order_by_lifecycle_progress_like_staging(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    usd = "usd"
+    events = [
+        # created and canceled in the same second: canceled is the later state (progress 5
+        # over 2), although 'active' sorts after 'canceled' as text
+        stripe_event("customer.subscription.created",
+                     subscription("sub_x", "cus_x", "active", 1900, "month", usd), at(1)),
+        stripe_event("customer.subscription.deleted",
+                     subscription("sub_x", "cus_x", "canceled", 1900, "month", usd), at(1)),
+        # a trial that converts in the second it starts: active (2) over trialing (1),
+        # although 'trialing' sorts after 'active' as text
+        stripe_event("customer.subscription.updated",
+                     subscription("sub_y", "cus_y", "active", 4900, "month", usd), at(1)),
+        stripe_event("customer.subscription.created",
+                     subscription("sub_y", "cus_y", "trialing", 4900, "month", usd), at(1)),
+    ]  # fmt: skip
+    raw.write(events)
+    run_batch(settings, catalog, layer="all")
+    (row,) = read_rows(catalog, "analytics.mrr_monthly")
+    assert (row["month"].isoformat(), row["currency"]) == ("2026-01-01", "USD")
+    assert (row["mrr"], row["new_mrr"], row["paying_customers"]) == (
+        Decimal("49.00"),
+        Decimal("49.00"),
+        1,
+    )
+    current = {
+        r["subscription_id"]: r["status"]
+        for r in read_rows(catalog, "staging.stg_stripe_subscriptions")
+    }
+    assert current == {"sub_x": "canceled", "sub_y": "active"}  # staging agrees

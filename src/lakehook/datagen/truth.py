@@ -79,12 +79,26 @@ def subscription_mrr(subscription: dict[str, Any]) -> Decimal:
     return total
 
 
+#: lifecycle progress of a subscription status, to order states of the same second (the
+#: staging models' ``_source_progress``: canceled after active after trialing)
+SUBSCRIPTION_PROGRESS: dict[str, int] = {
+    "trialing": 1,
+    "active": 2,
+    "past_due": 3,
+    "paused": 3,
+    "unpaid": 4,
+    "canceled": 5,
+    "incomplete_expired": 5,
+}
+
+
 @dataclass(slots=True)
 class _SubscriptionHistory:
     customer: str
     currency: str
-    #: (event created, status, mrr) sorted by created
-    states: list[tuple[int, str, Decimal]] = field(default_factory=list)
+    #: (event created, lifecycle progress, arrival, status, mrr), sorted: on a same-second
+    #: tie the later lifecycle state wins, then the later arrival, as in staging
+    states: list[tuple[int, int, int, str, Decimal]] = field(default_factory=list)
 
 
 class TruthBuilder:
@@ -112,6 +126,7 @@ class TruthBuilder:
         self.subscriptions: dict[str, _SubscriptionHistory] = {}
         self.stripe_customers: set[str] = set()
         self.last_stripe_event = 0
+        self.stripe_arrivals = 0  # Stripe events folded so far: arrival order, as a log offset
         # HubSpot
         self.deal_props: dict[int, dict[str, tuple[int, str]]] = defaultdict(dict)
         self.deals_gone: set[int] = set()
@@ -172,7 +187,15 @@ class TruthBuilder:
                 history = self.subscriptions[obj["id"]] = _SubscriptionHistory(
                     obj["customer"], obj["currency"].upper()
                 )
-            bisect.insort(history.states, (created, obj["status"], subscription_mrr(obj)))
+            self.stripe_arrivals += 1
+            state = (
+                created,
+                SUBSCRIPTION_PROGRESS.get(obj["status"], 0),
+                self.stripe_arrivals,
+                obj["status"],
+                subscription_mrr(obj),
+            )
+            bisect.insort(history.states, state)
         elif kind == "customer":
             self.stripe_customers.add(obj["id"])
 
@@ -311,8 +334,8 @@ class TruthBuilder:
             series = mrr[(history.customer, history.currency)]
             for i, ym in enumerate(months):
                 k = bisect.bisect_left(times, _month_start(_next_month(ym))) - 1
-                if k >= 0 and history.states[k][1] in ("active", "past_due"):
-                    series[i] += history.states[k][2]
+                if k >= 0 and history.states[k][3] in ("active", "past_due"):
+                    series[i] += history.states[k][4]
         currencies = sorted({c for _, c in mrr})
         out = []
         for currency in currencies:
