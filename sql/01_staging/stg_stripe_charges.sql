@@ -8,19 +8,15 @@
 
 -- =============================================================================
 -- charge events (charge.succeeded, charge.failed, charge.refunded, …): the object
--- of every event whose data.object is a charge
+-- of every event whose data.object is a charge; and the charges a payment_intent
+-- snapshot lists in charges.data (older API versions send them there, and an endpoint
+-- may subscribe to payment_intent events only)
 -- =============================================================================
 WITH charge_events AS (
   SELECT
     json_extract(payload, '$.data.object')    AS charge,            -- the Charge as it was at the event
     _webhook_topic                AS event_type,
     _occurred_at                  AS _source_occurred_at,
-    -- lifecycle progress, to order events of the same second: refunds only grow, a pending
-    -- charge settles, an uncaptured one is captured
-    CAST(coalesce(json_extract_string(payload, '$.data.object.amount_refunded'), '0') AS BIGINT) * 4
-      + CASE WHEN json_extract_string(payload, '$.data.object.status') = 'pending' THEN 0 ELSE 2 END
-      + CASE WHEN json_extract_string(payload, '$.data.object.captured') = 'true' THEN 1 ELSE 0 END
-                                  AS _source_progress,
     _log_offset                   AS _source_log_offset,
     _received_at                  AS _source_received_at
   FROM raw.stripe_events
@@ -28,6 +24,33 @@ WITH charge_events AS (
     AND json_valid(payload)
     AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.data.object.object') = 'charge'
     AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.data.object.id') IS NOT NULL
+
+  UNION ALL
+  SELECT
+    listed.charge,
+    e._webhook_topic,
+    e._occurred_at,
+    e._log_offset,
+    e._received_at
+  FROM raw.stripe_events AS e
+  CROSS JOIN UNNEST(CAST(json_extract(CASE WHEN json_valid(e.payload) THEN e.payload END,
+    '$.data.object.charges.data') AS JSON[])) AS listed(charge)
+  WHERE e._quarantine_reason IS NULL
+    AND json_valid(e.payload)
+    AND json_extract_string(CASE WHEN json_valid(e.payload) THEN e.payload END, '$.data.object.object') = 'payment_intent'
+    AND json_extract_string(listed.charge, '$.id') IS NOT NULL
+),
+
+-- lifecycle progress, to order states of the same second: refunds only grow, a pending
+-- charge settles, an uncaptured one is captured
+charge_states AS (
+  SELECT
+    *,
+    CAST(coalesce(json_extract_string(charge, '$.amount_refunded'), '0') AS BIGINT) * 4
+      + CASE WHEN json_extract_string(charge, '$.status') = 'pending' THEN 0 ELSE 2 END
+      + CASE WHEN json_extract_string(charge, '$.captured') = 'true' THEN 1 ELSE 0 END
+                                  AS _source_progress
+  FROM charge_events
 ),
 
 -- =============================================================================
@@ -35,7 +58,7 @@ WITH charge_events AS (
 -- =============================================================================
 latest AS (
   SELECT *
-  FROM charge_events
+  FROM charge_states
   QUALIFY row_number() OVER (
     PARTITION BY json_extract_string(charge, '$.id')
     ORDER BY _source_occurred_at DESC, _source_progress DESC, _source_log_offset DESC,

@@ -84,10 +84,20 @@ def run_checks(settings: Settings, catalog: Catalog) -> list[Check]:
 
         # --- raw events → staging objects ----------------------------------------------
         if all(present.get(n) for n in ("raw.stripe_events", "staging.stg_stripe_charges")):
+            # charge ids of charge events, and of the charges a payment_intent snapshot
+            # lists in charges.data (older API versions), as stg_stripe_charges stages them
             expected = scalar(
-                "SELECT count(DISTINCT json_extract_string(payload, '$.data.object.id')) "
-                "FROM raw.stripe_events WHERE _quarantine_reason IS NULL AND json_valid(payload)"
+                "SELECT count(DISTINCT charge_id) FROM ("
+                " SELECT json_extract_string(payload, '$.data.object.id') AS charge_id"
+                " FROM raw.stripe_events WHERE _quarantine_reason IS NULL AND json_valid(payload)"
                 " AND json_extract_string(payload, '$.data.object.object') = 'charge'"
+                " UNION ALL"
+                " SELECT json_extract_string(listed.charge, '$.id')"
+                " FROM raw.stripe_events CROSS JOIN UNNEST(CAST(json_extract(CASE WHEN"
+                " json_valid(payload) THEN payload END, '$.data.object.charges.data')"
+                " AS JSON[])) AS listed(charge)"
+                " WHERE _quarantine_reason IS NULL AND json_valid(payload)"
+                " AND json_extract_string(payload, '$.data.object.object') = 'payment_intent')"
             )
             actual = counts["staging.stg_stripe_charges"]
             checks.append(
