@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from lakehook.lake.catalog import open_catalog
@@ -47,9 +48,12 @@ class _Engine:
 
 
 def _commit_map(settings: Settings, identity_map: pa.Table) -> None:
+    """Commit the model's map as the runner does: its null ``_loaded_at`` = commit time."""
     table = open_catalog(settings).load_table(IDENTITY_MAP)
-    loaded = identity_map.append_column(
-        "_loaded_at", pa.array([T0] * identity_map.num_rows, pa.timestamp("us", tz="UTC"))
+    stamp = pa.timestamp("us", tz="UTC")
+    kept = pc.fill_null(identity_map.column("_loaded_at"), pa.scalar(T0, stamp))
+    loaded = identity_map.set_column(
+        identity_map.schema.get_field_index("_loaded_at"), "_loaded_at", kept
     )
     table.overwrite(loaded.cast(table.schema().as_arrow()))
 

@@ -47,3 +47,34 @@ def test_semantic_layer_in_the_batch_runner(settings: Settings) -> None:
     assert ids["1"] == ids["cus_1"] != ids["7"]
     log = catalog.load_table(MERGE_LOG).scan().to_arrow()
     assert log.column("action").to_pylist() == ["new"] * 4
+
+
+def test_identity_map_rows_a_run_leaves_alone_keep_their_loaded_at(settings: Settings) -> None:
+    """Only rows whose cluster, rule, score or source changed get the run's ``_loaded_at``:
+    core models read the map's delta by ``_loaded_at``."""
+    catalog = open_catalog(settings)
+    staging = catalog.create_table(IDENTITY_INPUT, schema=_staged().schema)
+    staging.append(_staged())
+    project = load_project()
+    request = RunRequest(layer="semantic", mode="incremental", table=IDENTITY_MAP)
+
+    def loaded_at() -> dict[str, datetime]:
+        rows = catalog.load_table(IDENTITY_MAP).scan().to_arrow()
+        return dict(
+            zip(
+                rows.column("source_id").to_pylist(),
+                rows.column("_loaded_at").to_pylist(),
+                strict=True,
+            )
+        )
+
+    with load_engine(settings.batch_engine, settings) as engine:
+        BatchRunner(settings, catalog, engine, project).run(request)
+        first = loaded_at()
+        staging.append(_staged(2).slice(3))
+        (grown,) = BatchRunner(settings, catalog, engine, project).run(request)
+    second = loaded_at()
+    assert grown.status == "built"
+    assert {k: second[k] for k in first} == first
+    assert set(second) - set(first) == {"n0", "n1"}
+    assert min(second["n0"], second["n1"]) > max(first.values())

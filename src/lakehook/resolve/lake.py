@@ -80,9 +80,14 @@ def _scan(catalog: Catalog, name: str) -> pa.Table | None:
         return None
 
 
-def previous_state(catalog: Catalog) -> tuple[pa.Table | None, set[str]]:
-    """The current identity map and every id the merge log ever mentions."""
-    previous = _scan(catalog, IDENTITY_MAP)
+def previous_state(
+    catalog: Catalog, current_map: pa.Table | None = None
+) -> tuple[pa.Table | None, set[str]]:
+    """The current identity map and every id the merge log ever mentions.
+
+    ``current_map``: the map's rows when the caller has read them already.
+    """
+    previous = current_map if current_map is not None else _scan(catalog, IDENTITY_MAP)
     log = _scan(catalog, MERGE_LOG)
     issued: set[str] = set()
     if log is not None:
@@ -257,7 +262,10 @@ def _stamped(rows: pa.Table, run: int, *, removed: bool) -> pa.Table:
 
 
 def resolve_from_lake(
-    records: pa.Table, catalog: Catalog, state: ResolverState | None = None
+    records: pa.Table,
+    catalog: Catalog,
+    state: ResolverState | None = None,
+    current_map: pa.Table | None = None,
 ) -> Resolution:
     """Resolve staging records against the map, merge log and state held in the lake.
 
@@ -265,11 +273,12 @@ def resolve_from_lake(
         records: The staging customer records.
         catalog: The lake.
         state: The kept state, when the caller loaded it already (default: load it).
+        current_map: The map's rows, when the caller read them already (default: read).
 
     Returns:
         The resolution; nothing is written.
     """
-    previous, issued = previous_state(catalog)
+    previous, issued = previous_state(catalog, current_map)
     if state is None:
         state = load_resolver_state(catalog)
     return resolve_identities(records, previous, issued_ids=issued, mode="incremental", state=state)
@@ -290,22 +299,60 @@ def compute_identity_map(engine: BatchEngine) -> pa.Table:
     from lakehook.lake.catalog import open_catalog
 
     catalog = open_catalog(engine.settings)
+    current = _scan(catalog, IDENTITY_MAP)
     # scale-out hook: an engine that resolves on its own cluster (SparkEngine, with
     # lakehook.resolve.spark) gets the input's name, the previous map and the issued ids
     resolve_natively = getattr(engine, "resolve_identities", None)
     if resolve_natively is not None:
-        previous, issued = previous_state(catalog)
+        previous, issued = previous_state(catalog, current)
         resolution = resolve_natively(IDENTITY_INPUT, previous, issued)
     else:
         records = engine.query(f"SELECT * FROM {IDENTITY_INPUT}", target=IDENTITY_MAP)
         stored = load_stored_state(catalog)
         state = stored.state if stored is not None else None
-        resolution = resolve_from_lake(records, catalog, state)
+        resolution = resolve_from_lake(records, catalog, state, current)
         if resolution.state is not None and resolution.state is not state:
             save_resolver_state(catalog, resolution.state, stored)
     ensure_semantic_table(catalog, IDENTITY_MAP)
     append_merge_log(catalog, resolution.merge_log)
-    return resolution.identity_map
+    return keep_loaded_at(resolution.identity_map, current)
+
+
+def keep_loaded_at(identity_map: pa.Table, current: pa.Table | None) -> pa.Table:
+    """The new map with a ``_loaded_at`` column: the current row's where the record's row
+    is unchanged (every map column equal), null (= this run's commit time) elsewhere.
+
+    The runner keeps the non-null values of a Python model's ``_loaded_at``, so a run
+    rewrites the map but only the rows it changed carry its time: core models read the
+    map's delta by ``_loaded_at`` instead of all of it.
+    """
+    stamp = pa.timestamp("us", tz="UTC")
+    if current is None or "_loaded_at" not in current.column_names or current.num_rows == 0:
+        return identity_map.append_column("_loaded_at", pa.nulls(identity_map.num_rows, stamp))
+    keys = ["source_system", "source_id"]
+    values = [name for name in identity_map.column_names if name not in keys]
+    old = current.select([*keys, *[v for v in values if v in current.column_names]])
+    for key in keys:  # the lake reads strings as large_string
+        index = old.schema.get_field_index(key)
+        old = old.set_column(index, key, old.column(key).cast(identity_map.schema.field(key).type))
+    old = old.rename_columns([*keys, *[f"__old_{v}" for v in old.column_names[len(keys) :]]])
+    old = old.append_column("__old_loaded_at", current.column("_loaded_at").cast(stamp))
+    numbered = identity_map.append_column(
+        "__row", pa.array(np.arange(identity_map.num_rows, dtype=np.int64))
+    )
+    joined = numbered.join(old, keys=keys, join_type="left outer").sort_by("__row")
+    same = pa.array(np.ones(joined.num_rows, dtype=bool))
+    for name in values:
+        new_values = joined.column(name)
+        if f"__old_{name}" not in joined.column_names:
+            same = pc.and_(same, pc.is_null(new_values))
+            continue
+        old_values = joined.column(f"__old_{name}").cast(new_values.type)
+        equal = pc.fill_null(pc.equal(new_values, old_values), False)
+        both_null = pc.and_(pc.is_null(new_values), pc.is_null(old_values))
+        same = pc.and_(same, pc.or_(equal, both_null))
+    kept = pc.if_else(same, joined.column("__old_loaded_at"), pa.scalar(None, stamp))
+    return identity_map.append_column("_loaded_at", kept.combine_chunks())
 
 
 def batch_models() -> list[Model]:

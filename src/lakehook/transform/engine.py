@@ -129,6 +129,13 @@ class BatchEngine(ABC):
         rows = ArrowScan(table.metadata, table.io, schema, AlwaysTrue()).to_table(tasks)
         self.register(relation, rows)
 
+    def register_view(self, relation: str, sql: str, *, target: str) -> None:
+        """Expose the rows of a model-dialect SELECT over registered relations under
+        ``relation``. The default runs it and registers the rows; DuckDB keeps a view
+        (computed where it is read, so a reader's projection reaches the scans). The
+        relations it reads stay registered until ``relation`` is unregistered."""
+        self.register(relation, self.query(sql, target=target))
+
     def unregister(self, relation: str) -> None:
         """Forget a relation registered earlier (no error when unknown)."""
         if relation in self._registered:

@@ -50,7 +50,7 @@ LAYER_FOLDERS: dict[str, str] = {
 SOURCE_NAMESPACES: frozenset[str] = frozenset({"raw", "ref"})
 
 Strategy = Literal["append", "merge", "overwrite"]
-Incremental = Literal["delta", "affected_keys", "full"]
+Incremental = Literal["delta", "affected_keys", "recompute_keys", "full"]
 
 #: the column every lakehook table carries: when the lake committed the row; it is also
 #: the watermark column downstream models read their deltas by
@@ -73,8 +73,15 @@ class ModelConfig:
         order_by: columns ordering versions of a row, newest = greatest (merge only).
         incremental: how an incremental run reads inputs: ``delta`` (only rows newer than
             the watermark), ``affected_keys`` (every row of the keys found in the delta,
-            see ``affected_by``) or ``full`` (everything; the model is cheap).
-        affected_by: input columns naming the keys an ``affected_keys`` model recomputes.
+            see ``affected_by``), ``recompute_keys`` (the target rows whose key any
+            input's change reaches are recomputed from every input row of those keys and
+            replace them; keys no longer yielded are deleted; see :func:`key_lineage`) or
+            ``full`` (everything; the model is cheap).
+        affected_by: input columns naming the keys an ``affected_keys`` model recomputes;
+            for ``recompute_keys``, per input ``namespace.table.column`` (its column
+            holding the target's key) or ``namespace.table.column ->
+            namespace.table.column`` (its column matches that column of another input,
+            whose rows give the keys).
         partition_by: ``(transform, column)`` pairs, e.g. ``("month", "created_at")``.
         description: one line for the catalog and the docs.
     """
@@ -104,12 +111,74 @@ class ModelConfig:
             raise ConfigurationError(f"{self.target}: strategy {self.strategy} needs keys")
         if self.order_by and self.strategy != "merge":
             raise ConfigurationError(f"{self.target}: order_by only applies to merge")
-        if self.incremental == "affected_keys" and not self.affected_by:
-            raise ConfigurationError(f"{self.target}: incremental affected_keys needs affected_by")
+        if self.incremental in ("affected_keys", "recompute_keys") and not self.affected_by:
+            raise ConfigurationError(
+                f"{self.target}: incremental {self.incremental} needs affected_by"
+            )
+        if self.incremental == "recompute_keys":
+            if self.strategy != "merge" or len(self.keys) != 1 or self.order_by:
+                raise ConfigurationError(
+                    f"{self.target}: recompute_keys needs strategy merge, one key, no order_by"
+                )
+            key_lineage(self)
         if self.incremental != "full" and self.strategy == "overwrite":
             raise ConfigurationError(
                 f"{self.target}: an overwrite model recomputes everything; use incremental: full"
             )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLineage:
+    """How the inputs of a ``recompute_keys`` model reach the target's key.
+
+    Attributes:
+        direct: input -> its column holding the target's key (the input is read for the
+            affected keys only).
+        via: ``(input, column, other input, other column)``: a changed value of the
+            input's column reaches the keys of the other input's rows whose column holds
+            it (the input itself is read whole).
+    """
+
+    direct: dict[str, str]
+    via: tuple[tuple[str, str, str, str], ...]
+
+    @property
+    def inputs(self) -> set[str]:
+        return set(self.direct) | {entry[0] for entry in self.via}
+
+
+def _qualified_column(text: str, target: str) -> tuple[str, str]:
+    parts = text.strip().split(".")
+    if len(parts) != 3 or not all(parts):
+        raise ConfigurationError(
+            f"{target}: recompute_keys affected_by names namespace.table.column, not {text!r}"
+        )
+    return f"{parts[0]}.{parts[1]}", parts[2]
+
+
+def key_lineage(config: ModelConfig) -> KeyLineage:
+    """The parsed ``affected_by`` of a ``recompute_keys`` model (ConfigurationError if bad)."""
+    direct: dict[str, str] = {}
+    via: list[tuple[str, str, str, str]] = []
+    for entry in config.affected_by:
+        if "->" in entry:
+            source, _, other = entry.partition("->")
+            via.append(
+                (
+                    *_qualified_column(source, config.target),
+                    *_qualified_column(other, config.target),
+                )
+            )
+        else:
+            name, column = _qualified_column(entry, config.target)
+            direct[name] = column
+    for _, _, other, _ in via:
+        if other not in direct:
+            raise ConfigurationError(
+                f"{config.target}: {other} gives keys through its own affected_by entry; "
+                "it has none"
+            )
+    return KeyLineage(direct, tuple(via))
 
 
 def _split_list(value: str) -> tuple[str, ...]:
@@ -151,7 +220,7 @@ def parse_config(sql: str, *, origin: str) -> ModelConfig:
     incremental = values.get("incremental", "delta" if strategy != "overwrite" else "full")
     if strategy not in ("append", "merge", "overwrite"):
         raise ConfigurationError(f"{origin}: unknown strategy {strategy!r}")
-    if incremental not in ("delta", "affected_keys", "full"):
+    if incremental not in ("delta", "affected_keys", "recompute_keys", "full"):
         raise ConfigurationError(f"{origin}: unknown incremental {incremental!r}")
     config = ModelConfig(
         target=values["target"],
@@ -225,6 +294,11 @@ def sql_model(path: Path) -> Model:
     text = path.read_text(encoding="utf-8")
     config = parse_config(text, origin=str(path))
     inputs = tuple(name for name in referenced_tables(text) if name != config.target)
+    if config.incremental == "recompute_keys" and key_lineage(config).inputs != set(inputs):
+        # an input left out would change the table without reaching any key
+        raise ConfigurationError(
+            f"{path}: recompute_keys affected_by must name every input exactly: {sorted(inputs)}"
+        )
     return Model(
         config=config,
         inputs=inputs,

@@ -63,7 +63,7 @@ from pyiceberg.table import Transaction
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform
 
 from lakehook.errors import ConfigurationError, LakehookError
-from lakehook.transform.models import LOADED_AT, Model, Project
+from lakehook.transform.models import LOADED_AT, Model, Project, key_lineage
 from lakehook.transform.reference import REFERENCE_TABLES
 
 if TYPE_CHECKING:
@@ -438,7 +438,21 @@ class BatchRunner:
             )
             for name in model.inputs
         ]
+        recompute: pa.Table | None = None
+        scratch: list[str] = []
         try:
+            if delta_inputs and model.config.incremental == "recompute_keys":
+                assert state is not None
+                recompute = self._recompute_keys(model, state, reads, scratch)
+                if recompute is None:
+                    # the snapshots consumed last time are gone: recompute the whole table
+                    delta_inputs = False
+                    for read in reads:
+                        self.engine.unregister(read.name)
+                    reads = [
+                        self._register_input(model, name, None, request, current_inputs[name])
+                        for name in model.inputs
+                    ]
             written = self._write_natively(model, table, reads, mode, delta_inputs)
             if written is not None:
                 table, candidates = written
@@ -450,10 +464,12 @@ class BatchRunner:
                 replaced: list[DataFile] | None = None
                 merged: Table | None = None
                 if delta_inputs and table is not None and model.config.strategy != "overwrite":
-                    if candidates and self.engine.capabilities.native_merge:
+                    if candidates and self.engine.capabilities.native_merge and recompute is None:
                         merged = self._merge_natively(model, table, result, reads, mode)
-                    if merged is None and candidates:
-                        result, scope, replaced = self._merge(model, table, result)
+                    if merged is None and (
+                        candidates or (recompute is not None and recompute.num_rows)
+                    ):
+                        result, scope, replaced = self._merge(model, table, result, recompute)
                     elif merged is None:
                         # nothing new to merge: the table's files stay as they are and the
                         # commit only records the snapshots and watermarks consumed
@@ -470,6 +486,8 @@ class BatchRunner:
             for read in reads:
                 if read.name not in REFERENCE_TABLES:
                     self.engine.unregister(read.name)
+            for relation in scratch:
+                self.engine.unregister(relation)
         return ModelRun(
             model.target,
             "built",
@@ -692,6 +710,111 @@ class BatchRunner:
         affected = affected.cast(pa.schema([full.schema.field(k) for k in keys]))
         return full.join(affected, keys=keys, join_type="left semi").combine_chunks()
 
+    def _recompute_keys(
+        self, model: Model, state: ModelState, reads: Sequence[_InputRead], scratch: list[str]
+    ) -> pa.Table | None:
+        """The target keys a ``recompute_keys`` model recomputes, with its inputs narrowed.
+
+        Each input's delta (registered under its name) holds the new version of every row
+        that changed since the snapshot consumed last time; the old versions of those rows,
+        and the rows gone since, are read at that snapshot. The values their lineage columns
+        hold (old and new: a charge moved to another order reaches both orders) are the
+        affected keys, directly or through another input's rows (a changed identity reaches
+        the orders of its record). Then each ``direct`` input is re-registered as its rows
+        of those keys, and every other input whole, at the snapshots read.
+
+        Returns:
+            One column named as the target's key (``scratch`` lists the relations to
+            unregister after the model), or None when a consumed snapshot is no longer in
+            the table's history or an input's producer declares no keys (recompute all).
+        """
+        lineage = key_lineage(model.config)
+        key = model.config.keys[0]
+        producers = self.project.by_target()
+        current: dict[str, str] = {}
+
+        def register_current(name: str, snapshot_id: int) -> str:
+            if name not in current:
+                relation = f"__current_{len(scratch)}"
+                table = self._load_table(name)
+                assert table is not None
+                self.engine.register_table(relation, table, snapshot_id)
+                scratch.append(relation)
+                current[name] = relation
+            return current[name]
+
+        pieces: list[str] = []
+        by_name = {read.name: read for read in reads}
+        for read in reads:
+            consumed = state.inputs.get(read.name)
+            if consumed == read.snapshot_id:
+                continue  # unchanged: it reaches no key
+            table = self._load_table(read.name)
+            producer = producers.get(read.name)
+            if (
+                table is None
+                or consumed is None
+                or read.snapshot_id is None
+                or table.snapshot_by_id(consumed) is None
+                or producer is None
+                or not producer.config.keys
+            ):
+                return None
+            old = f"__consumed_{len(scratch)}"
+            self.engine.register_table(old, table, consumed)
+            scratch.append(old)
+            now = register_current(read.name, read.snapshot_id)
+            row_keys = producer.config.keys
+
+            def same(a: str, b: str, keys: Sequence[str] = row_keys) -> str:
+                return " AND ".join(f"{a}.{k} IS NOT DISTINCT FROM {b}.{k}" for k in keys)
+
+            def changed(column: str, name: str = read.name, old: str = old, now: str = now) -> str:
+                # the new versions, then the old versions of rows changed or gone
+                return (
+                    f"SELECT {column} AS v FROM {name} UNION "
+                    f"SELECT o.{column} FROM {old} o "
+                    f"WHERE EXISTS (SELECT 1 FROM {name} d WHERE {same('d', 'o')}) "
+                    f"OR NOT EXISTS (SELECT 1 FROM {now} c WHERE {same('c', 'o')})"
+                )
+
+            if read.name in lineage.direct:
+                pieces.append(changed(lineage.direct[read.name]))
+            for source, column, other, other_column in lineage.via:
+                if source != read.name:
+                    continue
+                other_read = by_name[other]
+                if other_read.snapshot_id is None:
+                    continue
+                rows = register_current(other, other_read.snapshot_id)
+                pieces.append(
+                    f"SELECT w.{lineage.direct[other]} AS v FROM {rows} w "
+                    f"WHERE w.{other_column} IN (SELECT v FROM ({changed(column)}))"
+                )
+        if pieces:
+            union = " UNION ALL ".join(f"SELECT v FROM ({piece})" for piece in pieces)
+            keys = self.engine.query(
+                f"SELECT DISTINCT v AS {key} FROM ({union}) WHERE v IS NOT NULL",
+                target=f"{model.target} (keys to recompute)",
+            )
+        else:
+            target = self._load_table(model.target)
+            assert target is not None
+            keys = target.schema().as_arrow().select([key]).empty_table()
+        relation = f"__recompute_{len(scratch)}"
+        self.engine.register(relation, keys)
+        scratch.append(relation)
+        for read in reads:
+            if read.snapshot_id is None:
+                continue
+            rows = register_current(read.name, read.snapshot_id)
+            holder = lineage.direct.get(read.name)
+            sql = f"SELECT * FROM {rows}"
+            if holder is not None:
+                sql += f" WHERE {holder} IN (SELECT {key} FROM {relation})"
+            self.engine.register_view(read.name, sql, target=model.target)
+        return keys
+
     @staticmethod
     def _max_loaded_at(data: pa.Table) -> int | None:
         if LOADED_AT not in data.column_names or data.num_rows == 0:
@@ -707,9 +830,15 @@ class BatchRunner:
             assert model.compute is not None
             result = model.compute(self.engine)
         now = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
+        stamped: pa.Array | pa.ChunkedArray = pa.repeat(now, result.num_rows)
         if LOADED_AT in result.column_names:
+            if model.sql is None:
+                # a Python model may keep the time of rows it left unchanged (the identity
+                # map does); its nulls are the rows this run wrote
+                kept = result.column(LOADED_AT).cast(now.type)
+                stamped = pc.fill_null(kept, now)
             result = result.drop_columns([LOADED_AT])
-        result = result.append_column(LOADED_AT, pa.repeat(now, result.num_rows))
+        result = result.append_column(LOADED_AT, stamped)
         return iceberg_compatible(result)
 
     def _check_keys(self, model: Model, result: pa.Table) -> None:
@@ -727,7 +856,7 @@ class BatchRunner:
             )
 
     def _merge(
-        self, model: Model, table: Table, candidates: pa.Table
+        self, model: Model, table: Table, candidates: pa.Table, recompute: pa.Table | None = None
     ) -> tuple[pa.Table, BooleanExpression, list[DataFile] | None]:
         """The candidates merged into the table's rows, and the part of the table they replace.
 
@@ -736,8 +865,10 @@ class BatchRunner:
         without a usable partition spec is merged whole. The data files of those partitions
         are read whole and replaced by the merged rows in the same snapshot (None when
         delete files make that impossible: then the scope is overwritten by filter).
+        ``recompute`` (a ``recompute_keys`` model): every row with one of these keys is
+        replaced by the candidates, so a key they lack is deleted.
         """
-        scope = self._affected_partitions(model, table, candidates)
+        scope = self._affected_partitions(model, table, candidates, recompute)
         tasks = list(table.scan(row_filter=scope).plan_files())
         replaced: list[DataFile] | None
         if any(task.delete_files for task in tasks):
@@ -750,8 +881,16 @@ class BatchRunner:
             replaced = [task.file for task in tasks]
         keys = ", ".join(model.config.keys)
         self.engine.register("__candidates", candidates)
+        if recompute is not None:
+            self.engine.register("__recomputed", recompute)
         try:
-            if model.config.strategy == "append":
+            if recompute is not None:
+                match = " AND ".join(f"t.{k} = r.{k}" for k in model.config.keys)
+                sql = (
+                    "SELECT * FROM __target t WHERE NOT EXISTS (SELECT 1 FROM __recomputed r "
+                    f"WHERE {match}) UNION ALL BY NAME SELECT * FROM __candidates"
+                )
+            elif model.config.strategy == "append":
                 sql = (
                     "SELECT * FROM __target UNION ALL BY NAME SELECT * FROM __candidates c "
                     "WHERE NOT EXISTS (SELECT 1 FROM __target t WHERE "
@@ -789,12 +928,15 @@ class BatchRunner:
         finally:
             self.engine.unregister("__target")
             self.engine.unregister("__candidates")
+            self.engine.unregister("__recomputed")
         return _align(iceberg_compatible(merged), _nullable(candidates.schema)), scope, replaced
 
     def _affected_partitions(
-        self, model: Model, table: Table, candidates: pa.Table
+        self, model: Model, table: Table, candidates: pa.Table, recompute: pa.Table | None = None
     ) -> BooleanExpression:
-        if len(model.config.partition_by) != 1 or candidates.num_rows == 0:
+        if len(model.config.partition_by) != 1 or (
+            candidates.num_rows == 0 and (recompute is None or recompute.num_rows == 0)
+        ):
             return AlwaysTrue()
         transform, column = model.config.partition_by[0]
         keys = list(model.config.keys)
@@ -812,13 +954,18 @@ class BatchRunner:
         # the engine reads the key and partition columns in place (DuckDB: iceberg_scan)
         self.engine.register_table("__located", table, snapshot_id)
         self.engine.register("__candidate_keys", candidates.select(columns))
+        # the rows replaced: those with a candidate's key, or (recompute_keys) a key recomputed
+        replaced = "__candidate_keys"
+        if recompute is not None:
+            self.engine.register("__recomputed_keys", recompute.select(keys))
+            replaced = "__recomputed_keys"
         try:
             match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM c.{k}" for k in keys)
             parts = (
                 self.engine.query(
                     f"""
                 SELECT DISTINCT {part} AS part FROM __located t
-                WHERE EXISTS (SELECT 1 FROM __candidate_keys c WHERE {match})
+                WHERE EXISTS (SELECT 1 FROM {replaced} c WHERE {match})
                 UNION
                 SELECT DISTINCT {part} AS part FROM __candidate_keys""",
                     target=f"{model.target} (affected partitions)",
@@ -829,6 +976,7 @@ class BatchRunner:
         finally:
             self.engine.unregister("__located")
             self.engine.unregister("__candidate_keys")
+            self.engine.unregister("__recomputed_keys")
         if len(parts) > _MAX_SCOPED_PARTITIONS:
             return AlwaysTrue()
         field_type = str(table.schema().find_field(column).field_type)
@@ -910,6 +1058,7 @@ class BatchRunner:
             not self.engine.capabilities.native_write
             or model.sql is None
             or model.config.incremental == "affected_keys"
+            or (delta_inputs and model.config.incremental == "recompute_keys")
         ):
             return None
         schema = self.engine.register_query("__model", model.sql, target=model.target)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 import duckdb
 
 from lakehook.query.duckdb import load_iceberg_extension
-from lakehook.transform.engine import BatchEngine, EngineCapabilities
+from lakehook.transform.engine import BatchEngine, EngineCapabilities, ModelError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -182,6 +182,23 @@ class DuckDBEngine(BatchEngine):
             f"CREATE OR REPLACE VIEW {relation} AS SELECT * FROM "
             f"iceberg_scan('{location}', snapshot_from_id = {int(snapshot_id)})"
         )
+        self._registered.add(relation)
+        self._views.add(relation)
+
+    def register_view(self, relation: str, sql: str, *, target: str) -> None:
+        """A view: the query runs where the relation is read (projections pushed down)."""
+        if not _SAFE_NAME.match(relation):
+            raise ValueError(f"not a relation name: {relation!r}")
+        schema = relation.split(".", 1)[0]
+        if "." in relation and schema not in self._schemas:
+            self._connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            self._schemas.add(schema)
+        try:
+            self._connection.execute(f"CREATE OR REPLACE VIEW {relation} AS {self.translate(sql)}")
+        except duckdb.Error as exc:
+            raise ModelError(target, sql, exc) from exc
+        if relation in self._registered and relation not in self._views:
+            self._connection.unregister(self._internal_name(relation))  # Arrow it replaces
         self._registered.add(relation)
         self._views.add(relation)
 
