@@ -37,6 +37,64 @@ WITH subscription_events AS (
 ),
 
 -- =============================================================================
+-- tiered prices (billing_scheme = tiered): the amount of `quantity` units per period from
+-- the price's tiers, which Stripe sends only when the price was expanded. volume: every
+-- unit at the tier the quantity falls in, plus that tier's flat_amount; graduated: each
+-- tier bills the units within it, plus its flat_amount when the quantity reaches it.
+-- Tiers come sorted by up_to, the last one unbounded (null).
+-- =============================================================================
+subscription_items AS (
+  SELECT
+    e.event_id,
+    it.item,
+    coalesce(json_extract_string(it.item, '$.id'), json_extract_string(it.item, '$.price.id'), '')
+                                                                     AS item_key,
+    coalesce(CAST(json_extract_string(it.item, '$.quantity') AS BIGINT), 1)
+                                                                     AS quantity
+  FROM subscription_events AS e
+  CROSS JOIN UNNEST(CAST(json_extract(e.subscription, '$.items.data') AS JSON[])) AS it(item)
+),
+
+tier_rows AS (
+  SELECT
+    i.event_id,
+    i.item_key,
+    i.quantity,
+    json_extract_string(i.item, '$.price.tiers_mode')                AS tiers_mode,
+    TRY_CAST(json_extract_string(t.tier, '$.up_to') AS BIGINT)       AS up_to,            -- null: the last tier
+    coalesce(CAST(json_extract_string(t.tier, '$.unit_amount') AS BIGINT), 0)
+                                                                     AS unit_amount,
+    coalesce(CAST(json_extract_string(t.tier, '$.flat_amount') AS BIGINT), 0)
+                                                                     AS flat_amount
+  FROM subscription_items AS i
+  CROSS JOIN UNNEST(CAST(json_extract(i.item, '$.price.tiers') AS JSON[])) AS t(tier)
+  WHERE json_extract_string(i.item, '$.price.billing_scheme') = 'tiered'
+),
+
+tier_bounds AS (
+  SELECT
+    *,
+    coalesce(lag(up_to) OVER (PARTITION BY event_id, item_key ORDER BY up_to NULLS LAST), 0)
+                                                                     AS above             -- units billed by lower tiers
+  FROM tier_rows
+),
+
+tiered_amounts AS (
+  SELECT
+    event_id,
+    item_key,
+    CASE WHEN min(tiers_mode) = 'volume'
+      THEN sum(CASE WHEN quantity > above AND (up_to IS NULL OR quantity <= up_to)
+        THEN quantity * unit_amount + flat_amount ELSE 0 END)
+      ELSE sum(CASE WHEN quantity > above
+        THEN (least(quantity, coalesce(up_to, quantity)) - above) * unit_amount + flat_amount
+        ELSE 0 END)
+    END                                                              AS period_amount     -- minor units per billing period
+  FROM tier_bounds
+  GROUP BY event_id, item_key
+),
+
+-- =============================================================================
 -- items: MRR of each item as an exact fraction of the minor unit.
 -- monthly amount = unit_amount × quantity × K / (12 × interval_count), K = 12 (month),
 -- 1 (year), 52 (week), 365 (day). Kept as the integer numerator over the fixed
@@ -44,20 +102,25 @@ WITH subscription_events AS (
 -- =============================================================================
 items AS (
   SELECT
-    e.event_id,
-    CAST(json_extract_string(it.item, '$.price.unit_amount') AS BIGINT)
-      -- billed units: the quantity, or packages of it when the price has transform_quantity;
-      -- a metered price bills usage after the fact, which is not recurring revenue
-      * CASE
-          WHEN json_extract_string(it.item, '$.price.recurring.usage_type') = 'metered' THEN 0
-          WHEN json_extract_string(it.item, '$.price.transform_quantity.divide_by') IS NULL
-            THEN coalesce(CAST(json_extract_string(it.item, '$.quantity') AS BIGINT), 1)
-          WHEN json_extract_string(it.item, '$.price.transform_quantity.round') = 'up'
-            THEN CAST(ceil(coalesce(CAST(json_extract_string(it.item, '$.quantity') AS BIGINT), 1)
-              / CAST(json_extract_string(it.item, '$.price.transform_quantity.divide_by') AS DOUBLE)) AS BIGINT)
-          ELSE CAST(floor(coalesce(CAST(json_extract_string(it.item, '$.quantity') AS BIGINT), 1)
-              / CAST(json_extract_string(it.item, '$.price.transform_quantity.divide_by') AS DOUBLE)) AS BIGINT)
-        END
+    it.event_id,
+    -- amount per billing period: a metered price bills usage after the fact, which is not
+    -- recurring revenue; a tiered price bills by its tiers (0 when the payload has none);
+    -- otherwise unit_amount x the quantity, or packages of it (transform_quantity)
+    CASE
+      WHEN json_extract_string(it.item, '$.price.recurring.usage_type') = 'metered' THEN 0
+      WHEN json_extract_string(it.item, '$.price.billing_scheme') = 'tiered'
+        THEN coalesce(ta.period_amount, 0)
+      ELSE CAST(json_extract_string(it.item, '$.price.unit_amount') AS BIGINT)
+        * CASE
+            WHEN json_extract_string(it.item, '$.price.transform_quantity.divide_by') IS NULL
+              THEN it.quantity
+            WHEN json_extract_string(it.item, '$.price.transform_quantity.round') = 'up'
+              THEN CAST(ceil(it.quantity
+                / CAST(json_extract_string(it.item, '$.price.transform_quantity.divide_by') AS DOUBLE)) AS BIGINT)
+            ELSE CAST(floor(it.quantity
+                / CAST(json_extract_string(it.item, '$.price.transform_quantity.divide_by') AS DOUBLE)) AS BIGINT)
+          END
+    END
       * CASE json_extract_string(it.item, '$.price.recurring.interval')
           WHEN 'month' THEN 12
           WHEN 'year' THEN 1
@@ -66,13 +129,18 @@ items AS (
           ELSE 0
         END
       * CAST(27720 / coalesce(CAST(json_extract_string(it.item, '$.price.recurring.interval_count')
-          AS BIGINT), 1) AS BIGINT)                                  AS mrr_numerator
-  FROM subscription_events AS e
-  CROSS JOIN UNNEST(CAST(json_extract(e.subscription, '$.items.data') AS JSON[])) AS it(item)
+          AS BIGINT), 1) AS BIGINT)                                  AS mrr_numerator,
+    CASE WHEN json_extract_string(it.item, '$.price.billing_scheme') = 'tiered'
+        AND coalesce(json_extract_string(it.item, '$.price.recurring.usage_type'), '') <> 'metered'
+        AND ta.period_amount IS NULL
+      THEN 1 ELSE 0 END                                              AS unpriced,         -- tiered, tiers not in the payload
+  FROM subscription_items AS it
+  LEFT JOIN tiered_amounts AS ta
+    ON ta.event_id = it.event_id AND ta.item_key = it.item_key
 ),
 
 item_totals AS (
-  SELECT event_id, sum(mrr_numerator) AS mrr_numerator
+  SELECT event_id, sum(mrr_numerator) AS mrr_numerator, sum(unpriced) AS unpriced_items
   FROM items
   GROUP BY event_id
 )
@@ -89,6 +157,7 @@ SELECT
     json_extract_string(e.subscription, '$.items.data[0].price.currency')))
                                                                      AS currency,
   CAST(coalesce(t.mrr_numerator, 0) AS BIGINT)                       AS mrr_numerator,    -- minor units × 332640
+  CAST(coalesce(t.unpriced_items, 0) AS BIGINT)                      AS unpriced_items,   -- tiered items without tiers: MRR 0
   to_timestamp(CAST(json_extract_string(e.subscription, '$.created') AS BIGINT))
                                                                      AS created_at,
   to_timestamp(CAST(json_extract_string(e.subscription, '$.canceled_at') AS BIGINT))

@@ -116,3 +116,63 @@ def test_same_second_states_order_by_lifecycle_progress_like_staging(
         for r in read_rows(catalog, "staging.stg_stripe_subscriptions")
     }
     assert current == {"sub_x": "canceled", "sub_y": "active"}  # staging agrees
+
+
+TIERS = [
+    {"up_to": 5, "unit_amount": 1000, "flat_amount": 0},
+    {"up_to": 10, "unit_amount": 800, "flat_amount": 2000},
+    {"up_to": None, "unit_amount": 600, "flat_amount": None},
+]
+
+
+def tiered(sub_id: str, mode: str, quantity: int, tiers: list[dict[str, Any]] | None) -> dict:
+    price: dict[str, Any] = {
+        "id": f"price_{sub_id}", "unit_amount": None, "currency": "usd",
+        "billing_scheme": "tiered", "tiers_mode": mode,
+        "recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"},
+    }  # fmt: skip
+    if tiers is not None:  # `tiers` is in the payload only when the price was expanded
+        price["tiers"] = tiers
+    return {
+        "id": sub_id, "object": "subscription", "customer": f"cus_{sub_id}", "status": "active",
+        "currency": "usd", "created": at(1, 5),
+        "items": {"data": [{"id": f"si_{sub_id}", "quantity": quantity, "price": price}]},
+    }  # fmt: skip
+
+
+def test_tiered_prices_bill_by_their_tiers(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    from lakehook.transform.validate import run_checks
+
+    raw.write(
+        [
+            stripe_event("customer.subscription.created", sub, at(1))
+            for sub in (
+                tiered("sub_vol", "volume", 7, TIERS),  # 7 in the 2nd tier: 7 x 8.00 + 20.00
+                tiered("sub_grad", "graduated", 12, TIERS),  # 5x10 + (5x8 + 20) + 2x6
+                tiered("sub_grad_low", "graduated", 3, TIERS),  # 3 x 10.00, no flat of tier 2
+                tiered("sub_unexpanded", "volume", 4, None),  # tiers not sent: 0, flagged
+            )
+        ]
+    )
+    run_batch(settings, catalog, layer="all")
+    subs = {r["subscription_id"]: r for r in read_rows(catalog, "staging.stg_stripe_subscriptions")}
+    assert {k: (v["mrr"], v["unpriced_items"]) for k, v in subs.items()} == {
+        "sub_vol": (Decimal("76.00"), 0),
+        "sub_grad": (Decimal("122.00"), 0),
+        "sub_grad_low": (Decimal("30.00"), 0),
+        "sub_unexpanded": (Decimal("0.00"), 1),
+    }
+    history = {
+        r["subscription_id"]: r
+        for r in read_rows(catalog, "staging.stg_stripe_subscription_history")
+    }
+    assert history["sub_grad"]["mrr_numerator"] == 12200 * 332640
+    assert history["sub_unexpanded"]["unpriced_items"] == 1
+    (month,) = read_rows(catalog, "analytics.mrr_monthly")
+    assert month["mrr"] == Decimal("228.00")  # 76 + 122 + 30
+    checks = {c.name: c for c in run_checks(settings, catalog)}
+    flag = checks["stripe_subscription_items_priced"]
+    assert not flag.passed
+    assert "1 subscription" in flag.detail and "tiers" in flag.detail

@@ -122,6 +122,28 @@ def run_checks(settings: Settings, catalog: Catalog) -> list[Check]:
                 )
             )
 
+        # --- subscriptions whose MRR could not be priced ------------------------------------
+        if present.get("staging.stg_stripe_subscriptions"):
+            unpriced = int(
+                str(
+                    scalar(
+                        "SELECT count(*) FROM staging.stg_stripe_subscriptions "
+                        "WHERE coalesce(unpriced_items, 0) > 0"
+                    )
+                )
+            )
+            checks.append(
+                Check(
+                    "stripe_subscription_items_priced",
+                    unpriced == 0,
+                    "every subscription item has a price"
+                    if unpriced == 0
+                    else f"{unpriced} subscription(s) with a tiered price whose tiers are not in "
+                    "the payload: their MRR counts those items as 0 (Stripe sends a price's "
+                    "tiers only when the price is expanded)",
+                )
+            )
+
         # --- staging money → analytics money ---------------------------------------------
         if present.get("analytics.revenue_daily"):
             for source, sql in _MONEY_SOURCES:
