@@ -143,6 +143,67 @@ item_totals AS (
   SELECT event_id, sum(mrr_numerator) AS mrr_numerator, sum(unpriced) AS unpriced_items
   FROM items
   GROUP BY event_id
+),
+
+-- =============================================================================
+-- recurring discounts: coupons with duration forever or repeating (a 'once' coupon
+-- discounts the first invoice only, which is not recurring revenue). The legacy
+-- `discount` and the expanded Discount objects in `discounts` (a bare id there carries no
+-- coupon); the coupon sits in `coupon`, or `source.coupon` in newer API versions.
+-- percent_off: that share of the item total; amount_off: minor units per invoice,
+-- normalised to a month like the items (all items of a subscription share one interval).
+-- =============================================================================
+discount_objects AS (
+  SELECT e.event_id, json_extract(e.subscription, '$.discount') AS discount
+  FROM subscription_events AS e
+  WHERE json_extract_string(e.subscription, '$.discount.id') IS NOT NULL
+
+  UNION ALL
+  SELECT e.event_id, d.discount
+  FROM subscription_events AS e
+  CROSS JOIN UNNEST(CAST(json_extract(e.subscription, '$.discounts') AS JSON[])) AS d(discount)
+  WHERE json_extract_string(d.discount, '$.id') IS NOT NULL
+    AND json_extract_string(d.discount, '$.id')
+      IS DISTINCT FROM json_extract_string(e.subscription, '$.discount.id')
+),
+
+recurring_discounts AS (
+  SELECT
+    event_id,
+    coalesce(json_extract(discount, '$.coupon'), json_extract(discount, '$.source.coupon'))
+                                                                     AS coupon,
+    to_timestamp(CAST(json_extract_string(discount, '$.end') AS BIGINT))
+                                                                     AS ends_at
+  FROM discount_objects
+),
+
+discount_totals AS (
+  SELECT
+    r.event_id,
+    sum(
+      CAST(round(coalesce(t.mrr_numerator, 0)
+        * CAST(coalesce(json_extract_string(r.coupon, '$.percent_off'), '0') AS DECIMAL(9, 4))
+        / 100) AS BIGINT)
+      + coalesce(CAST(json_extract_string(r.coupon, '$.amount_off') AS BIGINT), 0)
+        * CASE json_extract_string(e.subscription, '$.items.data[0].price.recurring.interval')
+            WHEN 'month' THEN 12
+            WHEN 'year' THEN 1
+            WHEN 'week' THEN 52
+            WHEN 'day' THEN 365
+            ELSE 0
+          END
+        * CAST(27720 / coalesce(CAST(json_extract_string(e.subscription,
+            '$.items.data[0].price.recurring.interval_count') AS BIGINT), 1) AS BIGINT)
+    )                                                                AS discount_numerator,
+    -- the discount ends when its last coupon does (never when one is forever)
+    CASE WHEN count(*) = count(r.ends_at) THEN max(r.ends_at) END    AS discount_ends_at
+  FROM recurring_discounts AS r
+  JOIN subscription_events AS e
+    ON e.event_id = r.event_id
+  LEFT JOIN item_totals AS t
+    ON t.event_id = r.event_id
+  WHERE json_extract_string(r.coupon, '$.duration') IN ('forever', 'repeating')
+  GROUP BY r.event_id
 )
 
 -- =============================================================================
@@ -157,6 +218,9 @@ SELECT
     json_extract_string(e.subscription, '$.items.data[0].price.currency')))
                                                                      AS currency,
   CAST(coalesce(t.mrr_numerator, 0) AS BIGINT)                       AS mrr_numerator,    -- minor units × 332640
+  CAST(least(coalesce(dt.discount_numerator, 0), coalesce(t.mrr_numerator, 0)) AS BIGINT)
+                                                                     AS discount_numerator, -- recurring discounts, same units
+  dt.discount_ends_at,                                                                 -- null: no end (or no discount)
   CAST(coalesce(t.unpriced_items, 0) AS BIGINT)                      AS unpriced_items,   -- tiered items without tiers: MRR 0
   to_timestamp(CAST(json_extract_string(e.subscription, '$.created') AS BIGINT))
                                                                      AS created_at,
@@ -172,3 +236,5 @@ SELECT
 FROM subscription_events AS e
 LEFT JOIN item_totals AS t
   ON t.event_id = e.event_id
+LEFT JOIN discount_totals AS dt
+  ON dt.event_id = e.event_id

@@ -155,6 +155,67 @@ item_totals AS (
     min(price_id)                                                    AS price_id
   FROM items
   GROUP BY subscription_id
+),
+
+-- =============================================================================
+-- recurring discounts: coupons with duration forever or repeating (a 'once' coupon
+-- discounts the first invoice only, which is not recurring revenue). The legacy
+-- `discount` and the expanded Discount objects in `discounts` (a bare id there carries no
+-- coupon); the coupon sits in `coupon`, or `source.coupon` in newer API versions.
+-- percent_off: that share of the item total; amount_off: minor units per invoice,
+-- normalised to a month like the items (all items of a subscription share one interval).
+-- =============================================================================
+discount_objects AS (
+  SELECT l.subscription_id, json_extract(l.subscription, '$.discount') AS discount
+  FROM latest AS l
+  WHERE json_extract_string(l.subscription, '$.discount.id') IS NOT NULL
+
+  UNION ALL
+  SELECT l.subscription_id, d.discount
+  FROM latest AS l
+  CROSS JOIN UNNEST(CAST(json_extract(l.subscription, '$.discounts') AS JSON[])) AS d(discount)
+  WHERE json_extract_string(d.discount, '$.id') IS NOT NULL
+    AND json_extract_string(d.discount, '$.id')
+      IS DISTINCT FROM json_extract_string(l.subscription, '$.discount.id')
+),
+
+recurring_discounts AS (
+  SELECT
+    subscription_id,
+    coalesce(json_extract(discount, '$.coupon'), json_extract(discount, '$.source.coupon'))
+                                                                     AS coupon,
+    to_timestamp(CAST(json_extract_string(discount, '$.end') AS BIGINT))
+                                                                     AS ends_at
+  FROM discount_objects
+),
+
+discount_totals AS (
+  SELECT
+    r.subscription_id,
+    sum(
+      CAST(round(coalesce(t.mrr_numerator, 0)
+        * CAST(coalesce(json_extract_string(r.coupon, '$.percent_off'), '0') AS DECIMAL(9, 4))
+        / 100) AS BIGINT)
+      + coalesce(CAST(json_extract_string(r.coupon, '$.amount_off') AS BIGINT), 0)
+        * CASE json_extract_string(l.subscription, '$.items.data[0].price.recurring.interval')
+            WHEN 'month' THEN 12
+            WHEN 'year' THEN 1
+            WHEN 'week' THEN 52
+            WHEN 'day' THEN 365
+            ELSE 0
+          END
+        * CAST(27720 / coalesce(CAST(json_extract_string(l.subscription,
+            '$.items.data[0].price.recurring.interval_count') AS BIGINT), 1) AS BIGINT)
+    )                                                                AS discount_numerator,
+    -- the discount ends when its last coupon does (never when one is forever)
+    CASE WHEN count(*) = count(r.ends_at) THEN max(r.ends_at) END    AS discount_ends_at
+  FROM recurring_discounts AS r
+  JOIN latest AS l
+    ON l.subscription_id = r.subscription_id
+  LEFT JOIN item_totals AS t
+    ON t.subscription_id = r.subscription_id
+  WHERE json_extract_string(r.coupon, '$.duration') IN ('forever', 'repeating')
+  GROUP BY r.subscription_id
 )
 
 -- =============================================================================
@@ -169,8 +230,12 @@ SELECT
                                                                      AS currency,
   t.price_id,
   CAST(coalesce(t.mrr_numerator, 0) AS BIGINT)                       AS mrr_numerator,    -- minor units × 332640
-  CAST(coalesce(t.mrr_numerator, 0) * coalesce(c.minor_unit, 0.01) / 332640 AS DECIMAL(18, 3))
-                                                                     AS mrr,              -- display only; analytics use the numerator
+  CAST((coalesce(t.mrr_numerator, 0) - least(coalesce(dt.discount_numerator, 0), coalesce(t.mrr_numerator, 0)))
+    * coalesce(c.minor_unit, 0.01) / 332640 AS DECIMAL(18, 3))
+                                                                     AS mrr,              -- net of the recurring discounts listed; display only
+  CAST(least(coalesce(dt.discount_numerator, 0), coalesce(t.mrr_numerator, 0)) AS BIGINT)
+                                                                     AS discount_numerator, -- recurring discounts, same units as mrr_numerator
+  dt.discount_ends_at,                                                                 -- null: no end (or no discount)
   CAST(coalesce(t.unpriced_items, 0) AS BIGINT)                      AS unpriced_items,   -- tiered items without tiers: MRR 0
   CAST(json_extract_string(l.subscription, '$.cancel_at_period_end') AS BOOLEAN)
                                                                      AS cancel_at_period_end,
@@ -190,6 +255,8 @@ SELECT
 FROM latest AS l
 LEFT JOIN item_totals AS t
   ON t.subscription_id = json_extract_string(l.subscription, '$.id')
+LEFT JOIN discount_totals AS dt
+  ON dt.subscription_id = l.subscription_id
 LEFT JOIN ref.currencies AS c
   ON c.currency = upper(coalesce(json_extract_string(l.subscription, '$.currency'),
     json_extract_string(l.subscription, '$.items.data[0].price.currency')))

@@ -36,7 +36,12 @@ state_at_month_end AS (
     h.customer_id,
     h.currency,
     h.status,
-    h.mrr_numerator
+    -- net of the recurring discounts still in effect at the month's last instant
+    h.mrr_numerator - CASE
+      WHEN h.discount_ends_at IS NULL OR h.discount_ends_at >= m.next_month_start
+        THEN coalesce(h.discount_numerator, 0)
+      ELSE 0
+    END                                                              AS mrr_numerator
   FROM months AS m
   JOIN staging.stg_stripe_subscription_history AS h
     ON h.event_at < m.next_month_start

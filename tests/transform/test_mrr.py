@@ -176,3 +176,73 @@ def test_tiered_prices_bill_by_their_tiers(
     flag = checks["stripe_subscription_items_priced"]
     assert not flag.passed
     assert "1 subscription" in flag.detail and "tiers" in flag.detail
+
+
+def coupon(
+    duration: str, percent_off: float | None = None, amount_off: int | None = None
+) -> dict[str, Any]:
+    return {"id": f"co_{duration}", "object": "coupon", "duration": duration,
+            "percent_off": percent_off, "amount_off": amount_off,
+            "currency": "usd" if amount_off else None,
+            "duration_in_months": 2 if duration == "repeating" else None}  # fmt: skip
+
+
+def discounted(sub_id: str, unit_amount: int, interval: str, **shape: Any) -> dict[str, Any]:
+    sub = subscription(sub_id, f"cus_{sub_id}", "active", unit_amount, interval, "usd")
+    sub.update(discount=None, discounts=[])
+    sub.update(shape)
+    return sub
+
+
+def test_mrr_is_net_of_recurring_discounts(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    mar5 = at(3, 5)
+    subs = [
+        # the legacy `discount` (the same discount's id also listed in `discounts`): 100 - 25 %
+        discounted("sub_p", 10000, "month", discount={
+            "id": "di_p", "object": "discount", "coupon": coupon("forever", percent_off=25),
+            "end": None}, discounts=["di_p"]),
+        # an expanded Discount in `discounts`, coupon under source (newer API): 49 - 9
+        discounted("sub_a", 4900, "month", discounts=[{
+            "id": "di_a", "object": "discount", "end": None,
+            "source": {"type": "coupon", "coupon": coupon("forever", amount_off=900)}}]),
+        # a 'once' coupon discounts the first invoice only: not recurring, 19 stays 19
+        discounted("sub_o", 1900, "month", discount={
+            "id": "di_o", "object": "discount", "coupon": coupon("once", percent_off=50),
+            "end": None}),
+        # 50 % for two months, ending 5 March: 10 in January and February, 20 from March
+        discounted("sub_r", 2000, "month", discount={
+            "id": "di_r", "object": "discount", "coupon": coupon("repeating", percent_off=50),
+            "end": mar5}),
+        # a yearly plan: 1200 a year = 100 a month, 120 off each invoice = 10 a month
+        discounted("sub_y", 120000, "year", discount={
+            "id": "di_y", "object": "discount", "coupon": coupon("forever", amount_off=12000),
+            "end": None}),
+    ]  # fmt: skip
+    events = [stripe_event("customer.subscription.created", sub, at(1)) for sub in subs]
+    # a later event of an unchanged subscription: the months run to March
+    events.append(stripe_event("customer.subscription.updated", subs[2], at(3, 20)))
+    raw.write(events)
+    run_batch(settings, catalog, layer="all")
+    staged = {
+        r["subscription_id"]: r["mrr"]
+        for r in read_rows(catalog, "staging.stg_stripe_subscriptions")
+    }
+    d = Decimal
+    assert staged == {
+        "sub_p": d("75.00"),
+        "sub_a": d("40.00"),
+        "sub_o": d("19.00"),
+        "sub_r": d("10.00"),  # the discount as the latest state lists it
+        "sub_y": d("90.00"),
+    }
+    rows = {
+        str(r["month"])[:7]: (r["mrr"], r["new_mrr"], r["expansion_mrr"])
+        for r in read_rows(catalog, "analytics.mrr_monthly")
+    }
+    assert rows == {
+        "2026-01": (d("234.00"), d("234.00"), 0),  # 75 + 40 + 19 + 10 + 90
+        "2026-02": (d("234.00"), 0, 0),
+        "2026-03": (d("244.00"), 0, d("10.00")),  # sub_r's discount ended on 5 March
+    }
