@@ -19,7 +19,7 @@ from pyiceberg.catalog import Catalog
 from lakehook.errors import ConfigurationError
 from lakehook.settings import Settings
 from lakehook.transform.identity import placeholder_identity_model
-from lakehook.transform.models import ModelConfig, load_project, parse_config
+from lakehook.transform.models import ModelConfig, columns_read, load_project, parse_config
 from tests.transform.lakefixtures import DeliveryLoader, run_batch, simulated_deliveries
 
 PROJECT = load_project(extra=[placeholder_identity_model()])
@@ -174,3 +174,34 @@ def test_recompute_keys_config_is_checked() -> None:
             "-- affected_by: staging.a.id\nSELECT 1",
             origin="x",
         )
+
+
+def test_change_of_a_column_the_model_does_not_read_reaches_no_row(
+    settings: Settings, catalog: Catalog
+) -> None:
+    DeliveryLoader(catalog).load(simulated_deliveries(seed=5, people=30, events=600))
+    run_batch(settings, catalog, mode="full", project=PROJECT)
+    before = _loaded_at(catalog, "core.orders", "order_id")
+    # every map row rewritten with another score (core.orders reads only the unified id)
+    _rewrite(
+        catalog,
+        MAP,
+        lambda rows: _set(rows, pc.is_valid(rows.column("source_id")), "match_score", 0.5),
+    )
+    runs = {
+        r.target: r
+        for r in run_batch(settings, catalog, mode="incremental", layer="core", project=PROJECT)
+    }
+    assert runs["core.orders"].status == "built" and runs["core.orders"].candidate_rows == 0
+    assert _loaded_at(catalog, "core.orders", "order_id") == before
+
+
+def test_columns_read_follows_aliases_and_gives_up_on_stars() -> None:
+    sql = (
+        "WITH t AS (SELECT a, b FROM staging.x) "
+        "SELECT y.c, t.a FROM staging.y AS y JOIN t ON t.b = y.d"
+    )
+    assert columns_read(sql, "staging.x") == {"a", "b"}
+    assert columns_read(sql, "staging.y") == {"c", "d"}
+    assert columns_read("SELECT r.* FROM staging.x AS r", "staging.x") is None
+    assert columns_read("SELECT a FROM staging.x JOIN staging.y ON x.k = y.k", "staging.x") is None

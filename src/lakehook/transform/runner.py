@@ -63,13 +63,20 @@ from pyiceberg.table import Transaction
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform
 
 from lakehook.errors import ConfigurationError, LakehookError
-from lakehook.transform.models import LOADED_AT, Model, Project, key_lineage
+from lakehook.transform.models import (
+    LOADED_AT,
+    KeyLineage,
+    Model,
+    Project,
+    columns_read,
+    key_lineage,
+)
 from lakehook.transform.reference import REFERENCE_TABLES
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.manifest import DataFile
-    from pyiceberg.table import Table
+    from pyiceberg.table import FileScanTask, Table
     from pyiceberg.table.metadata import TableMetadata
 
     from lakehook.settings import Settings
@@ -715,18 +722,22 @@ class BatchRunner:
     ) -> pa.Table | None:
         """The target keys a ``recompute_keys`` model recomputes, with its inputs narrowed.
 
-        Each input's delta (registered under its name) holds the new version of every row
-        that changed since the snapshot consumed last time; the old versions of those rows,
-        and the rows gone since, are read at that snapshot. The values their lineage columns
-        hold (old and new: a charge moved to another order reaches both orders) are the
-        affected keys, directly or through another input's rows (a changed identity reaches
-        the orders of its record). Then each ``direct`` input is re-registered as its rows
-        of those keys, and every other input whole, at the snapshots read.
+        A commit rewrites whole data files, so every row of an input that changed since the
+        snapshot consumed last time is in a file only one of the two snapshots has (for a
+        merge: the recent months it rewrote; for an overwrite: all of them). Of those rows,
+        the ones without an equal row on the other side (same key, same values in every
+        column the model reads, see :func:`columns_read`) are new, gone, or changed (both
+        versions: a charge moved to another order reaches both orders). Their lineage
+        columns give the affected keys, directly or through another input's rows (a
+        changed unified id reaches the orders of its record). Then each ``direct`` input
+        is re-registered as its rows of those keys, every other input whole, at the
+        snapshots read.
 
         Returns:
             One column named as the target's key (``scratch`` lists the relations to
-            unregister after the model), or None when a consumed snapshot is no longer in
-            the table's history or an input's producer declares no keys (recompute all).
+            unregister after the model), or None (recompute all) when a consumed snapshot
+            is no longer in the table's history, an input's producer declares no keys,
+            delete files are involved, or the consumed schema lacks a column compared.
         """
         lineage = key_lineage(model.config)
         key = model.config.keys[0]
@@ -760,22 +771,31 @@ class BatchRunner:
                 or not producer.config.keys
             ):
                 return None
-            old = f"__consumed_{len(scratch)}"
-            self.engine.register_table(old, table, consumed)
-            scratch.append(old)
-            now = register_current(read.name, read.snapshot_id)
             row_keys = producer.config.keys
+            compared = self._compared_columns(model, read.name, table, consumed, lineage)
+            files = self._files_changed(table, consumed, read.snapshot_id)
+            if compared is None or files is None:
+                return None
+            removed, added = f"__removed_{len(scratch)}", f"__added_{len(scratch)}"
+            self.engine.register_files(removed, table, files[0])
+            self.engine.register_files(added, table, files[1])
+            scratch += [removed, added]
 
-            def same(a: str, b: str, keys: Sequence[str] = row_keys) -> str:
-                return " AND ".join(f"{a}.{k} IS NOT DISTINCT FROM {b}.{k}" for k in keys)
-
-            def changed(column: str, name: str = read.name, old: str = old, now: str = now) -> str:
-                # the new versions, then the old versions of rows changed or gone
+            def changed(
+                column: str,
+                removed: str = removed,
+                added: str = added,
+                compared: Sequence[str] = list(dict.fromkeys([*row_keys, *compared])),
+            ) -> str:
+                # a row in a file the snapshots do not share, without an equal row (same
+                # key, same values in the columns the model reads) on the other side: new,
+                # gone or changed (both versions); EXCEPT compares NULLs as equal
+                columns = ", ".join(compared)
                 return (
-                    f"SELECT {column} AS v FROM {name} UNION "
-                    f"SELECT o.{column} FROM {old} o "
-                    f"WHERE EXISTS (SELECT 1 FROM {name} d WHERE {same('d', 'o')}) "
-                    f"OR NOT EXISTS (SELECT 1 FROM {now} c WHERE {same('c', 'o')})"
+                    f"SELECT {column} AS v FROM ("
+                    f"(SELECT {columns} FROM {added} EXCEPT SELECT {columns} FROM {removed}) "
+                    "UNION ALL "
+                    f"(SELECT {columns} FROM {removed} EXCEPT SELECT {columns} FROM {added}))"
                 )
 
             if read.name in lineage.direct:
@@ -814,6 +834,40 @@ class BatchRunner:
                 sql += f" WHERE {holder} IN (SELECT {key} FROM {relation})"
             self.engine.register_view(read.name, sql, target=model.target)
         return keys
+
+    @staticmethod
+    def _files_changed(
+        table: Table, consumed: int, snapshot_id: int
+    ) -> tuple[list[FileScanTask], list[FileScanTask]] | None:
+        """The data files of ``consumed`` that ``snapshot_id`` no longer has, and the ones it
+        added: every row that changed in between is in them (a commit rewrites whole
+        files). None when delete files are involved (then rows change inside a file)."""
+        before = {t.file.file_path: t for t in table.scan(snapshot_id=consumed).plan_files()}
+        after = {t.file.file_path: t for t in table.scan(snapshot_id=snapshot_id).plan_files()}
+        if any(t.delete_files for t in (*before.values(), *after.values())):
+            return None
+        removed = [task for path, task in before.items() if path not in after]
+        added = [task for path, task in after.items() if path not in before]
+        return removed, added
+
+    @staticmethod
+    def _compared_columns(
+        model: Model, name: str, table: Table, consumed: int, lineage: KeyLineage
+    ) -> list[str] | None:
+        """The columns of input ``name`` whose change matters to ``model``: those its SQL
+        reads and the lineage columns (every column but ``_loaded_at`` when unknown); None
+        when the snapshot consumed lacks one of them (schema change: recompute all)."""
+        current = [f.name for f in table.schema().fields if f.name != LOADED_AT]
+        read = columns_read(model.sql, name) if model.sql is not None else None
+        wanted = set(current) if read is None else set(read) & set(current)
+        wanted |= {c for n, c in lineage.direct.items() if n == name}
+        wanted |= {c for n, c, _, _ in lineage.via if n == name}
+        snapshot = table.snapshot_by_id(consumed)
+        schema_id = snapshot.schema_id if snapshot is not None else None
+        schema = table.schemas().get(schema_id) if schema_id is not None else None
+        if schema is None or not wanted <= {f.name for f in schema.fields}:
+            return None
+        return [c for c in current if c in wanted]
 
     @staticmethod
     def _max_loaded_at(data: pa.Table) -> int | None:
