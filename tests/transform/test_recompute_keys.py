@@ -201,7 +201,7 @@ def test_columns_read_follows_aliases_and_gives_up_on_stars() -> None:
         "WITH t AS (SELECT a, b FROM staging.x) "
         "SELECT y.c, t.a FROM staging.y AS y JOIN t ON t.b = y.d"
     )
-    assert columns_read(sql, "staging.x") == {"a", "b"}
-    assert columns_read(sql, "staging.y") == {"c", "d"}
+    assert columns_read(sql, "staging.x") == frozenset({"a", "b"})
+    assert columns_read(sql, "staging.y") == frozenset({"c", "d"})
     assert columns_read("SELECT r.* FROM staging.x AS r", "staging.x") is None
     assert columns_read("SELECT a FROM staging.x JOIN staging.y ON x.k = y.k", "staging.x") is None
