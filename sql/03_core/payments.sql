@@ -1,8 +1,6 @@
 -- target: core.payments
--- strategy: merge
+-- strategy: overwrite
 -- keys: payment_id
--- incremental: recompute_keys
--- affected_by: staging.stg_stripe_charges.charge_id, semantic.customer_identity_map.source_id -> staging.stg_stripe_charges.customer_id
 -- partition_by: month(created_at)
 -- description: Stripe charges with their unified customer, payment intent and the Shopify order they pay.
 

@@ -1,7 +1,7 @@
 """``recompute_keys`` core models: a change recomputes exactly the rows it reaches.
 
-``core.orders`` and ``core.payments`` recompute, in an incremental run, only the keys that
-an input's change reaches (an order by its own row, its charges, its refunds and its
+``core.orders`` recomputes, in an incremental run, only the keys that an input's change
+reaches (an order by its own row, its charges, its refunds and its
 customer's identity; a change of a charge's order reaches the old order and the new one),
 delete keys no longer yielded, and give the table a full recompute would give.
 """
@@ -59,9 +59,7 @@ def _set(rows: pa.Table, where: pa.Array, column: str, value: Any) -> pa.Table:
     )
 
 
-def test_changes_reach_exactly_their_orders_and_payments(
-    settings: Settings, catalog: Catalog
-) -> None:
+def test_changes_reach_exactly_their_orders(settings: Settings, catalog: Catalog) -> None:
     DeliveryLoader(catalog).load(simulated_deliveries(seed=5, people=30, events=600))
     run_batch(settings, catalog, mode="full", project=PROJECT)
     orders = catalog.load_table("staging.stg_shopify_orders").scan().to_arrow()
@@ -83,7 +81,6 @@ def test_changes_reach_exactly_their_orders_and_payments(
     old_order = linked.column("shopify_order_id")[0].as_py()
     new_order = next(o for o in live.column("order_id").to_pylist() if o != old_order)
     orders_before = _loaded_at(catalog, "core.orders", "order_id")
-    payments_before = _loaded_at(catalog, "core.payments", "payment_id")
 
     # one record gets another unified id, one leaves the map, one charge moves to another order
     def change_map(rows: pa.Table) -> pa.Table:
@@ -112,7 +109,6 @@ def test_changes_reach_exactly_their_orders_and_payments(
     incremental_orders = _rows(catalog, "core.orders")
     incremental_payments = _rows(catalog, "core.payments")
     orders_after = _loaded_at(catalog, "core.orders", "order_id")
-    payments_after = _loaded_at(catalog, "core.payments", "payment_id")
 
     reached = (by_record[renamed] | by_record[removed] | {old_order, new_order}) & set(
         live.column("order_id").to_pylist()
@@ -120,8 +116,6 @@ def test_changes_reach_exactly_their_orders_and_payments(
     assert {o for o, t in orders_after.items() if orders_before.get(o) != t} == reached
     assert runs["core.orders"].candidate_rows == len(reached)
     assert runs["core.orders"].status == "built" and runs["core.orders"].mode == "incremental"
-    # the payments of the moved charge and of the two records' Stripe ids (none: Shopify)
-    assert {p for p, t in payments_after.items() if payments_before.get(p) != t} == {moved_charge}
 
     # the same tables as a full recompute of the core layer on the same inputs
     run_batch(settings, catalog, mode="full", layer="core", project=PROJECT)
