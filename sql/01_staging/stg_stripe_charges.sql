@@ -12,7 +12,21 @@
 -- snapshot lists in charges.data (older API versions send them there, and an endpoint
 -- may subscribe to payment_intent events only)
 -- =============================================================================
-WITH charge_events AS (
+WITH intent_events AS (
+  -- a payment_intent.* event carries a PaymentIntent (Stripe's type namespaces); the topic
+  -- and substring tests are cheap and come first, so that only payloads naming "charges"
+  -- (older API versions) are parsed again
+  SELECT
+    json_extract(CASE WHEN json_valid(payload) THEN payload END, '$.data.object.charges.data')
+                                  AS listed_charges,
+    _webhook_topic, _occurred_at, _log_offset, _received_at
+  FROM raw.stripe_events
+  WHERE _quarantine_reason IS NULL
+    AND _webhook_topic LIKE 'payment_intent.%'
+    AND payload LIKE '%"charges"%'
+),
+
+charge_events AS (
   SELECT
     json_extract(payload, '$.data.object')    AS charge,            -- the Charge as it was at the event
     _webhook_topic                AS event_type,
@@ -28,16 +42,13 @@ WITH charge_events AS (
   UNION ALL
   SELECT
     listed.charge,
-    e._webhook_topic,
-    e._occurred_at,
-    e._log_offset,
-    e._received_at
-  FROM raw.stripe_events AS e
-  CROSS JOIN UNNEST(CAST(json_extract(CASE WHEN json_valid(e.payload) THEN e.payload END,
-    '$.data.object.charges.data') AS JSON[])) AS listed(charge)
-  WHERE e._quarantine_reason IS NULL
-    AND json_valid(e.payload)
-    AND json_extract_string(CASE WHEN json_valid(e.payload) THEN e.payload END, '$.data.object.object') = 'payment_intent'
+    i._webhook_topic,
+    i._occurred_at,
+    i._log_offset,
+    i._received_at
+  FROM intent_events AS i
+  CROSS JOIN UNNEST(CAST(i.listed_charges AS JSON[])) AS listed(charge)
+  WHERE i.listed_charges IS NOT NULL
     AND json_extract_string(listed.charge, '$.id') IS NOT NULL
 ),
 
