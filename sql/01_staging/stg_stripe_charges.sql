@@ -15,15 +15,14 @@
 WITH intent_events AS (
   -- a payment_intent.* event carries a PaymentIntent (Stripe's type namespaces); the topic
   -- and substring tests are cheap and come first, so that only payloads naming "charges"
-  -- (older API versions) are parsed again
-  SELECT
-    json_extract(CASE WHEN json_valid(payload) THEN payload END, '$.data.object.charges.data')
-                                  AS listed_charges,
-    _webhook_topic, _occurred_at, _log_offset, _received_at
+  -- (older API versions) are parsed again. (Spark's translation needs the
+  -- CAST(json_extract(...) AS JSON[]) of the UNNEST in one expression.)
+  SELECT payload, _webhook_topic, _occurred_at, _log_offset, _received_at
   FROM raw.stripe_events
   WHERE _quarantine_reason IS NULL
     AND _webhook_topic LIKE 'payment_intent.%'
     AND payload LIKE '%"charges"%'
+    AND json_valid(payload)
 ),
 
 charge_events AS (
@@ -47,9 +46,8 @@ charge_events AS (
     i._log_offset,
     i._received_at
   FROM intent_events AS i
-  CROSS JOIN UNNEST(CAST(i.listed_charges AS JSON[])) AS listed(charge)
-  WHERE i.listed_charges IS NOT NULL
-    AND json_extract_string(listed.charge, '$.id') IS NOT NULL
+  CROSS JOIN UNNEST(CAST(json_extract(i.payload, '$.data.object.charges.data') AS JSON[])) AS listed(charge)
+  WHERE json_extract_string(listed.charge, '$.id') IS NOT NULL
 ),
 
 -- lifecycle progress, to order states of the same second: refunds only grow, a pending
