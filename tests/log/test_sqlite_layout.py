@@ -114,6 +114,72 @@ def test_a_tail_is_indexed_in_key_slices_and_stays_in_memory_until_the_last(
         log.close()
 
 
+def test_a_staged_indexing_reads_the_events_once_and_leaves_no_copy(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first step copies the frozen keys into a temporary table; the later steps read
+    their slices from that copy, not from the events tables (whose rows hold whole
+    payloads), and the last step empties it."""
+    monkeypatch.setattr(sqlite_log, "_INDEX_EVENTS", 30)
+    monkeypatch.setattr(sqlite_log, "_INDEX_STEPS", 4)
+    log = SqliteEventLog(db)
+    statements: list[str] = []
+    try:
+        log.append_sync([envelope(Provider.STRIPE, f"evt_{i:03d}") for i in range(30)])
+        log._writer_conn.set_trace_callback(statements.append)
+        copied = []
+        for n in range(4):
+            log.append_sync([envelope(Provider.SHOPIFY, f"wh-{n}")])
+            copied.append(
+                log._writer_conn.execute("SELECT count(*) FROM temp.dedupe_frozen").fetchone()[0]
+            )
+        log._writer_conn.set_trace_callback(None)
+        scans = [s for s in statements if "FROM events_stripe" in s]
+        steps = [s for s in statements if "INSERT INTO dedupe " in s]
+        assert len(scans) == 1 and "INSERT INTO temp.dedupe_frozen" in scans[0]
+        assert len(steps) == 4 and all("FROM temp.dedupe_frozen" in s for s in steps)
+        assert copied == [30, 30, 30, 0]
+        assert _dedupe_keys(db) == {("stripe", f"evt_{i:03d}") for i in range(30)}
+        assert _indexed_through(db) == {"stripe": 30}
+    finally:
+        log.close()
+
+
+def test_a_failed_commit_in_a_staged_indexing_is_redone_whole(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit carrying the first step (the copy) fails: its rollback takes the copy back
+    too, and the next commit copies again and goes on; nothing is indexed twice or lost."""
+    monkeypatch.setattr(sqlite_log, "_INDEX_EVENTS", 20)
+    monkeypatch.setattr(sqlite_log, "_INDEX_STEPS", 2)
+    log = SqliteEventLog(db)
+    try:
+        log.append_sync([envelope(Provider.HUBSPOT, f"hs-{i:02d}") for i in range(20)])
+        real_step = log._index_step
+
+        def failing_step(*args: object, **kwargs: bool) -> None:
+            real_step(*args, **kwargs)  # type: ignore[arg-type]
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(log, "_index_step", failing_step)
+        with pytest.raises(sqlite3.OperationalError):
+            log.append_sync([envelope(Provider.HUBSPOT, "hs-lost")])
+        count = "SELECT count(*) FROM temp.dedupe_frozen"
+        assert log._writer_conn.execute(count).fetchone() == (0,)
+        monkeypatch.setattr(log, "_index_step", real_step)
+        log.append_sync([envelope(Provider.HUBSPOT, "hs-a")])  # copy + first slice
+        assert log._writer_conn.execute(count).fetchone() == (20,)
+        log.append_sync([envelope(Provider.HUBSPOT, "hs-b")])  # last slice
+        assert _dedupe_keys(db) == {("hubspot", f"hs-{i:02d}") for i in range(20)}
+        assert _indexed_through(db)["hubspot"] == 20
+        outcomes = log.append_sync([envelope(Provider.HUBSPOT, f"hs-{i:02d}") for i in range(20)])
+        assert all(o.duplicate for o in outcomes)
+        (fresh,) = log.append_sync([envelope(Provider.HUBSPOT, "hs-lost")])
+        assert not fresh.duplicate  # its append was rolled back: it was never stored
+    finally:
+        log.close()
+
+
 def test_a_crash_in_the_middle_of_a_staged_indexing_is_finished_at_open(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lakehook.contracts import AppendOutcome, Provider
+from lakehook.contracts import AppendOutcome, Provider, utcnow
 from lakehook.log import open_event_log
 from lakehook.log import sqlite as sqlite_log
 from lakehook.log.base import EventLog
@@ -191,5 +193,42 @@ def test_dedupe_lookup_of_any_batch_size_finds_exactly_the_seen_events(
         retried = log.append_sync(seen + fresh)
         assert all(o.duplicate for o in retried)
         assert log.head_offsets()[("stripe", 0)] == 260 + new
+    finally:
+        log.close()
+
+
+def test_a_mixed_batch_gets_exact_outcomes_and_rows(tmp_path: Path) -> None:
+    """One append that switches provider, headers and receive time from one envelope to the
+    next (the writer converts each once per run of equal values) and repeats an id of its
+    own: every outcome is equal to, and hashes like, the AppendOutcome built by its own
+    ``__init__``, and every stored row reads back as its envelope."""
+    shared_headers = {"content-type": "application/json", "x-n": "shared"}
+    received = utcnow()
+    envs = [
+        envelope(Provider.STRIPE),
+        envelope(Provider.SHOPIFY),
+        envelope(Provider.STRIPE),
+        *(
+            dataclasses.replace(envelope(Provider.HUBSPOT), headers=shared_headers, received_at=t)
+            for t in (received, received, received + timedelta(seconds=1))
+        ),
+        envelope(Provider.HUBSPOT),
+    ]
+    log = SqliteEventLog(tmp_path / "events.db")
+    try:
+        outs = log.append_sync([*envs, envs[2]])
+        offsets = {"stripe": [0, 1], "shopify": [0], "hubspot": [0, 1, 2, 3]}
+        expected = [AppendOutcome(e.event_id, False, 0, offsets[e.stream].pop(0)) for e in envs]
+        expected.append(AppendOutcome(envs[2].event_id, True, 0, 1))
+        assert outs == expected
+        assert [hash(o) for o in outs] == [hash(o) for o in expected]
+        assert all(type(o) is AppendOutcome for o in outs)
+        for env, out in zip(envs, outs, strict=False):
+            assert out.offset is not None
+            (record,) = log.read(env.stream, 0, out.offset, 1)
+            assert record.envelope == env
+        again = log.append_sync([envs[4], envelope(Provider.SHOPIFY)])
+        assert again[0] == AppendOutcome(envs[4].event_id, True, 0, 1)
+        assert again[1] == AppendOutcome(again[1].event_id, False, 0, 1)
     finally:
         log.close()

@@ -25,12 +25,13 @@ after the fact, in bulk (``INSERT … SELECT`` sorted by key), and the offset ea
 indexed through moves in the same transaction. Lookups check in-memory maps of the events
 above that offset (the tail, and the frozen part of it being indexed), then ``dedupe``.
 When the tail reaches ``_INDEX_EVENTS`` events it is frozen and indexed in
-``_INDEX_STEPS`` key slices, one per group commit, just before its COMMIT (commit thread);
-``indexed_through`` moves with the last slice. Whatever is unindexed is indexed at open (so
-what a crashed process left is indexed before anything is appended) and by ``prune`` before
-it deletes anything. So no key exists only in memory, and none is seen without its event
-stored. Why: random keys dirty one page each; 16384 of them in one transaction share
-pages, 300 per commit do not (SQLite's CPU per appended event about halves).
+``_INDEX_STEPS`` key slices, one per group commit, just before its COMMIT (commit thread):
+the first step copies the frozen keys, sorted, into a temporary table and every step reads
+its slice from there; ``indexed_through`` moves with the last slice. Whatever is unindexed
+is indexed at open (so what a crashed process left is indexed before anything is appended)
+and by ``prune`` before it deletes anything. So no key exists only in memory, and none is
+seen without its event stored. Why: random keys dirty one page each; 16384 of them in one
+transaction share pages, 300 per commit do not (SQLite's CPU per appended event about halves).
 """
 
 from __future__ import annotations
@@ -162,17 +163,34 @@ _UPSERT_INDEXED = (  # never moves back: another connection may have indexed fur
     "ON CONFLICT (stream) DO UPDATE SET "
     "indexed_through = max(indexed_through, excluded.indexed_through)"
 )
-#: one step of a staged indexing: the stream's events in an offset range whose keys fall in
+#: A staged indexing first copies the frozen offsets' keys, sorted, into a temporary table of
+#: the writer connection (one scan of the events, whose rows hold whole payloads); each step
+#: then reads its key slice from that copy instead of scanning the events again (8 slices
+#: scanned every frozen row 8 times). Temp tables live in the connection's own memory and
+#: roll back with the transaction, so a failed commit leaves the copy as it was.
+_FROZEN_DDL = """CREATE TEMP TABLE IF NOT EXISTS dedupe_frozen (
+  stream     TEXT    NOT NULL,
+  event_id   TEXT    NOT NULL,
+  offset     INTEGER NOT NULL,
+  seen_at_us INTEGER NOT NULL,
+  PRIMARY KEY (stream, event_id, offset)
+) WITHOUT ROWID"""
+_COPY_FROZEN: dict[str, str] = {
+    stream: "INSERT INTO temp.dedupe_frozen (stream, event_id, offset, seen_at_us) "
+    f"SELECT ?, event_id, offset, appended_at_us FROM {table} WHERE offset >= ? AND offset < ? "
+    "ORDER BY event_id, offset"
+    for stream, table in _EVENTS_TABLE.items()
+}
+#: one step of a staged indexing: the copied keys of a stream in an offset range that fall in
 #: [low, high) (the last step of a plan has no upper key bound)
-_INDEX_STEP: dict[tuple[str, bool], str] = {
-    (stream, bounded): "INSERT INTO dedupe (stream, event_id, seen_at_us, offset) "
-    f"SELECT ?, event_id, appended_at_us, offset FROM {table} "
-    "WHERE offset >= ? AND offset < ? AND event_id >= ?"
+_INDEX_STEP: dict[bool, str] = {
+    bounded: "INSERT INTO dedupe (stream, event_id, seen_at_us, offset) "
+    "SELECT stream, event_id, seen_at_us, offset FROM temp.dedupe_frozen "
+    "WHERE stream = ? AND event_id >= ?"
     + (" AND event_id < ?" if bounded else "")
-    + " ORDER BY event_id, offset "
+    + " AND offset >= ? AND offset < ? ORDER BY event_id, offset "
     "ON CONFLICT (stream, event_id) DO UPDATE SET seen_at_us = excluded.seen_at_us, "
     "offset = excluded.offset"
-    for stream, table in _EVENTS_TABLE.items()
     for bounded in (True, False)
 }
 #: Deferred dedupe indexing: the tail (events appended but not yet in `dedupe`) is frozen
@@ -184,14 +202,35 @@ _INDEX_EVERY_S = 60.0
 #: A tail is indexed in this many steps, one per group commit, each taking one slice of the
 #: key space: the slices' keys land on disjoint pages of ``dedupe``, so each step dirties
 #: its share of pages at the same keys-per-page as one big step would, and a commit that
-#: carries a step is held up an eighth as long (16 slices cost ~2 µs more per event).
-_INDEX_STEPS = 8
+#: carries a step is held up a sixteenth as long. With 8 slices the half-rate p99 of
+#: ``benchmarks/ingest_throughput.py`` missed 50 ms in 2 of 4 quiet runs (16: met); the
+#: slices read a sorted copy of the frozen keys, so more of them cost ~1 µs per event only.
+_INDEX_STEPS = 16
 _KEY_SAMPLE = 64  # tail keys sampled to cut the key space into steps
 
 
 #: stream name of each provider (``Envelope.stream`` goes through the enum's ``value``
 #: descriptor, which costs more than the rest of an event's row on the append path)
 _STREAM_OF: dict[Provider, str] = {provider: provider.value for provider in Provider}
+
+
+_new_object = object.__new__
+_OUTCOME_FIELDS = ("event_id", "duplicate", "partition", "offset")
+(_set_outcome_event_id, _set_outcome_duplicate, _set_outcome_partition, _set_outcome_offset) = (
+    getattr(AppendOutcome, name).__set__ for name in _OUTCOME_FIELDS
+)
+
+
+def _outcome(event_id: str, duplicate: bool, offset: int) -> AppendOutcome:
+    """``AppendOutcome(event_id, duplicate, _PARTITION, offset)`` without the frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` call per field; this runs once per
+    appended event). ``tests/log/test_sqlite_log.py`` checks the result equals the real one."""
+    outcome: AppendOutcome = _new_object(AppendOutcome)
+    _set_outcome_event_id(outcome, event_id)
+    _set_outcome_duplicate(outcome, duplicate)
+    _set_outcome_partition(outcome, _PARTITION)
+    _set_outcome_offset(outcome, offset)
+    return outcome
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -278,6 +317,8 @@ class SqliteEventLog(EventLog):
         self.max_batch = max_batch
         self._writer_conn = _connect(self.path)
         _create_or_migrate(self._writer_conn)
+        self._writer_conn.execute("PRAGMA temp_store=MEMORY")
+        self._writer_conn.execute(_FROZEN_DDL)
         self._reader_local = threading.local()
         #: held for a whole write transaction, by the writer thread or a loop's flush
         self._write_lock = threading.Lock()
@@ -297,6 +338,8 @@ class SqliteEventLog(EventLog):
         self._frozen: dict[str, dict[str, tuple[int, int]]] = {s: {} for s in STREAMS}
         self._plan: list[list[tuple[str, str, str | None]]] = []
         self._plan_target: dict[str, int] = {}
+        #: whether ``temp.dedupe_frozen`` holds the plan's keys (copied by its first step)
+        self._frozen_copied = False
         #: what the open write transaction adds to the tail, once it has committed
         self._staged: dict[str, dict[str, tuple[int, int]]] = {}
         self._staged_heads: dict[str, int] = {}
@@ -480,6 +523,7 @@ class SqliteEventLog(EventLog):
         monotonic = time.monotonic()
         if step is not None:
             self._plan.pop(0)
+            self._frozen_copied = bool(self._plan)
             if not self._plan:
                 self._frozen = {stream: {} for stream in STREAMS}
                 self._last_index = monotonic
@@ -529,17 +573,26 @@ class SqliteEventLog(EventLog):
     def _index_step(
         self, conn: sqlite3.Connection, step: list[tuple[str, str, str | None]], *, last: bool
     ) -> None:
-        """Index one key slice of the frozen offsets; the last step moves indexed_through."""
+        """Index one key slice of the frozen offsets; the last step moves indexed_through.
+
+        The first step of a plan copies the frozen keys into ``temp.dedupe_frozen`` (sorted),
+        the last one empties it; every step reads its slice from there.
+        """
         indexed = dict(conn.execute("SELECT stream, indexed_through FROM dedupe_indexed"))
+        if not self._frozen_copied:
+            conn.execute("DELETE FROM temp.dedupe_frozen")
+            for stream, end in self._plan_target.items():
+                start = indexed.get(stream, 0)
+                if end > start:
+                    conn.execute(_COPY_FROZEN[stream], (stream, start, end))
         for stream, low, high in step:
             start, end = indexed.get(stream, 0), self._plan_target.get(stream, 0)
             if end <= start:
                 continue  # another connection (open, prune) indexed it already
-            params: tuple[object, ...] = (stream, start, end, low)
-            if high is not None:
-                params += (high,)
-            conn.execute(_INDEX_STEP[(stream, high is not None)], params)
+            bounds = (low,) if high is None else (low, high)
+            conn.execute(_INDEX_STEP[high is not None], (stream, *bounds, start, end))
         if last:
+            conn.execute("DELETE FROM temp.dedupe_frozen")
             for stream, end in self._plan_target.items():
                 if end > indexed.get(stream, 0):
                     conn.execute(_UPSERT_INDEXED, (stream, end))
@@ -599,48 +652,54 @@ class SqliteEventLog(EventLog):
         indexed = self._seen_in_index(conn, untailed, cutoff)
         staged: dict[str, dict[str, tuple[int, int]]] = {stream: {} for stream in STREAMS}
         event_rows: dict[str, list[tuple[object, ...]]] = {stream: [] for stream in STREAMS}
-        # the envelopes of one request share their headers and received_at: convert them once
-        headers_text: dict[int, str] = {}
-        received_micros: dict[int, int] = {}
         results: list[list[AppendOutcome]] = []
         for job in jobs:
             if job.letter is not None:
                 self._insert_letter(conn, job.letter)
                 results.append([])
                 continue
-            outcomes = []
+            outcomes: list[AppendOutcome] = []
+            # the envelopes of one request share their headers and received_at (and mostly
+            # their provider): convert them once per request, not once per event
+            headers: dict[str, str] | None = None
+            headers_json = ""
+            received_at: datetime | None = None
+            received_us = 0
+            provider: Provider | None = None
+            stream = ""
+            staged_s: dict[str, tuple[int, int]] = {}  # set at the first envelope
+            tail_s = frozen_s = staged_s
+            rows: list[tuple[object, ...]] = []
             for env in job.envelopes or ():
-                stream = _STREAM_OF[env.provider]
+                if env.provider is not provider:
+                    provider = env.provider
+                    stream = _STREAM_OF[provider]
+                    staged_s, tail_s, frozen_s = staged[stream], tail[stream], frozen[stream]
+                    rows = event_rows[stream]
                 event_id = env.event_id
                 # newest first: this batch, the tail, its frozen part, then ``dedupe``
-                prior = (
-                    staged[stream].get(event_id)
-                    or tail[stream].get(event_id)
-                    or frozen[stream].get(event_id)
-                )
+                prior = staged_s.get(event_id) or tail_s.get(event_id) or frozen_s.get(event_id)
                 if prior is not None:
                     # the tail holds the newest time an id was stored: expired there, gone
                     if prior[1] >= cutoff:
-                        outcomes.append(AppendOutcome(event_id, True, _PARTITION, prior[0]))
+                        outcomes.append(_outcome(event_id, True, prior[0]))
                         continue
-                else:
+                elif indexed:
                     seen_offset = indexed.get((stream, event_id))
                     if seen_offset is not None:
-                        outcomes.append(AppendOutcome(event_id, True, _PARTITION, seen_offset))
+                        outcomes.append(_outcome(event_id, True, seen_offset))
                         continue
                 offset = heads[stream]
                 heads[stream] = offset + 1
-                staged[stream][event_id] = (offset, now_us)
-                headers_json = headers_text.get(id(env.headers))
-                if headers_json is None:
-                    headers_json = orjson.dumps(env.headers).decode()
-                    headers_text[id(env.headers)] = headers_json
-                received_us = received_micros.get(id(env.received_at))
-                if received_us is None:
-                    received_us = _micros(env.received_at)
-                    received_micros[id(env.received_at)] = received_us
+                staged_s[event_id] = (offset, now_us)
+                if env.headers is not headers:
+                    headers = env.headers
+                    headers_json = orjson.dumps(headers).decode()
+                if env.received_at is not received_at:
+                    received_at = env.received_at
+                    received_us = _micros(received_at)
                 occurred_at = env.occurred_at
-                event_rows[stream].append(
+                rows.append(
                     (
                         offset,
                         env.raw_id,
@@ -657,7 +716,7 @@ class SqliteEventLog(EventLog):
                         env.quarantine_reason,
                     )
                 )
-                outcomes.append(AppendOutcome(event_id, False, _PARTITION, offset))
+                outcomes.append(_outcome(event_id, False, offset))
             results.append(outcomes)
         appended = 0
         for stream, rows in event_rows.items():
