@@ -262,9 +262,10 @@ def test_truth_names_every_source_record(population: Population, truth: dict[str
 
 
 def _stripe_delivery(event_type: str, obj: dict[str, Any], created: int) -> Delivery:
-    event = {"id": f"evt_{obj['id']}_{event_type}", "object": "event", "type": event_type,
+    event_id = f"evt_{obj['id']}_{event_type}"
+    event = {"id": event_id, "object": "event", "type": event_type,
              "created": created, "data": {"object": obj}}  # fmt: skip
-    return Delivery(Provider.STRIPE, event_type, orjson.dumps(event), {}, event["id"], created)
+    return Delivery(Provider.STRIPE, event_type, orjson.dumps(event), {}, event_id, created)
 
 
 def test_same_second_subscription_states_order_by_lifecycle_progress(

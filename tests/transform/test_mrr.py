@@ -118,14 +118,16 @@ def test_same_second_states_order_by_lifecycle_progress_like_staging(
     assert current == {"sub_x": "canceled", "sub_y": "active"}  # staging agrees
 
 
-TIERS = [
+TIERS: list[dict[str, Any]] = [
     {"up_to": 5, "unit_amount": 1000, "flat_amount": 0},
     {"up_to": 10, "unit_amount": 800, "flat_amount": 2000},
     {"up_to": None, "unit_amount": 600, "flat_amount": None},
 ]
 
 
-def tiered(sub_id: str, mode: str, quantity: int, tiers: list[dict[str, Any]] | None) -> dict:
+def tiered(
+    sub_id: str, mode: str, quantity: int, tiers: list[dict[str, Any]] | None
+) -> dict[str, Any]:
     price: dict[str, Any] = {
         "id": f"price_{sub_id}", "unit_amount": None, "currency": "usd",
         "billing_scheme": "tiered", "tiers_mode": mode,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from pyiceberg.catalog import Catalog
 
@@ -10,7 +11,9 @@ from lakehook.settings import Settings
 from tests.transform.lakefixtures import RawWriter, read_rows, run_batch, stripe_event
 
 
-def charge(charge_id: str, status: str, amount: int, currency: str = "usd", **more: object) -> dict:
+def charge(
+    charge_id: str, status: str, amount: int, currency: str = "usd", **more: object
+) -> dict[str, Any]:
     return {
         "id": charge_id,
         "object": "charge",
@@ -69,7 +72,7 @@ def test_charges_listed_in_a_payment_intent_are_staged(
     way, the newest state wins, and validate counts them."""
     from lakehook.transform.validate import run_checks
 
-    def intent(charges: list[dict], status: str) -> dict:
+    def intent(charges: list[dict[str, Any]], status: str) -> dict[str, Any]:
         return {"id": "pi_1", "object": "payment_intent", "status": status, "amount": 2500,
                 "amount_received": 2500, "currency": "eur", "created": 1_772_000_000,
                 "charges": {"object": "list", "data": charges, "has_more": False}}  # fmt: skip
