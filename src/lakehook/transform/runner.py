@@ -939,10 +939,13 @@ class BatchRunner:
             self.engine.register("__recomputed", recompute)
         try:
             if recompute is not None:
+                # columns named (no BY NAME: Spark runs this merge too); a model whose
+                # columns changed has another version and is rebuilt, not merged
                 match = " AND ".join(f"t.{k} = r.{k}" for k in model.config.keys)
+                columns = ", ".join(candidates.column_names)
                 sql = (
-                    "SELECT * FROM __target t WHERE NOT EXISTS (SELECT 1 FROM __recomputed r "
-                    f"WHERE {match}) UNION ALL BY NAME SELECT * FROM __candidates"
+                    f"SELECT {columns} FROM __target t WHERE NOT EXISTS (SELECT 1 FROM "
+                    f"__recomputed r WHERE {match}) UNION ALL SELECT {columns} FROM __candidates"
                 )
             elif model.config.strategy == "append":
                 sql = (
