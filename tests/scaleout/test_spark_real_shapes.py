@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakehook.contracts import Envelope
+from lakehook.contracts import RAW_TABLES, Envelope
 from lakehook.ingest.envelopes import stripe_envelopes
 from lakehook.settings import Settings, load_settings
 from lakehook.transform.engines.duckdb import DuckDBEngine
 from lakehook.transform.engines.spark import SparkEngine
+from lakehook.transform.models import load_project
 from tests.scaleout.test_engine_parity import _assert_identical, _build
 
 if TYPE_CHECKING:
@@ -104,15 +105,28 @@ def _envelopes() -> list[Envelope]:
     return out
 
 
+def _drop_lake_tables(spark_session: SparkSession, settings: Settings) -> None:
+    """Drop the raw and model tables from the session's shared catalog (through Spark, so
+    that its table cache forgets them): the raw tables would otherwise carry another
+    test's events into this build, or this test's into another's."""
+    names = [*RAW_TABLES.values(), *(model.target for model in load_project().models)]
+    for name in names:
+        spark_session.sql(f"DROP TABLE IF EXISTS {settings.catalog_name}.{name} PURGE")
+
+
 def test_real_shapes_build_the_same_rows_on_duckdb_and_spark(
     spark_session: SparkSession, spark_settings: Settings, tmp_path: Path
 ) -> None:
     envelopes = _envelopes()
     duck_settings = load_settings(home=tmp_path / "duck")
     spark_lake = spark_settings.model_copy(update={"home": tmp_path / "spark"})
-    with DuckDBEngine(duck_settings) as duck, SparkEngine(spark_lake, spark_session) as spark:
-        on_duckdb, _ = _build(duck_settings, duck, envelopes, "full")
-        on_spark, _ = _build(spark_lake, spark, envelopes, "full")
+    _drop_lake_tables(spark_session, spark_settings)
+    try:
+        with DuckDBEngine(duck_settings) as duck, SparkEngine(spark_lake, spark_session) as spark:
+            on_duckdb, _ = _build(duck_settings, duck, envelopes, "full")
+            on_spark, _ = _build(spark_lake, spark, envelopes, "full")
+    finally:
+        _drop_lake_tables(spark_session, spark_settings)
     charges = on_duckdb["staging.stg_stripe_charges"]
     assert len(charges) == 2  # ch_kwd and the charge only listed in its payment intent
     assert len(on_duckdb["staging.stg_stripe_subscriptions"]) == 8
