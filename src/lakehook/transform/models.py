@@ -18,6 +18,7 @@ orders them so that every model runs after the models it reads.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import re
@@ -471,4 +472,39 @@ def load_project(sql_root: Path | None = None, extra: Iterable[Model] | None = N
         extra = semantic_models()
     for model in extra:
         models[model.target] = model
-    return Project(order_models(models.values()))
+    return Project(with_lineage_versions(order_models(models.values())))
+
+
+def with_lineage_versions(ordered: Sequence[Model]) -> tuple[Model, ...]:
+    """The models, each with a version that also changes when a model it reads changes.
+
+    A model's own version follows its logic only; an incremental run keeps a table built
+    by the same version. When a model upstream changes (a money column goes from 2 to 3
+    decimal places, a filter is fixed), every table built from it is stale too, although
+    its own SQL is the same: its version here folds in the versions of the models and
+    reference tables it reads, so the next run rebuilds the whole chain in full.
+
+    Args:
+        ordered: models in dependency order (:func:`order_models`).
+
+    Returns:
+        The same models, in the same order, with lineage versions.
+    """
+    from lakehook.transform.reference import reference_version
+
+    versions: dict[str, str] = {}
+    result: list[Model] = []
+    for model in ordered:
+        parts = [model.version]
+        for name in sorted(model.inputs):
+            upstream = versions.get(name) or reference_version(name)
+            if upstream is not None:
+                parts.append(f"{name}={upstream}")
+        version = (
+            model.version
+            if len(parts) == 1
+            else hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+        )
+        versions[model.target] = version
+        result.append(dataclasses.replace(model, version=version))
+    return tuple(result)

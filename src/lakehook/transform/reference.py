@@ -11,6 +11,7 @@ columns are ``DECIMAL(18, 3)`` so that the third place survives.
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 
 import pyarrow as pa
@@ -55,3 +56,12 @@ def currencies_table() -> pa.Table:
 
 
 REFERENCE_TABLES = {"ref.currencies": currencies_table}
+
+
+def reference_version(name: str) -> str | None:
+    """A hash of reference table ``name``'s rows (None for any other table): models that
+    read it are rebuilt when lakehook's reference data changes."""
+    build = REFERENCE_TABLES.get(name)
+    if build is None:
+        return None
+    return hashlib.sha256(repr(build().to_pylist()).encode()).hexdigest()[:16]

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.expressions import (
     AlwaysFalse,
@@ -59,8 +60,17 @@ from pyiceberg.expressions import (
     Or,
 )
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
+from pyiceberg.schema import Schema
 from pyiceberg.table import Transaction
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform
+from pyiceberg.types import (
+    DecimalType,
+    DoubleType,
+    FloatType,
+    IcebergType,
+    IntegerType,
+    LongType,
+)
 
 from lakehook.errors import ConfigurationError, LakehookError
 from lakehook.transform.models import (
@@ -74,7 +84,6 @@ from lakehook.transform.models import (
 from lakehook.transform.reference import REFERENCE_TABLES
 
 if TYPE_CHECKING:
-    from pyiceberg.catalog import Catalog
     from pyiceberg.manifest import DataFile
     from pyiceberg.table import FileScanTask, Table
     from pyiceberg.table.metadata import TableMetadata
@@ -467,6 +476,9 @@ class BatchRunner:
                 result = self._compute(model)
                 self._check_keys(model, result)
                 candidates = result.num_rows
+                if table is not None:
+                    whole = not delta_inputs or model.config.strategy == "overwrite"
+                    table = self._fit_types(model, table, result.schema, whole=whole)
                 scope: BooleanExpression = AlwaysTrue()
                 replaced: list[DataFile] | None = None
                 merged: Table | None = None
@@ -1131,8 +1143,11 @@ class BatchRunner:
             if staged is None:
                 return None
             schema = iceberg_compatible(staged.empty_table()).schema
-            if table is not None and {f.name for f in table.schema().fields} != set(schema.names):
-                return None  # schema evolution: the runner's Arrow path
+            if table is not None and (
+                {f.name for f in table.schema().fields} != set(schema.names)
+                or _retyped(table, schema)
+            ):
+                return None  # schema evolution or a retyped column: the runner's Arrow path
             keys = list(model.config.keys)
             candidates = self._scalar("SELECT count(*) AS n FROM __result", model)
             if keys and candidates:
@@ -1276,6 +1291,31 @@ class BatchRunner:
                 for transform, column in model.config.partition_by:
                     update.add_field(column, _TRANSFORMS[transform](), f"{column}_{transform}")
         return table
+
+    def _fit_types(
+        self, model: Model, table: Table, schema: pa.Schema, *, whole: bool
+    ) -> Table | None:
+        """The table, or None once dropped: a result that replaces the whole table may
+        change column types Iceberg cannot evolve (a decimal's scale), and the table is
+        then created anew by the commit (its files are left to ``lakehook maintain``'s
+        orphan clean-up). A merge into such a column is refused, naming it."""
+        changes = _retyped(table, schema)
+        if not changes:
+            return table
+        described = ", ".join(f"{name} {old} → {new}" for name, old, new in changes)
+        if not whole:
+            raise BatchError(
+                f"{model.target}: column types changed ({described}); a merge cannot "
+                f"rewrite them: rebuild the table with lakehook batch --mode full "
+                f"--table {model.target}"
+            )
+        log.warning(
+            "%s: column types changed (%s): the table is created anew", model.target, described
+        )
+        self.catalog.drop_table(model.target)
+        with self._lock:
+            self._tables.pop(model.target, None)
+        return None
 
     @staticmethod
     def _evolve_schema(table: Table, schema: pa.Schema) -> Table:
@@ -1424,6 +1464,39 @@ def _replace_files(
                 io=table.io,
             ):
                 overwrite.append_data_file(data_file)
+
+
+def _retyped(table: Table, schema: pa.Schema) -> list[tuple[str, str, str]]:
+    """Columns of ``schema`` the table holds with a type their values cannot be written
+    as without loss (name, table type, new type); int → long, float → double and a wider
+    decimal of the same scale are Iceberg promotions and fit."""
+    wanted = Catalog._convert_schema_if_needed(iceberg_compatible(schema.empty_table()).schema)
+    assert isinstance(wanted, Schema)
+    current = table.schema()
+    changes = []
+    for new_field in wanted.fields:
+        try:
+            old_type = current.find_field(new_field.name).field_type
+        except ValueError:
+            continue  # a new column: schema evolution adds it
+        new_type = new_field.field_type
+        if old_type == new_type or _fits(new_type, old_type):
+            continue
+        changes.append((new_field.name, str(old_type), str(new_type)))
+    return changes
+
+
+def _fits(new: IcebergType, old: IcebergType) -> bool:
+    if isinstance(new, IntegerType) and isinstance(old, LongType):
+        return True
+    if isinstance(new, FloatType) and isinstance(old, DoubleType):
+        return True
+    return (
+        isinstance(new, DecimalType)
+        and isinstance(old, DecimalType)
+        and new.scale == old.scale
+        and new.precision <= old.precision
+    )
 
 
 def _nullable(schema: pa.Schema) -> pa.Schema:
