@@ -135,3 +135,24 @@ def test_incremental_merge_into_a_retyped_column_is_refused_by_name(
         )
     # nothing was committed: the table keeps its rows and type
     assert [r["amount"] for r in read_rows(catalog, "staging.stg_amounts")] == [Decimal("12.34")]
+
+
+def test_nested_columns_of_the_same_type_are_not_a_type_change(catalog: Catalog) -> None:
+    # a list's element (a struct's fields) has an id of its own: the table's ids differ
+    # from a fresh conversion's, and only the types may count
+    import pyarrow as pa
+
+    from lakehook.transform.runner import _retyped
+
+    schema = pa.schema(
+        [
+            pa.field("ids", pa.list_(pa.string())),
+            pa.field("pair", pa.struct([("n", pa.int64()), ("tags", pa.list_(pa.string()))])),
+            pa.field("props", pa.map_(pa.string(), pa.int64())),
+        ]
+    )
+    catalog.create_namespace_if_not_exists("core")
+    table = catalog.create_table("core.nested", schema=schema)
+    assert _retyped(table, schema) == []
+    changed = pa.schema([pa.field("ids", pa.list_(pa.int64())), *list(schema)[1:]])
+    assert [name for name, _, _ in _retyped(table, changed)] == ["ids"]

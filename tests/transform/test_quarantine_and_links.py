@@ -89,3 +89,20 @@ def test_payments_link_orders_and_deals_link_customers(
     assert (match["order_id"], match["status"]) == ("9001", "matched")
     (view,) = read_rows(catalog, "marts.customer_360")
     assert (view["orders_count"], view["open_deals"]) == (1, 1)
+
+
+def test_an_incremental_run_adds_new_quarantined_rows_without_rewriting_the_old_ones(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    raw.write([RawEvent(Provider.STRIPE, "charge.succeeded", None, raw_text='{"id": "evt_1", ')])
+    run_batch(settings, catalog, layer="staging")
+    table = catalog.load_table("staging.quarantine")
+    files_before = {task.file.file_path for task in table.scan().plan_files()}
+
+    raw.write([RawEvent(Provider.STRIPE, "charge.succeeded", {"id": "evt_2", "data": {}})])
+    run_batch(settings, catalog, mode="incremental", layer="staging")
+
+    table = catalog.load_table("staging.quarantine")
+    assert files_before < {task.file.file_path for task in table.scan().plan_files()}
+    reasons = sorted(r["reason"] for r in read_rows(catalog, "staging.quarantine"))
+    assert reasons == ["payload is not valid JSON", "payload names no object id"]

@@ -177,3 +177,49 @@ def test_the_runners_transaction_computes_its_metadata_once_per_staged_state(
     assert table.properties["owner"] == "lakehook"
     assert sorted(table.scan().to_arrow().column("id").to_pylist()) == [1, 2]
     assert len(table.snapshots()) == 1
+
+
+def test_a_merge_whose_keys_are_all_new_adds_files_and_rewrites_none(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    raw.write([stripe_event("charge.succeeded", _charge("ch_1", 1000), 100)])
+    run_batch(settings, catalog, layer="staging", table="stg_stripe_charges")
+    files_before = _data_files(catalog, "staging.stg_stripe_charges")
+
+    # same month as ch_1: without the shortcut the merge rewrites that month's file
+    raw.write([stripe_event("charge.succeeded", _charge("ch_2", 500), 200)])
+    results = run_batch(
+        settings, catalog, mode="incremental", layer="staging", table="stg_stripe_charges"
+    )
+
+    assert [(r.status, r.candidate_rows) for r in results] == [("built", 1)]
+    files_after = _data_files(catalog, "staging.stg_stripe_charges")
+    assert files_before < files_after  # kept, and one more
+    snapshot = catalog.load_table("staging.stg_stripe_charges").current_snapshot()
+    assert snapshot is not None and snapshot.summary is not None
+    assert snapshot.summary.operation == Operation.APPEND
+    rows = read_rows(catalog, "staging.stg_stripe_charges", order_by="charge_id")
+    assert [(row["charge_id"], row["amount"]) for row in rows] == [("ch_1", 10), ("ch_2", 5)]
+    props = snapshot.summary.additional_properties
+    assert int(props["total-records"]) == 2
+    assert json.loads(props[PROP_LOADED_AT_MAX]) == _micros(max(row["_loaded_at"] for row in rows))
+
+
+def test_a_merge_with_one_known_key_among_new_ones_still_rewrites_its_partition(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    raw.write([stripe_event("charge.succeeded", _charge("ch_1", 1000), 100)])
+    run_batch(settings, catalog, layer="staging", table="stg_stripe_charges")
+    files_before = _data_files(catalog, "staging.stg_stripe_charges")
+
+    raw.write(
+        [
+            stripe_event("charge.succeeded", _charge("ch_2", 500), 200),
+            stripe_event("charge.updated", _charge("ch_1", 1200), 300),
+        ]
+    )
+    run_batch(settings, catalog, mode="incremental", layer="staging", table="stg_stripe_charges")
+
+    assert not files_before & _data_files(catalog, "staging.stg_stripe_charges")
+    rows = read_rows(catalog, "staging.stg_stripe_charges", order_by="charge_id")
+    assert [(row["charge_id"], row["amount"]) for row in rows] == [("ch_1", 12), ("ch_2", 5)]

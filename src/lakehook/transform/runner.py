@@ -69,7 +69,10 @@ from pyiceberg.types import (
     FloatType,
     IcebergType,
     IntegerType,
+    ListType,
     LongType,
+    MapType,
+    StructType,
 )
 
 from lakehook.errors import ConfigurationError, LakehookError
@@ -933,8 +936,14 @@ class BatchRunner:
         delete files make that impossible: then the scope is overwritten by filter).
         ``recompute`` (a ``recompute_keys`` model): every row with one of these keys is
         replaced by the candidates, so a key they lack is deleted.
+
+        When no row of the table has a candidate's key (new raw rows in ``quarantine``, new
+        charges, subscription events), the merged table is the table plus the candidates:
+        they are added as new files (scope ``AlwaysFalse``) and nothing is read or rewritten.
         """
-        scope = self._affected_partitions(model, table, candidates, recompute)
+        scope, existing = self._affected_partitions(model, table, candidates, recompute)
+        if recompute is None and existing is False and self._unique_keys(model, candidates):
+            return candidates, AlwaysFalse(), None
         tasks = list(table.scan(row_filter=scope).plan_files())
         replaced: list[DataFile] | None
         if any(task.delete_files for task in tasks):
@@ -1000,17 +1009,30 @@ class BatchRunner:
             self.engine.unregister("__recomputed")
         return _align(iceberg_compatible(merged), _nullable(candidates.schema)), scope, replaced
 
+    @staticmethod
+    def _unique_keys(model: Model, candidates: pa.Table) -> bool:
+        """Whether the candidates hold one row per key (``affected_keys`` may hold more)."""
+        keys = list(model.config.keys)
+        if not keys:
+            return False
+        if model.config.incremental != "affected_keys":
+            return True  # checked by _check_keys
+        distinct = candidates.select(keys).group_by(keys).aggregate([]).num_rows
+        return bool(distinct == candidates.num_rows)
+
     def _affected_partitions(
         self, model: Model, table: Table, candidates: pa.Table, recompute: pa.Table | None = None
-    ) -> BooleanExpression:
+    ) -> tuple[BooleanExpression, bool | None]:
+        """The partitions a merge rewrites, and whether a row of the table has one of the
+        replaced keys (None: not looked up, the table is merged whole)."""
         if len(model.config.partition_by) != 1 or (
             candidates.num_rows == 0 and (recompute is None or recompute.num_rows == 0)
         ):
-            return AlwaysTrue()
+            return AlwaysTrue(), None
         transform, column = model.config.partition_by[0]
         keys = list(model.config.keys)
         if column not in candidates.column_names or table.spec().is_unpartitioned():
-            return AlwaysTrue()
+            return AlwaysTrue(), None
         part = {
             "month": f"date_trunc('month', {column})",
             "day": f"date_trunc('day', {column})",
@@ -1019,7 +1041,7 @@ class BatchRunner:
         columns = list(dict.fromkeys([*keys, column]))
         snapshot_id = self._current_id(table)
         if snapshot_id is None:
-            return AlwaysTrue()
+            return AlwaysTrue(), None
         # the engine reads the key and partition columns in place (DuckDB: iceberg_scan)
         self.engine.register_table("__located", table, snapshot_id)
         self.engine.register("__candidate_keys", candidates.select(columns))
@@ -1030,30 +1052,29 @@ class BatchRunner:
             replaced = "__recomputed_keys"
         try:
             match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM c.{k}" for k in keys)
-            parts = (
-                self.engine.query(
-                    f"""
-                SELECT DISTINCT {part} AS part FROM __located t
+            # found = 1: a partition holding a replaced key's row, 0: one a candidate goes to
+            located = self.engine.query(
+                f"""
+                SELECT DISTINCT {part} AS part, 1 AS found FROM __located t
                 WHERE EXISTS (SELECT 1 FROM {replaced} c WHERE {match})
                 UNION
-                SELECT DISTINCT {part} AS part FROM __candidate_keys""",
-                    target=f"{model.target} (affected partitions)",
-                )
-                .column("part")
-                .to_pylist()
+                SELECT DISTINCT {part} AS part, 0 AS found FROM __candidate_keys""",
+                target=f"{model.target} (affected partitions)",
             )
         finally:
             self.engine.unregister("__located")
             self.engine.unregister("__candidate_keys")
             self.engine.unregister("__recomputed_keys")
+        parts = list(dict.fromkeys(located.column("part").to_pylist()))
+        existing = 1 in located.column("found").to_pylist()
         if len(parts) > _MAX_SCOPED_PARTITIONS:
-            return AlwaysTrue()
+            return AlwaysTrue(), existing
         field_type = str(table.schema().find_field(column).field_type)
         scope: BooleanExpression | None = None
         for value in parts:
             piece = _partition_filter(transform, column, value, field_type)
             scope = piece if scope is None else Or(scope, piece)
-        return scope if scope is not None else AlwaysTrue()
+        return (scope if scope is not None else AlwaysTrue()), existing
 
     def _merge_natively(
         self,
@@ -1487,6 +1508,19 @@ def _retyped(table: Table, schema: pa.Schema) -> list[tuple[str, str, str]]:
 
 
 def _fits(new: IcebergType, old: IcebergType) -> bool:
+    # nested types compare by their parts: the ids of a list's element, a map's key and
+    # value and a struct's fields differ between the table and a fresh conversion
+    if isinstance(new, ListType) and isinstance(old, ListType):
+        return _same_or_fits(new.element_type, old.element_type)
+    if isinstance(new, MapType) and isinstance(old, MapType):
+        return _same_or_fits(new.key_type, old.key_type) and _same_or_fits(
+            new.value_type, old.value_type
+        )
+    if isinstance(new, StructType) and isinstance(old, StructType):
+        old_fields = {f.name: f.field_type for f in old.fields}
+        return [f.name for f in new.fields] == list(old_fields) and all(
+            _same_or_fits(f.field_type, old_fields[f.name]) for f in new.fields
+        )
     if isinstance(new, IntegerType) and isinstance(old, LongType):
         return True
     if isinstance(new, FloatType) and isinstance(old, DoubleType):
@@ -1497,6 +1531,10 @@ def _fits(new: IcebergType, old: IcebergType) -> bool:
         and new.scale == old.scale
         and new.precision <= old.precision
     )
+
+
+def _same_or_fits(new: IcebergType, old: IcebergType) -> bool:
+    return new == old or _fits(new, old)
 
 
 def _nullable(schema: pa.Schema) -> pa.Schema:
