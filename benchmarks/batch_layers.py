@@ -149,6 +149,9 @@ def main() -> None:
             parser.error("--incremental-only needs --home")
         incremental_only(args.home, args.threads)
         return
+    if args.home is not None and args.home.exists() and any(args.home.iterdir()):
+        # loading into a kept lake would add the events a second time
+        parser.error(f"--home {args.home} is not empty: delete it, or use --incremental-only")
     people = args.people or max(50, args.events // 25)
     extra = max(1, args.events // 100)
     spawn = multiprocessing.get_context("spawn")
