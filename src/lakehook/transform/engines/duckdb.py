@@ -152,17 +152,20 @@ class DuckDBEngine(BatchEngine):
     def _internal_name(relation: str) -> str:
         return "__arrow_" + relation.replace(".", "__")
 
-    def _register_arrow(self, relation: str, data: pa.Table) -> None:
-        self._views.discard(relation)
+    def _prepare(self, relation: str) -> None:
+        """Refuse a name that is not a plain (qualified) relation; create its schema once."""
         if not _SAFE_NAME.match(relation):
             raise ValueError(f"not a relation name: {relation!r}")
+        schema = relation.split(".", 1)[0]
+        if "." in relation and schema not in self._schemas:
+            self._connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            self._schemas.add(schema)
+
+    def _register_arrow(self, relation: str, data: pa.Table) -> None:
+        self._views.discard(relation)
+        self._prepare(relation)
         internal = self._internal_name(relation)
         self._connection.register(internal, data)
-        if "." in relation:
-            schema = relation.split(".", 1)[0]
-            if schema not in self._schemas:
-                self._connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-                self._schemas.add(schema)
         self._connection.execute(f"CREATE OR REPLACE VIEW {relation} AS SELECT * FROM {internal}")
 
     def register_table(self, relation: str, table: Table, snapshot_id: int) -> None:
@@ -171,12 +174,7 @@ class DuckDBEngine(BatchEngine):
         if not self._native_iceberg:
             super().register_table(relation, table, snapshot_id)
             return
-        if not _SAFE_NAME.match(relation):
-            raise ValueError(f"not a relation name: {relation!r}")
-        schema = relation.split(".", 1)[0]
-        if "." in relation and schema not in self._schemas:
-            self._connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            self._schemas.add(schema)
+        self._prepare(relation)
         location = str(table.metadata_location).replace("'", "''")
         self._connection.execute(
             f"CREATE OR REPLACE VIEW {relation} AS SELECT * FROM "
@@ -187,12 +185,7 @@ class DuckDBEngine(BatchEngine):
 
     def register_view(self, relation: str, sql: str, *, target: str) -> None:
         """A view: the query runs where the relation is read (projections pushed down)."""
-        if not _SAFE_NAME.match(relation):
-            raise ValueError(f"not a relation name: {relation!r}")
-        schema = relation.split(".", 1)[0]
-        if "." in relation and schema not in self._schemas:
-            self._connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            self._schemas.add(schema)
+        self._prepare(relation)
         try:
             self._connection.execute(f"CREATE OR REPLACE VIEW {relation} AS {self.translate(sql)}")
         except duckdb.Error as exc:
@@ -210,10 +203,7 @@ class DuckDBEngine(BatchEngine):
         if not tasks or any(path is None for path in paths) or not _SAFE_NAME.match(relation):
             super().register_files(relation, table, tasks)
             return
-        schema = relation.split(".", 1)[0]
-        if "." in relation and schema not in self._schemas:
-            self._connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            self._schemas.add(schema)
+        self._prepare(relation)
         listed = ", ".join("'" + str(path).replace("'", "''") + "'" for path in paths)
         self._views.discard(relation)
         # no hive partitioning: Iceberg's folder names are not columns
