@@ -11,6 +11,7 @@ columns are ``DECIMAL(18, 3)`` so that the third place survives.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from decimal import Decimal
 
@@ -58,6 +59,7 @@ def currencies_table() -> pa.Table:
 REFERENCE_TABLES = {"ref.currencies": currencies_table}
 
 
+@functools.cache
 def reference_version(name: str) -> str | None:
     """A hash of reference table ``name``'s rows (None for any other table): models that
     read it are rebuilt when lakehook's reference data changes."""
