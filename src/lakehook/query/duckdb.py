@@ -36,12 +36,24 @@ logger = logging.getLogger(__name__)
 _EXTENSION_PACKAGES = ("duckdb_extension_avro", "duckdb_extension_iceberg")
 
 
+def iceberg_extension_binaries() -> list[Path]:
+    """The extension binaries :func:`load_iceberg_extension` loads, in load order.
+
+    Raises:
+        ImportError: an extension package is not installed.
+        StopIteration: a package holds no ``*.duckdb_extension`` file.
+    """
+    binaries = []
+    for package in _EXTENSION_PACKAGES:
+        module = importlib.import_module(package)
+        binaries.append(next(Path(next(iter(module.__path__))).rglob("*.duckdb_extension")))
+    return binaries
+
+
 def load_iceberg_extension(con: duckdb.DuckDBPyConnection) -> bool:
     """Load the Iceberg extension from its PyPI package; False when it is not installed."""
     try:
-        for package in _EXTENSION_PACKAGES:
-            module = importlib.import_module(package)
-            binary = next(Path(next(iter(module.__path__))).rglob("*.duckdb_extension"))
+        for binary in iceberg_extension_binaries():
             con.load_extension(str(binary))
     except (ImportError, StopIteration, duckdb.Error) as exc:
         logger.warning("DuckDB Iceberg extension unavailable (%s); scanning via Arrow", exc)
