@@ -37,7 +37,12 @@ import pyarrow.compute as pc
 from lakehook.resolve.cluster import cluster_records
 from lakehook.resolve.matching import RULE_NAMES, RULE_NONE, Matcher, ScoredPairs
 from lakehook.resolve.normalize import RECORD_COLUMNS
-from lakehook.resolve.state import VALUE_COLUMNS, ResolverState, normalize_with_state
+from lakehook.resolve.state import (
+    VALUE_COLUMNS,
+    ResolverState,
+    key_positions,
+    normalize_with_state,
+)
 from lakehook.resolve.statistics import measure_statistics, update_statistics
 
 Mode = Literal["incremental", "full"]
@@ -146,6 +151,11 @@ class Resolution:
     #: the normalised records and statistics after this run (what the next run reuses);
     #: the ``state`` passed in when nothing was normalised, None when none was kept
     state: ResolverState | None = None
+    #: per row of ``identity_map``: the row of the previous map with its key (-1: none)
+    previous_row: npt.NDArray[np.int64] | None = None
+    #: per row of ``identity_map``: every column equal to that previous row (the run left
+    #: the row as it was; the lake keeps its ``_loaded_at``)
+    unchanged: npt.NDArray[np.bool_] | None = None
 
 
 def _prepare_records(records: pa.Table) -> pa.Table:
@@ -201,13 +211,20 @@ def _timestamps(micros: npt.NDArray[np.int64]) -> pa.Array:
     return pa.array(micros, pa.int64(), mask=micros == _NO_TIME).cast(pa.timestamp("us", tz="UTC"))
 
 
+def _aligned(column: pa.ChunkedArray | pa.Array, positions: npt.NDArray[np.int64]) -> pa.Array:
+    """``column`` taken at ``positions`` (null where -1)."""
+    index = pa.array(positions, pa.int64(), mask=positions < 0)
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return array.take(index)
+
+
 def _previous_by_key(
     records: pa.Table, previous_map: pa.Table | None
 ) -> dict[str, npt.NDArray[Any]]:
     """Previous-map columns aligned to ``records`` (None / NaN / no time where a record is new).
 
     Ids and rules are object arrays, ``match_score`` float64, timestamps int64 microseconds
-    (:func:`_micros`), ``found`` a mask.
+    (:func:`_micros`), ``found`` a mask, ``row`` the previous map's row (-1: none).
     """
     n = records.num_rows
     if previous_map is None or previous_map.num_rows == 0:
@@ -219,47 +236,22 @@ def _previous_by_key(
             "updated_at": np.full(n, _NO_TIME, dtype=np.int64),
             "source_updated_at": np.full(n, _NO_TIME, dtype=np.int64),
             "found": np.zeros(n, dtype=bool),
+            "row": np.full(n, -1, dtype=np.int64),
         }
-    keys = pa.table(
-        {
-            "source_system": records.column("source_system"),
-            "source_id": records.column("source_id"),
-            "_pos": pa.array(np.arange(n, dtype=np.int64)),
-        }
-    )
-    prev_cols = [
-        "source_system",
-        "source_id",
-        "unified_customer_id",
-        "match_rule",
-        "match_score",
-        "first_seen_at",
-        "updated_at",
-    ]
-    prev = previous_map.select(prev_cols)
-    for key in ("source_system", "source_id"):  # Iceberg reads strings back as large_string
-        prev = prev.set_column(
-            prev.schema.get_field_index(key), key, prev.column(key).cast(pa.string())
-        )
-    if "source_updated_at" in previous_map.column_names:
-        prev = prev.append_column("source_updated_at", previous_map.column("source_updated_at"))
-    else:
-        prev = prev.append_column(
-            "source_updated_at", pa.nulls(prev.num_rows, pa.timestamp("us", tz="UTC"))
-        )
-    prev = prev.append_column("_found", pa.array(np.ones(prev.num_rows, dtype=bool)))
-    joined = keys.join(prev, ["source_system", "source_id"], join_type="left outer")
-    joined = joined.sort_by("_pos")
+    row = key_positions(records, previous_map)
     out: dict[str, npt.NDArray[Any]] = {}
     for name in ("unified_customer_id", "match_rule"):
-        column = joined.column(name).combine_chunks().cast(pa.string())
+        column = _aligned(previous_map.column(name), row).cast(pa.string())
         out[name] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
-    score = joined.column("match_score").combine_chunks().cast(pa.float64())
+    score = _aligned(previous_map.column("match_score"), row).cast(pa.float64())
     out["match_score"] = np.asarray(pc.fill_null(score, np.nan).to_numpy(), dtype=np.float64)
     for name in ("first_seen_at", "updated_at", "source_updated_at"):
-        out[name] = _micros(joined.column(name))
-    found = pc.fill_null(joined.column("_found").combine_chunks(), False)
-    out["found"] = np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+        if name in previous_map.column_names:
+            out[name] = _micros(_aligned(previous_map.column(name), row))
+        else:
+            out[name] = np.full(n, _NO_TIME, dtype=np.int64)
+    out["found"] = row >= 0
+    out["row"] = row
     return out
 
 
@@ -527,7 +519,7 @@ def resolve_identities(
 
     if local_pairs is not None and affected_rids.size:
         issued: set[str] = set(issued_ids)
-        issued.update(prev_ids[found].tolist())
+        # every previous id is issued (the found records' ids are among them)
         if previous_map is not None and previous_map.num_rows:
             issued.update(previous_map.column("unified_customer_id").to_pylist())
         if has_previous:
@@ -645,6 +637,11 @@ def resolve_identities(
         changes=summary,
         scored_pairs=scored if keep_pairs else None,
         state=new_state,
+        previous_row=prev["row"],
+        # a row not re-resolved keeps every column (its source_updated_at is the one
+        # stored: otherwise it would be changed, hence re-resolved); a re-resolved one
+        # only when ``same`` holds, and then its first_seen_at and updated_at are kept too
+        unchanged=found & ~rewritten,
     )
 
 

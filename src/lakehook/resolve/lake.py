@@ -315,20 +315,37 @@ def compute_identity_map(engine: BatchEngine) -> pa.Table:
             save_resolver_state(catalog, resolution.state, stored)
     ensure_semantic_table(catalog, IDENTITY_MAP)
     append_merge_log(catalog, resolution.merge_log)
-    return keep_loaded_at(resolution.identity_map, current)
+    return keep_loaded_at(resolution.identity_map, current, resolution)
 
 
-def keep_loaded_at(identity_map: pa.Table, current: pa.Table | None) -> pa.Table:
+def keep_loaded_at(
+    identity_map: pa.Table, current: pa.Table | None, resolution: Resolution | None = None
+) -> pa.Table:
     """The new map with a ``_loaded_at`` column: the current row's where the record's row
     is unchanged (every map column equal), null (= this run's commit time) elsewhere.
 
     The runner keeps the non-null values of a Python model's ``_loaded_at``, so a run
     rewrites the map but only the rows it changed carry its time: core models read the
     map's delta by ``_loaded_at`` instead of all of it.
+
+    ``resolution``: the run that gave ``identity_map`` from ``current`` (its rows, in the
+    same order, were the previous map): the rows it left alone and their previous rows
+    are known from it, so the map is not compared column by column (a join of every
+    row: ~0.04 CPU-s at 65k records).
     """
     stamp = pa.timestamp("us", tz="UTC")
     if current is None or "_loaded_at" not in current.column_names or current.num_rows == 0:
         return identity_map.append_column("_loaded_at", pa.nulls(identity_map.num_rows, stamp))
+    if (
+        resolution is not None
+        and resolution.unchanged is not None
+        and resolution.previous_row is not None
+        and resolution.unchanged.shape[0] == identity_map.num_rows
+    ):
+        rows = np.where(resolution.unchanged, resolution.previous_row, -1)
+        index = pa.array(rows, pa.int64(), mask=rows < 0)
+        kept = current.column("_loaded_at").cast(stamp).combine_chunks().take(index)
+        return identity_map.append_column("_loaded_at", kept)
     keys = ["source_system", "source_id"]
     values = [name for name in identity_map.column_names if name not in keys]
     old = current.select([*keys, *[v for v in values if v in current.column_names]])

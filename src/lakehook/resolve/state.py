@@ -131,6 +131,36 @@ def _as_state_rows(
     return pa.table(columns).cast(NORMALIZED_SCHEMA)
 
 
+def key_positions(records: pa.Table, other: pa.Table) -> npt.NDArray[np.int64]:
+    """For each row of ``records``, the row of ``other`` with the same (``source_system``,
+    ``source_id``), -1 where none (``other`` holds each key once; any row order, string or
+    large_string keys).
+
+    One hash look-up of a joined key (a ``source_system`` holding ``\\x1f`` is refused, so
+    the joined text names one key). Cheaper than a join plus a sort back into the
+    records' order (65k records: ~0.04 CPU-s for the join).
+    """
+    wanted = _joined_keys(records)
+    known = _joined_keys(other)
+    found = pc.index_in(wanted, value_set=known)
+    return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _joined_keys(rows: pa.Table) -> pa.Array:
+    """``source_system`` and ``source_id`` as one text per row."""
+    system, source_id = (
+        rows.column(key).combine_chunks().cast(pa.string())
+        for key in ("source_system", "source_id")
+    )
+    if pc.any(pc.match_substring(system, _KEY_SEPARATOR)).as_py():
+        raise ValueError("a source_system holds the key separator \\x1f")
+    return pc.binary_join_element_wise(system, source_id, _KEY_SEPARATOR)
+
+
+#: joins a record's two key columns into one look-up text
+_KEY_SEPARATOR = "\x1f"
+
+
 def normalize_with_state(
     records: pa.Table,
     previous: pa.Table | None,
@@ -159,35 +189,18 @@ def normalize_with_state(
     reused = np.zeros(n, dtype=bool)
     cached_pos = np.zeros(0, dtype=np.int64)
     if previous is not None and previous.num_rows and n:
-        keys = ["source_system", "source_id"]
-        current = pa.table(
-            {
-                "source_system": records.column("source_system").cast(pa.string()),
-                "source_id": records.column("source_id").cast(pa.string()),
-                "_fp": fingerprints,
-                "_pos": pa.array(np.arange(n, dtype=np.int64)),
-            }
-        )
-        stored = pa.table(
-            {
-                "source_system": previous.column("source_system").cast(pa.string()),
-                "source_id": previous.column("source_id").cast(pa.string()),
-                "_stored_fp": previous.column("input_fingerprint").cast(pa.string()),
-                "_version": previous.column("normalizer_version").cast(pa.string()),
-                "_cached": pa.array(np.arange(previous.num_rows, dtype=np.int64)),
-            }
-        )
-        joined = current.join(stored, keys, join_type="inner")
+        # the kept row of each record's key (looked up, not joined: no sort back needed)
+        row = key_positions(records, previous)
+        found = row >= 0
+        index = pa.array(row, pa.int64(), mask=~found)
+        stored_fp = previous.column("input_fingerprint").combine_chunks().cast(pa.string())
+        stored_version = previous.column("normalizer_version").combine_chunks().cast(pa.string())
         valid = pc.and_(
-            pc.equal(joined.column("_fp"), joined.column("_stored_fp")),
-            pc.equal(joined.column("_version"), pa.scalar(version)),
+            pc.equal(fingerprints, stored_fp.take(index)),
+            pc.equal(stored_version.take(index), pa.scalar(version)),
         )
-        hits = joined.filter(valid)
-        pos = np.asarray(hits.column("_pos").to_numpy(), dtype=np.int64)
-        order = np.argsort(pos)
-        pos = pos[order]
-        cached_pos = np.asarray(hits.column("_cached").to_numpy(), dtype=np.int64)[order]
-        reused[pos] = True
+        reused = np.asarray(pc.fill_null(valid, False).to_numpy(zero_copy_only=False), dtype=bool)
+        cached_pos = row[reused]
     fresh = ~reused
     in_order = previous is not None and previous.num_rows == n and reused.all()
     if in_order and np.array_equal(cached_pos, np.arange(n, dtype=np.int64)):
