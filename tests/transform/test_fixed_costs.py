@@ -4,13 +4,20 @@ per run, stays right when what it cached changes."""
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
+import pyiceberg.io.pyarrow as pyiceberg_arrow
 import pytest
+from pyiceberg.catalog import Catalog
+from pyiceberg.expressions import GreaterThanOrEqual
+from pyiceberg.table import Table
+from pyiceberg.transforms import IdentityTransform, MonthTransform
 
 from lakehook.errors import ConfigurationError
 from lakehook.settings import Settings
-from lakehook.transform import models
+from lakehook.transform import models, runner
 from lakehook.transform.engines import duckdb as duckdb_engine
 from lakehook.transform.models import load_project
 
@@ -123,3 +130,103 @@ def test_a_second_engine_reads_iceberg_in_place_too(settings: Settings) -> None:
             "SELECT count(*) AS n FROM duckdb_functions() WHERE function_name = 'iceberg_scan'"
         )
         assert functions.column("n")[0].as_py() >= 1
+
+
+# --- data files: rows of one partition are written without PyIceberg's partition split ---
+def _partitioned_table(catalog: Catalog, name: str, transform: str) -> Table:
+    catalog.create_namespace_if_not_exists("staging")
+    table = catalog.create_table(
+        name,
+        schema=pa.schema(
+            [
+                pa.field("id", pa.large_string()),
+                pa.field("kind", pa.large_string()),
+                pa.field("created_at", pa.timestamp("us", tz="UTC")),
+            ]
+        ),
+    )
+    column = "kind" if transform == "identity" else "created_at"
+    factory = {"identity": IdentityTransform, "month": MonthTransform}[transform]
+    with table.update_spec() as update:
+        update.add_field(column, factory(), f"{column}_{transform}")
+    return catalog.load_table(name)
+
+
+def _rows(ids: list[str], kinds: list[str | None], times: list[datetime | None]) -> pa.Table:
+    table = pa.table(
+        {
+            "id": pa.array(ids, pa.large_string()),
+            "kind": pa.array(kinds, pa.large_string()),
+            "created_at": pa.array(times, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    # as the engine hands results over: several chunks
+    return pa.concat_tables([table.slice(0, 1), table.slice(1)])
+
+
+def _append(table: Table, data: pa.Table) -> Table:
+    with table.transaction() as transaction:
+        with transaction.update_snapshot().fast_append() as append:
+            for data_file in runner._data_files(
+                transaction.table_metadata, data, table.io, append.commit_uuid
+            ):
+                append.append_data_file(data_file)
+    return table
+
+
+def _no_partition_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("PyIceberg's partition split was used")
+
+    monkeypatch.setattr(pyiceberg_arrow, "_determine_partitions", refuse)
+
+
+APRIL = datetime(2026, 4, 3, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("transform", "kinds", "times", "partition"),
+    [
+        ("month", ["a", "b", "c"], [APRIL, APRIL + timedelta(days=20), APRIL], 675),
+        ("month", ["a", "b", "c"], [None, None, None], None),
+        ("identity", ["deal", "deal", "deal"], [APRIL, None, APRIL], "deal"),
+        ("identity", [None, None, None], [APRIL, APRIL, APRIL], None),
+    ],
+)
+def test_rows_of_one_partition_are_written_whole(
+    catalog: Catalog,
+    monkeypatch: pytest.MonkeyPatch,
+    transform: str,
+    kinds: list[str | None],
+    times: list[datetime | None],
+    partition: object,
+) -> None:
+    table = _partitioned_table(catalog, "staging.one_partition", transform)
+    data = _rows(["1", "2", "3"], kinds, times)
+    _no_partition_split(monkeypatch)
+
+    _append(table, data)
+
+    tasks = list(catalog.load_table("staging.one_partition").scan().plan_files())
+    assert [task.file.partition[0] for task in tasks] == [partition]
+    assert [task.file.record_count for task in tasks] == [3]
+    read = catalog.load_table("staging.one_partition").scan().to_arrow().sort_by("id")
+    assert read.to_pylist() == data.sort_by("id").to_pylist()
+    # partition pruning sees the value the file was written under
+    if partition is not None and transform == "month":
+        other_month = GreaterThanOrEqual(term="created_at", value="2026-05-01T00:00:00+00:00")
+        assert list(table.scan(row_filter=other_month).plan_files()) == []
+
+
+def test_rows_of_several_partitions_are_split_as_before(catalog: Catalog) -> None:
+    table = _partitioned_table(catalog, "staging.many_partitions", "month")
+    may = APRIL + timedelta(days=30)
+    data = _rows(["1", "2", "3", "4"], ["a"] * 4, [APRIL, may, None, APRIL])
+
+    _append(table, data)
+
+    tasks = list(catalog.load_table("staging.many_partitions").scan().plan_files())
+    by_partition = {task.file.partition[0]: task.file.record_count for task in tasks}
+    assert by_partition == {675: 2, 676: 1, None: 1}
+    read = catalog.load_table("staging.many_partitions").scan().to_arrow().sort_by("id")
+    assert read.to_pylist() == data.sort_by("id").to_pylist()
