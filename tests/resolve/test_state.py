@@ -95,3 +95,19 @@ def test_fingerprints_tell_a_missing_field_from_an_empty_one() -> None:
     first, second = input_fingerprints(table(rows)).to_pylist()
     assert first != second
     assert input_fingerprints(table(rows)).to_pylist() == [first, second]
+
+
+def test_fingerprints_in_a_given_connection_equal_a_fresh_one_and_leave_it_open() -> None:
+    from lakehook.resolve.matching import matcher_connection
+
+    records = _prepare_records(table(_rows()))
+    db = matcher_connection(threads=1)
+    try:
+        shared = input_fingerprints(records, db)
+        assert shared.to_pylist() == input_fingerprints(records).to_pylist()
+        # the connection stays usable, with nothing of the call left registered
+        names = {row[0] for row in db.sql("SELECT name FROM (SHOW TABLES)").fetchall()}
+        assert "fields_arrow" not in names
+        assert db.sql("SELECT 1").fetchone() == (1,)
+    finally:
+        db.close()

@@ -397,6 +397,26 @@ def _value_counts(
     return np.asarray(pc.fill_null(counts, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
+def matcher_connection(
+    memory_limit: str = "2GB", threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB connection as :class:`Matcher` opens one by default.
+
+    Args:
+        memory_limit: DuckDB's memory cap; beyond it DuckDB spills to a temp folder.
+        threads: DuckDB threads (default: one per core).
+    """
+    return duckdb.connect(
+        config={
+            # spill rather than grow: a million records must fit next to the lake's work
+            "memory_limit": memory_limit,
+            "temp_directory": str(Path(tempfile.gettempdir()) / "lakehook-resolve-spill"),
+            "preserve_insertion_order": False,
+            **({"threads": threads} if threads else {}),
+        }
+    )
+
+
 class Matcher:
     """Blocking and scoring over one set of normalised records held in DuckDB.
 
@@ -433,15 +453,7 @@ class Matcher:
         statistics: PopulationStatistics | None = None,
         threads: int | None = None,
     ) -> None:
-        self.db = connection or duckdb.connect(
-            config={
-                # spill rather than grow: a million records must fit next to the lake's work
-                "memory_limit": memory_limit,
-                "temp_directory": str(Path(tempfile.gettempdir()) / "lakehook-resolve-spill"),
-                "preserve_insertion_order": False,
-                **({"threads": threads} if threads else {}),
-            }
-        )
+        self.db = connection or matcher_connection(memory_limit, threads)
         self.n = records.num_rows if calibration is None else calibration.records
         self.match_threshold = match_threshold
         self.phone_only_probability = 0.1
@@ -655,9 +667,14 @@ class Matcher:
             self.db.execute(f"CREATE OR REPLACE TEMP TABLE bkeys AS SELECT rid, {keys} FROM recs")
             self._block_keys = True
         self.db.register("focus_arrow", pa.table({"rid": focus}))
+        # the focus records' keys once (nine scans of the few, not nine joins of all)
+        self.db.execute(
+            "CREATE OR REPLACE TEMP TABLE fkeys AS SELECT * FROM bkeys SEMI JOIN focus_arrow "
+            "USING (rid)"
+        )
         holders = " UNION ALL ".join(
             f"SELECT rid, '{kind}' AS kind, k{i} AS k, {cap} AS cap FROM bkeys WHERE k{i} IN "
-            f"(SELECT k{i} FROM bkeys SEMI JOIN focus_arrow USING (rid) WHERE k{i} IS NOT NULL)"
+            f"(SELECT k{i} FROM fkeys WHERE k{i} IS NOT NULL)"
             for i, (kind, _, cap) in enumerate(BLOCKING_KEYS)
         )
         self.db.execute(
@@ -676,7 +693,7 @@ class Matcher:
                      SELECT DISTINCT least(f.rid, o.rid) AS l, greatest(f.rid, o.rid) AS r
                      FROM f JOIN fkept o ON f.kind = o.kind AND f.k = o.k AND f.rid <> o.rid"""
         pairs = self.db.sql(sql).to_arrow_table()
-        self.db.execute("DROP TABLE IF EXISTS fkept")
+        self.db.execute("DROP TABLE IF EXISTS fkept; DROP TABLE IF EXISTS fkeys")
         self.db.unregister("focus_arrow")
         return pairs
 
