@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     log_backend: Literal["sqlite", "kafka"] = "sqlite"
     log_retention_hours: float = Field(168.0, gt=0)
     log_group_commit_max_batch: int = Field(1000, ge=1)
+    log_writer: Literal["process", "thread"] = Field(
+        "thread",
+        description="Who writes the SQLite event log: a writer process (the service's event "
+        "loop only ships batches to it) or this process (thread).",
+    )
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_prefix: str = "lakehook."
     kafka_partitions: int = Field(3, ge=1, description="Partitions of each provider topic.")

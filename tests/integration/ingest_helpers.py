@@ -38,6 +38,8 @@ class IngestServer:
     home: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    #: ``LAKEHOOK_LOG_WRITER`` of the server (``None``: the default)
+    log_writer: str | None = None
 
     @property
     def url(self) -> str:
@@ -47,6 +49,8 @@ class IngestServer:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOOK_")}
         env.update({f"LAKEHOOK_{k.upper()}": v for k, v in TEST_SECRETS.items()})
+        if self.log_writer is not None:
+            env["LAKEHOOK_LOG_WRITER"] = self.log_writer
         self.process = subprocess.Popen(
             [
                 sys.executable,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.integration.ingest_helpers import Delivery, IngestServer, deliveries
@@ -71,7 +73,43 @@ def test_concurrent_signed_deliveries_from_all_providers(server: IngestServer) -
     assert set(counts.values()) == {1}
 
 
-def test_kill_9_mid_load_loses_no_acknowledged_event(server: IngestServer) -> None:
+def _writer_processes(server: IngestServer) -> list[psutil.Process]:
+    """The server's event-log writer processes (none with LAKEHOOK_LOG_WRITER=thread)."""
+    assert server.process is not None
+    return [
+        child
+        for child in psutil.Process(server.process.pid).children(recursive=True)
+        if "lakehook.log.sqlite_process" in child.cmdline()
+    ]
+
+
+def _gone(process: psutil.Process, within: float) -> bool:
+    """Whether ``process`` has exited (a zombie not yet reaped counts) within ``within`` s."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("log_writer", ["process", "thread"])
+def test_kill_9_mid_load_loses_no_acknowledged_event(
+    tmp_path: Path, log_writer: str | None
+) -> None:
+    server = IngestServer(tmp_path / "home", log_writer=log_writer).start()
+    try:
+        _kill_9_mid_load(server, log_writer)
+    finally:
+        server.kill()
+
+
+def _kill_9_mid_load(server: IngestServer, log_writer: str) -> None:
+    writers = _writer_processes(server)
+    assert len(writers) == (0 if log_writer == "thread" else 1)
     batch = deliveries(600, seed="crash")
     enough_acks = threading.Event()
 
@@ -86,6 +124,8 @@ def test_kill_9_mid_load_loses_no_acknowledged_event(server: IngestServer) -> No
     assert server.process is not None and server.process.returncode == -9
     acked = [d for d in batch if d.acked]
     assert 60 <= len(acked) < len(batch), "the kill must land in the middle of the load"
+    for writer in writers:  # no orphan: the writer process ends with the server
+        assert _gone(writer, 5), "the event log writer outlived the killed server"
 
     server.start()  # same home: the log and its dedupe window survive
     counts = server.stored_counts()
@@ -102,6 +142,45 @@ def test_kill_9_mid_load_loses_no_acknowledged_event(server: IngestServer) -> No
     counts = server.stored_counts()
     assert set(counts) == {key for d in batch for key in d.keys}
     assert set(counts.values()) == {1}
+
+
+@pytest.fixture
+def process_writer_server(tmp_path: Path) -> Iterator[IngestServer]:
+    srv = IngestServer(tmp_path / "home", log_writer="process").start()
+    yield srv
+    srv.kill()
+
+
+def test_a_killed_writer_process_makes_the_server_answer_503_and_not_ready(
+    process_writer_server: IngestServer,
+) -> None:
+    """kill -9 of the writer alone: webhooks get 503 (retry later) without hanging,
+    /readyz says not ready, and what was acknowledged before is stored once."""
+    server = process_writer_server
+    (writer,) = _writer_processes(server)
+    batch = deliveries(30, seed="writer-dies")
+    asyncio.run(send_all(server.url, batch[:15], concurrency=4))
+    assert all(d.acked for d in batch[:15])
+    writer.kill()
+    assert _gone(writer, 5)
+    asyncio.run(send_all(server.url, batch[15:], concurrency=4))  # 10 s client timeout
+    assert not any(d.acked for d in batch[15:])
+    first = batch[15]
+    response = httpx.post(
+        f"{server.url}/webhooks/{first.provider}",
+        content=first.body,
+        headers=first.headers(server.url),
+        timeout=10,
+    )
+    assert response.status_code == 503
+    assert response.json()["error"] == "log_unavailable"
+    assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 503
+    assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    server.kill()
+    counts = server.stored_counts()
+    for d in batch[:15]:
+        for key in d.keys:
+            assert counts[key] == 1
 
 
 def test_serve_refuses_to_start_without_a_secret(tmp_path: Path) -> None:

@@ -16,8 +16,14 @@ from lakehook.log import open_event_log
 from lakehook.log import sqlite as sqlite_log
 from lakehook.log.base import EventLog
 from lakehook.log.sqlite import SqliteEventLog
+from lakehook.log.sqlite_process import ProcessSqliteEventLog
 from lakehook.settings import Settings
 from tests.log.suite import EventLogFactory, EventLogSuite, envelope
+
+#: both writers of the SQLite log: in this process (thread) and a writer process
+WRITERS = pytest.mark.parametrize(
+    "log_class", [SqliteEventLog, ProcessSqliteEventLog], ids=["thread", "process"]
+)
 
 
 class TestSqliteEventLog(EventLogSuite):
@@ -27,6 +33,19 @@ class TestSqliteEventLog(EventLogSuite):
     def event_log_factory(self, tmp_path: Path) -> EventLogFactory:
         def open_log(**kwargs: Any) -> EventLog:
             return SqliteEventLog(tmp_path / "log" / "events.db", **kwargs)
+
+        return open_log
+
+
+class TestProcessSqliteEventLog(EventLogSuite):
+    """The same suite with the writes in a writer process (``LAKEHOOK_LOG_WRITER=process``)."""
+
+    __test__ = True
+
+    @pytest.fixture
+    def event_log_factory(self, tmp_path: Path) -> EventLogFactory:
+        def open_log(**kwargs: Any) -> EventLog:
+            return ProcessSqliteEventLog(tmp_path / "log" / "events.db", **kwargs)
 
         return open_log
 
@@ -54,29 +73,44 @@ def test_an_acknowledged_append_is_visible_to_a_fresh_connection(tmp_path: Path)
         log.close()
 
 
-def test_open_event_log_uses_the_settings(settings: Settings) -> None:
+@pytest.mark.parametrize(
+    ("writer", "log_class"),
+    [(None, SqliteEventLog), ("process", ProcessSqliteEventLog), ("thread", SqliteEventLog)],
+)
+def test_open_event_log_uses_the_settings(
+    settings: Settings, writer: str | None, log_class: type[EventLog]
+) -> None:
+    if writer is not None:
+        settings = settings.model_copy(update={"log_writer": writer})
     log = open_event_log(settings)
     try:
-        assert isinstance(log, SqliteEventLog)
+        assert type(log) is log_class
+        assert isinstance(log, ProcessSqliteEventLog | SqliteEventLog)
         assert log.path == settings.log_dir / "events.db"
         assert log.dedupe_window_us == 72 * 3600 * 1_000_000
     finally:
         log.close()
 
 
-def test_append_after_close_is_refused(tmp_path: Path) -> None:
-    log = SqliteEventLog(tmp_path / "events.db")
+@WRITERS
+def test_append_after_close_is_refused(
+    tmp_path: Path, log_class: type[SqliteEventLog | ProcessSqliteEventLog]
+) -> None:
+    log = log_class(tmp_path / "events.db")
     log.close()
     with pytest.raises(RuntimeError):
         log.append_sync([envelope(Provider.STRIPE)])
 
 
-def test_sync_and_async_writers_share_one_sequence(tmp_path: Path) -> None:
+@WRITERS
+def test_sync_and_async_writers_share_one_sequence(
+    tmp_path: Path, log_class: type[SqliteEventLog | ProcessSqliteEventLog]
+) -> None:
     """The writer thread (sync callers) and a loop's flush never interleave transactions."""
     import asyncio
     import threading
 
-    log = SqliteEventLog(tmp_path / "events.db")
+    log = log_class(tmp_path / "events.db")
     try:
         outcomes = []
 
@@ -100,10 +134,13 @@ def test_sync_and_async_writers_share_one_sequence(tmp_path: Path) -> None:
         log.close()
 
 
-def test_a_cancelled_waiter_does_not_undo_the_shared_commit(tmp_path: Path) -> None:
+@WRITERS
+def test_a_cancelled_waiter_does_not_undo_the_shared_commit(
+    tmp_path: Path, log_class: type[SqliteEventLog | ProcessSqliteEventLog]
+) -> None:
     import asyncio
 
-    log = SqliteEventLog(tmp_path / "events.db")
+    log = log_class(tmp_path / "events.db")
     try:
 
         async def scenario() -> list[bool]:
@@ -176,13 +213,14 @@ def test_appends_under_steady_load_share_one_commit(
     assert [o.duplicate for o in outcomes] == [False, False]
 
 
+@WRITERS
 @pytest.mark.parametrize("new", [0, 1, 7, 9, 300])
 def test_dedupe_lookup_of_any_batch_size_finds_exactly_the_seen_events(
-    tmp_path: Path, new: int
+    tmp_path: Path, new: int, log_class: type[SqliteEventLog | ProcessSqliteEventLog]
 ) -> None:
     """The lookup is padded to fixed widths and split into chunks: neither may find an event
     that was not seen, nor miss one that was (300 ids: two chunks, the second padded)."""
-    log = SqliteEventLog(tmp_path / "events.db")
+    log = log_class(tmp_path / "events.db")
     try:
         seen = [envelope(Provider.STRIPE) for _ in range(260)]
         log.append_sync(seen)
@@ -197,7 +235,10 @@ def test_dedupe_lookup_of_any_batch_size_finds_exactly_the_seen_events(
         log.close()
 
 
-def test_a_mixed_batch_gets_exact_outcomes_and_rows(tmp_path: Path) -> None:
+@WRITERS
+def test_a_mixed_batch_gets_exact_outcomes_and_rows(
+    tmp_path: Path, log_class: type[SqliteEventLog | ProcessSqliteEventLog]
+) -> None:
     """One append that switches provider, headers and receive time from one envelope to the
     next (the writer converts each once per run of equal values) and repeats an id of its
     own: every outcome is equal to, and hashes like, the AppendOutcome built by its own
@@ -214,7 +255,7 @@ def test_a_mixed_batch_gets_exact_outcomes_and_rows(tmp_path: Path) -> None:
         ),
         envelope(Provider.HUBSPOT),
     ]
-    log = SqliteEventLog(tmp_path / "events.db")
+    log = log_class(tmp_path / "events.db")
     try:
         outs = log.append_sync([*envs, envs[2]])
         offsets = {"stripe": [0, 1], "shopify": [0], "hubspot": [0, 1, 2, 3]}

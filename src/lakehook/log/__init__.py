@@ -23,6 +23,14 @@ def open_event_log(settings: Settings) -> EventLog:
     if settings.log_backend == "sqlite":
         from lakehook.log.sqlite import SqliteEventLog
 
+        if settings.log_writer == "process":
+            from lakehook.log.sqlite_process import ProcessSqliteEventLog
+
+            return ProcessSqliteEventLog(
+                settings.log_dir / "events.db",
+                dedupe_window_seconds=window,
+                max_batch=settings.log_group_commit_max_batch,
+            )
         return SqliteEventLog(
             settings.log_dir / "events.db",
             dedupe_window_seconds=window,

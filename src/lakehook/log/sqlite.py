@@ -303,8 +303,15 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class SqliteEventLog(EventLog):
-    """Event log in one SQLite database file (WAL, group commit)."""
+class _SqliteLogBase(EventLog):
+    """What every writer of the SQLite log shares: the callers' side of the group commit
+    (a queue per event loop, a writer thread for sync callers) and every reader.
+
+    A subclass writes a batch of jobs: :meth:`_write` for the sync writer thread,
+    :meth:`_write_on_loop` for a loop's flush. :class:`SqliteEventLog` writes in this
+    process; :class:`lakehook.log.sqlite_process.ProcessSqliteEventLog` ships the batch to
+    a writer process that runs :class:`SqliteEventLog`'s own write code.
+    """
 
     backend = "sqlite"
 
@@ -313,53 +320,38 @@ class SqliteEventLog(EventLog):
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.dedupe_window_seconds = dedupe_window_seconds
         self.dedupe_window_us = int(dedupe_window_seconds * 1_000_000)
         self.max_batch = max_batch
-        self._writer_conn = _connect(self.path)
-        _create_or_migrate(self._writer_conn)
-        self._writer_conn.execute("PRAGMA temp_store=MEMORY")
-        self._writer_conn.execute(_FROZEN_DDL)
         self._reader_local = threading.local()
-        #: held for a whole write transaction, by the writer thread or a loop's flush
-        self._write_lock = threading.Lock()
         self._loop_queues: dict[asyncio.AbstractEventLoop, _LoopQueue] = {}
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._committer = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="eventlog-commit"
-        )
-        self._last_purge = 0.0
         self._last_loop_commit = 0.0  # when a loop's flush last committed (monotonic)
         self._closed = False
-        #: the dedupe tail: stream → event_id → (offset, appended_at_us) of the events above
-        #: ``indexed_through``, which are in the events tables but not yet in ``dedupe``
-        self._tail: dict[str, dict[str, tuple[int, int]]] = {s: {} for s in STREAMS}
-        self._tail_events = 0
-        #: the part of the tail being indexed (frozen at ``_plan_target``), and the steps left
-        self._frozen: dict[str, dict[str, tuple[int, int]]] = {s: {} for s in STREAMS}
-        self._plan: list[list[tuple[str, str, str | None]]] = []
-        self._plan_target: dict[str, int] = {}
-        #: whether ``temp.dedupe_frozen`` holds the plan's keys (copied by its first step)
-        self._frozen_copied = False
-        #: what the open write transaction adds to the tail, once it has committed
-        self._staged: dict[str, dict[str, tuple[int, int]]] = {}
-        self._staged_heads: dict[str, int] = {}
-        self._purge_cutoff_us: int | None = None
-        # Index whatever a previous process left unindexed (a crash, a kill -9): the tail
-        # then starts empty, and the heads are where this process starts watching.
-        self._writer_conn.execute("BEGIN IMMEDIATE")
-        try:
-            _index_tail(self._writer_conn)
-            self._known_heads = _read_heads(self._writer_conn)
-            self._writer_conn.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            self._writer_conn.close()
-            raise
-        self._last_index = time.monotonic()
         self._thread = threading.Thread(
             target=self._writer_loop, name="eventlog-writer", daemon=True
         )
-        self._thread.start()
+
+    def _write(self, jobs: list[_Job]) -> list[list[AppendOutcome]]:
+        """One whole transaction, committed: the outcomes of every job (sync writer thread)."""
+        raise NotImplementedError
+
+    async def _write_on_loop(self, jobs: list[_Job]) -> None:
+        """Write one batch of a loop's queue and settle every job's future."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _settle(jobs: list[_Job], outcome: list[list[AppendOutcome]] | BaseException) -> None:
+        """Hand every job its outcome (or the error), skipping waiters that went away."""
+        for i, job in enumerate(jobs):
+            if job.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome[i])
+        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+            raise outcome
 
     # --- writing -----------------------------------------------------------------------
 
@@ -419,53 +411,6 @@ class SqliteEventLog(EventLog):
             if not waiting.jobs:
                 self._loop_queues.pop(loop, None)
 
-    async def _write_on_loop(self, jobs: list[_Job]) -> None:
-        while not self._write_lock.acquire(blocking=False):
-            # the writer thread (a sync caller) is mid-transaction, which is short: poll
-            # without blocking the loop (no helper thread that could take the lock for a
-            # flush that was cancelled meanwhile)
-            await asyncio.sleep(_LOCK_POLL_S)
-        try:
-            outcome: list[list[AppendOutcome]] | BaseException
-            try:
-                if self._closed:
-                    raise RuntimeError("event log is closed")
-                results = self._write_uncommitted(jobs)
-            except BaseException as exc:
-                self._rollback()
-                outcome = exc
-            else:
-                # the fsync runs off the loop, which meanwhile serves and queues the next batch
-                outcome = await self._commit_off_loop(results)
-                self._last_loop_commit = time.monotonic()
-        finally:
-            self._write_lock.release()
-        for i, job in enumerate(jobs):
-            if job.future.done():
-                continue
-            if isinstance(outcome, BaseException):
-                job.future.set_exception(outcome)
-            else:
-                job.future.set_result(outcome[i])
-        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-            raise outcome
-
-    async def _commit_off_loop(
-        self, results: list[list[AppendOutcome]]
-    ) -> list[list[AppendOutcome]] | BaseException:
-        committing = self._committer.submit(self._commit)
-        try:
-            await asyncio.wait([asyncio.wrap_future(committing)])
-        except asyncio.CancelledError:
-            # the loop is going away mid-fsync: the commit still finishes before the
-            # connection is touched again, and the waiters hear how it ended
-            concurrent.futures.wait([committing])
-        error = committing.exception()
-        if error is not None:
-            self._rollback()
-            return error
-        return results
-
     # --- sync path: the writer thread --------------------------------------------------
 
     def _writer_loop(self) -> None:
@@ -494,6 +439,251 @@ class SqliteEventLog(EventLog):
                 continue
             for j, res in zip(jobs, results, strict=True):
                 j.future.set_result(res)
+
+    # --- reading -----------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._reader_local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            self._reader_local.conn = conn
+        return conn
+
+    def partitions(self, stream: str) -> list[int]:
+        return [_PARTITION]
+
+    def read(
+        self, stream: str, partition: int, start_offset: int, max_records: int
+    ) -> list[LogRecord]:
+        if partition != _PARTITION or stream not in _SELECT_EVENTS:
+            return []
+        rows = (
+            self._reader().execute(_SELECT_EVENTS[stream], (start_offset, max_records)).fetchall()
+        )
+        provider = Provider(stream)
+        return [
+            LogRecord(
+                stream=stream,
+                partition=_PARTITION,
+                offset=r[0],
+                envelope=Envelope(
+                    raw_id=r[1],
+                    event_id=r[2],
+                    provider=provider,
+                    topic=r[3],
+                    object_id=r[4],
+                    source_account=r[5],
+                    occurred_at=from_micros(r[6]) if r[6] is not None else None,
+                    received_at=from_micros(r[7]),
+                    api_version=r[9],
+                    headers=orjson.loads(r[10]),
+                    payload=bytes(r[11]),
+                    quarantine_reason=r[12],
+                ),
+                appended_at=from_micros(r[8]),
+            )
+            for r in rows
+        ]
+
+    def read_arrow(
+        self, stream: str, partition: int, start_offset: int, max_records: int
+    ) -> pa.Table:
+        """Records as Arrow columns straight from the rows: no envelope objects, no datetimes.
+
+        Instants stay the stored integer microseconds and headers the stored JSON text (the
+        exact text raw's ``_headers`` holds), so the only per-row Python work left is the
+        sqlite3 module building the row tuples.
+        """
+        import pyarrow as pa
+
+        schema = log_arrow_schema()
+        if partition != _PARTITION or stream not in _SELECT_EVENTS:
+            return schema.empty_table()
+        rows = (
+            self._reader().execute(_SELECT_EVENTS[stream], (start_offset, max_records)).fetchall()
+        )
+        if not rows:
+            return schema.empty_table()
+        columns = zip(*rows, strict=True)  # row tuples → column tuples, in C
+        fields = list(schema)[1:]  # every field but the partition, in the SELECT's order
+        arrays = [pa.array([_PARTITION] * len(rows), pa.int32())]
+        arrays.extend(pa.array(values, f.type) for values, f in zip(columns, fields, strict=True))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def head_offsets(self) -> dict[StreamPartition, int]:
+        heads = dict(self._reader().execute("SELECT stream, next_offset FROM heads").fetchall())
+        return {(s, _PARTITION): int(heads.get(s, 0)) for s in STREAMS}
+
+    def prune(self, committed: Mapping[StreamPartition, int], older_than: datetime) -> int:
+        """Delete committed, old events in short transactions of ``_PRUNE_CHUNK`` offsets.
+
+        Short transactions keep the write lock free most of the time, so a large prune never
+        stalls the ingestion service's group commits for long. Events of the dedupe tail
+        (not yet in ``dedupe``) are kept whatever the lake committed: their rows are the
+        only durable record of their delivery ids.
+        """
+        if not committed:
+            return 0
+        cutoff = to_micros(older_than)
+        conn = _connect(self.path)
+        try:
+            # the tail's rows are the only durable record of its delivery ids: index them
+            # first (indexed_through only grows, so the value read next stays a safe bound)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _index_tail(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            indexed = dict(conn.execute("SELECT stream, indexed_through FROM dedupe_indexed"))
+            deleted = 0
+            for (stream, partition), committed_end in committed.items():
+                table = _EVENTS_TABLE.get(stream)
+                if partition != _PARTITION or table is None:
+                    continue
+                end = min(committed_end, indexed.get(stream, 0))
+                (start,) = conn.execute(f"SELECT min(offset) FROM {table}").fetchone()
+                if start is None:
+                    continue
+                for low in range(start, end, _PRUNE_CHUNK):
+                    high = min(low + _PRUNE_CHUNK, end)
+                    conn.execute("BEGIN IMMEDIATE")
+                    cur = conn.execute(
+                        f"DELETE FROM {table} WHERE offset >= ? AND offset < ? "
+                        "AND received_at_us < ?",
+                        (low, high, cutoff),
+                    )
+                    conn.execute("COMMIT")
+                    deleted += cur.rowcount
+            return deleted
+        finally:
+            conn.close()
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT provider, reason, received_at_us, headers, body FROM dead_letters "
+                "ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return [
+            DeadLetter(Provider(r[0]), r[1], from_micros(r[2]), orjson.loads(r[3]), bytes(r[4]))
+            for r in rows
+        ]
+
+    def stats(self) -> LogStats:
+        conn = self._reader()
+        retained = sum(
+            conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in _EVENTS_TABLE.values()
+        )
+        letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+        size = sum(
+            p.stat().st_size
+            for p in (self.path, self.path.with_name(self.path.name + "-wal"))
+            if p.exists()
+        )
+        return LogStats(self.head_offsets(), int(retained), int(letters), size)
+
+    def is_writable(self) -> bool:
+        if self._closed or not self._thread.is_alive():
+            return False
+        try:
+            conn = self._reader()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            return False
+        return True
+
+
+class SqliteEventLog(_SqliteLogBase):
+    """Event log in one SQLite database file (WAL, group commit), written in this process."""
+
+    def __init__(
+        self, path: Path, *, dedupe_window_seconds: float = 72 * 3600.0, max_batch: int = 1000
+    ) -> None:
+        super().__init__(path, dedupe_window_seconds=dedupe_window_seconds, max_batch=max_batch)
+        self._writer_conn = _connect(self.path)
+        _create_or_migrate(self._writer_conn)
+        self._writer_conn.execute("PRAGMA temp_store=MEMORY")
+        self._writer_conn.execute(_FROZEN_DDL)
+        #: held for a whole write transaction, by the writer thread or a loop's flush
+        self._write_lock = threading.Lock()
+        self._committer = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="eventlog-commit"
+        )
+        self._last_purge = 0.0
+        #: the dedupe tail: stream → event_id → (offset, appended_at_us) of the events above
+        #: ``indexed_through``, which are in the events tables but not yet in ``dedupe``
+        self._tail: dict[str, dict[str, tuple[int, int]]] = {s: {} for s in STREAMS}
+        self._tail_events = 0
+        #: the part of the tail being indexed (frozen at ``_plan_target``), and the steps left
+        self._frozen: dict[str, dict[str, tuple[int, int]]] = {s: {} for s in STREAMS}
+        self._plan: list[list[tuple[str, str, str | None]]] = []
+        self._plan_target: dict[str, int] = {}
+        #: whether ``temp.dedupe_frozen`` holds the plan's keys (copied by its first step)
+        self._frozen_copied = False
+        #: what the open write transaction adds to the tail, once it has committed
+        self._staged: dict[str, dict[str, tuple[int, int]]] = {}
+        self._staged_heads: dict[str, int] = {}
+        self._purge_cutoff_us: int | None = None
+        # Index whatever a previous process left unindexed (a crash, a kill -9): the tail
+        # then starts empty, and the heads are where this process starts watching.
+        self._writer_conn.execute("BEGIN IMMEDIATE")
+        try:
+            _index_tail(self._writer_conn)
+            self._known_heads = _read_heads(self._writer_conn)
+            self._writer_conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            self._writer_conn.close()
+            raise
+        self._last_index = time.monotonic()
+        self._thread.start()
+
+    async def _write_on_loop(self, jobs: list[_Job]) -> None:
+        while not self._write_lock.acquire(blocking=False):
+            # the writer thread (a sync caller) is mid-transaction, which is short: poll
+            # without blocking the loop (no helper thread that could take the lock for a
+            # flush that was cancelled meanwhile)
+            await asyncio.sleep(_LOCK_POLL_S)
+        try:
+            outcome: list[list[AppendOutcome]] | BaseException
+            try:
+                if self._closed:
+                    raise RuntimeError("event log is closed")
+                results = self._write_uncommitted(jobs)
+            except BaseException as exc:
+                self._rollback()
+                outcome = exc
+            else:
+                # the fsync runs off the loop, which meanwhile serves and queues the next batch
+                outcome = await self._commit_off_loop(results)
+                self._last_loop_commit = time.monotonic()
+        finally:
+            self._write_lock.release()
+        self._settle(jobs, outcome)
+
+    async def _commit_off_loop(
+        self, results: list[list[AppendOutcome]]
+    ) -> list[list[AppendOutcome]] | BaseException:
+        committing = self._committer.submit(self._commit)
+        try:
+            await asyncio.wait([asyncio.wrap_future(committing)])
+        except asyncio.CancelledError:
+            # the loop is going away mid-fsync: the commit still finishes before the
+            # connection is touched again, and the waiters hear how it ended
+            concurrent.futures.wait([committing])
+        error = committing.exception()
+        if error is not None:
+            self._rollback()
+            return error
+        return results
 
     def _write(self, jobs: list[_Job]) -> list[list[AppendOutcome]]:
         """One whole transaction, committed (used by the writer thread)."""
@@ -759,166 +949,6 @@ class SqliteEventLog(EventLog):
                 letter.body,
             ),
         )
-
-    # --- reading -----------------------------------------------------------------------
-
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._reader_local, "conn", None)
-        if conn is None:
-            conn = _connect(self.path)
-            self._reader_local.conn = conn
-        return conn
-
-    def partitions(self, stream: str) -> list[int]:
-        return [_PARTITION]
-
-    def read(
-        self, stream: str, partition: int, start_offset: int, max_records: int
-    ) -> list[LogRecord]:
-        if partition != _PARTITION or stream not in _SELECT_EVENTS:
-            return []
-        rows = (
-            self._reader().execute(_SELECT_EVENTS[stream], (start_offset, max_records)).fetchall()
-        )
-        provider = Provider(stream)
-        return [
-            LogRecord(
-                stream=stream,
-                partition=_PARTITION,
-                offset=r[0],
-                envelope=Envelope(
-                    raw_id=r[1],
-                    event_id=r[2],
-                    provider=provider,
-                    topic=r[3],
-                    object_id=r[4],
-                    source_account=r[5],
-                    occurred_at=from_micros(r[6]) if r[6] is not None else None,
-                    received_at=from_micros(r[7]),
-                    api_version=r[9],
-                    headers=orjson.loads(r[10]),
-                    payload=bytes(r[11]),
-                    quarantine_reason=r[12],
-                ),
-                appended_at=from_micros(r[8]),
-            )
-            for r in rows
-        ]
-
-    def read_arrow(
-        self, stream: str, partition: int, start_offset: int, max_records: int
-    ) -> pa.Table:
-        """Records as Arrow columns straight from the rows: no envelope objects, no datetimes.
-
-        Instants stay the stored integer microseconds and headers the stored JSON text (the
-        exact text raw's ``_headers`` holds), so the only per-row Python work left is the
-        sqlite3 module building the row tuples.
-        """
-        import pyarrow as pa
-
-        schema = log_arrow_schema()
-        if partition != _PARTITION or stream not in _SELECT_EVENTS:
-            return schema.empty_table()
-        rows = (
-            self._reader().execute(_SELECT_EVENTS[stream], (start_offset, max_records)).fetchall()
-        )
-        if not rows:
-            return schema.empty_table()
-        columns = zip(*rows, strict=True)  # row tuples → column tuples, in C
-        fields = list(schema)[1:]  # every field but the partition, in the SELECT's order
-        arrays = [pa.array([_PARTITION] * len(rows), pa.int32())]
-        arrays.extend(pa.array(values, f.type) for values, f in zip(columns, fields, strict=True))
-        return pa.Table.from_arrays(arrays, schema=schema)
-
-    def head_offsets(self) -> dict[StreamPartition, int]:
-        heads = dict(self._reader().execute("SELECT stream, next_offset FROM heads").fetchall())
-        return {(s, _PARTITION): int(heads.get(s, 0)) for s in STREAMS}
-
-    def prune(self, committed: Mapping[StreamPartition, int], older_than: datetime) -> int:
-        """Delete committed, old events in short transactions of ``_PRUNE_CHUNK`` offsets.
-
-        Short transactions keep the write lock free most of the time, so a large prune never
-        stalls the ingestion service's group commits for long. Events of the dedupe tail
-        (not yet in ``dedupe``) are kept whatever the lake committed: their rows are the
-        only durable record of their delivery ids.
-        """
-        if not committed:
-            return 0
-        cutoff = to_micros(older_than)
-        conn = _connect(self.path)
-        try:
-            # the tail's rows are the only durable record of its delivery ids: index them
-            # first (indexed_through only grows, so the value read next stays a safe bound)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                _index_tail(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            indexed = dict(conn.execute("SELECT stream, indexed_through FROM dedupe_indexed"))
-            deleted = 0
-            for (stream, partition), committed_end in committed.items():
-                table = _EVENTS_TABLE.get(stream)
-                if partition != _PARTITION or table is None:
-                    continue
-                end = min(committed_end, indexed.get(stream, 0))
-                (start,) = conn.execute(f"SELECT min(offset) FROM {table}").fetchone()
-                if start is None:
-                    continue
-                for low in range(start, end, _PRUNE_CHUNK):
-                    high = min(low + _PRUNE_CHUNK, end)
-                    conn.execute("BEGIN IMMEDIATE")
-                    cur = conn.execute(
-                        f"DELETE FROM {table} WHERE offset >= ? AND offset < ? "
-                        "AND received_at_us < ?",
-                        (low, high, cutoff),
-                    )
-                    conn.execute("COMMIT")
-                    deleted += cur.rowcount
-            return deleted
-        finally:
-            conn.close()
-
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        rows = (
-            self._reader()
-            .execute(
-                "SELECT provider, reason, received_at_us, headers, body FROM dead_letters "
-                "ORDER BY id DESC LIMIT ?",
-                (limit,),
-            )
-            .fetchall()
-        )
-        return [
-            DeadLetter(Provider(r[0]), r[1], from_micros(r[2]), orjson.loads(r[3]), bytes(r[4]))
-            for r in rows
-        ]
-
-    def stats(self) -> LogStats:
-        conn = self._reader()
-        retained = sum(
-            conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for table in _EVENTS_TABLE.values()
-        )
-        letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
-        size = sum(
-            p.stat().st_size
-            for p in (self.path, self.path.with_name(self.path.name + "-wal"))
-            if p.exists()
-        )
-        return LogStats(self.head_offsets(), int(retained), int(letters), size)
-
-    def is_writable(self) -> bool:
-        if self._closed or not self._thread.is_alive():
-            return False
-        try:
-            conn = self._reader()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            return False
-        return True
 
     def close(self) -> None:
         """Finish queued writes and release the file. Call it off the event loop's thread
