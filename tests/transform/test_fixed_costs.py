@@ -223,10 +223,13 @@ def test_rows_of_one_partition_are_written_whole(
         assert list(table.scan(row_filter=other_month).plan_files()) == []
 
 
-def test_rows_of_several_partitions_are_split_as_before(catalog: Catalog) -> None:
+def test_rows_of_several_partitions_are_split_once(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     table = _partitioned_table(catalog, "staging.many_partitions", "month")
     may = APRIL + timedelta(days=30)
     data = _rows(["1", "2", "3", "4"], ["a"] * 4, [APRIL, may, None, APRIL])
+    _no_partition_split(monkeypatch)
 
     _append(table, data)
 
