@@ -38,6 +38,7 @@ RUN_LOGS = frozenset({"semantic.identity_merge_log"})
 RUN_TIME = {
     "semantic.customer_identity_map": frozenset({"first_seen_at", "updated_at"}),
     "marts.pipeline_health": frozenset({"last_loaded_at"}),
+    "staging.stg_raw_loads": frozenset({"loaded_at"}),  # the raw loader's commit times
 }
 
 

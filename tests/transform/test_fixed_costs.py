@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyiceberg.io.pyarrow as pyiceberg_arrow
 import pytest
 from pyiceberg.catalog import Catalog
@@ -21,8 +22,17 @@ from lakehook.settings import Settings
 from lakehook.transform import models, runner
 from lakehook.transform.engine import BatchEngine
 from lakehook.transform.engines import duckdb as duckdb_engine
+from lakehook.transform.engines.duckdb import DuckDBEngine
+from lakehook.transform.identity import placeholder_identity_model
 from lakehook.transform.models import ModelConfig, Project, load_project, python_model
-from tests.transform.lakefixtures import run_batch
+from lakehook.transform.runner import BatchRunner, RunRequest
+from tests.transform.lakefixtures import (
+    DeliveryLoader,
+    RawWriter,
+    run_batch,
+    simulated_deliveries,
+    stripe_event,
+)
 
 _MODEL = """-- target: staging.stg_cost_probe
 -- strategy: overwrite
@@ -275,3 +285,95 @@ def test_a_run_leaves_a_freeze_made_by_its_caller_alone(
         assert len(seen) == 1
     finally:
         gc.unfreeze()
+
+
+# --- pipeline_health counts raw from staging.stg_raw_loads, not by scanning raw ---
+_RAW_TABLES = ("raw.shopify_webhooks", "raw.stripe_events", "raw.hubspot_events")
+
+
+def _raw_figures(catalog: Catalog) -> dict[str, tuple[int, object, object]]:
+    figures: dict[str, tuple[int, object, object]] = {}
+    for name in _RAW_TABLES:
+        rows = catalog.load_table(name).scan().to_arrow()
+        figures[name] = (
+            rows.num_rows,
+            pc.max(rows.column("_loaded_at")).as_py(),
+            pc.max(rows.column("_received_at")).as_py(),
+        )
+    return figures
+
+
+def _health_raw(catalog: Catalog) -> dict[str, tuple[int, object, object]]:
+    rows = catalog.load_table("marts.pipeline_health").scan().to_arrow().to_pylist()
+    return {
+        row["table_name"]: (
+            row["row_count"],
+            row["last_loaded_at"],
+            row["last_event_received_at"],
+        )
+        for row in rows
+        if row["layer"] == "raw"
+    }
+
+
+def _loads(catalog: Catalog) -> list[tuple[object, ...]]:
+    rows = (
+        catalog.load_table("staging.stg_raw_loads").scan().to_arrow().drop_columns(["_loaded_at"])
+    )
+    return sorted(tuple(row.values()) for row in rows.to_pylist())
+
+
+def test_pipeline_health_counts_raw_from_the_loads_staging_keeps(
+    settings: Settings, catalog: Catalog
+) -> None:
+    project = load_project(extra=[placeholder_identity_model()])
+    health = project.by_target()["marts.pipeline_health"]
+    assert not [name for name in health.inputs if name.startswith("raw.")]
+    deliveries = simulated_deliveries(seed=3, people=20, events=240)
+    loader = DeliveryLoader(catalog)
+    loader.load(deliveries[:100])
+    run_batch(settings, catalog, mode="full", project=project)
+    assert _health_raw(catalog) == _raw_figures(catalog)
+
+    for start in (100, 160, 200):  # three more loader commits, an incremental run each
+        loader.load(deliveries[start : start + (60 if start < 200 else 40)])
+        run_batch(settings, catalog, mode="incremental", project=project)
+        assert _health_raw(catalog) == _raw_figures(catalog)
+    incremental = _loads(catalog)
+
+    # a full rebuild of the same lake reads the same loader commits
+    run_batch(settings, catalog, mode="full", project=project)
+    assert _loads(catalog) == incremental
+    assert _health_raw(catalog) == _raw_figures(catalog)
+
+
+def test_a_partial_re_read_of_a_loader_commit_does_not_shrink_its_count(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    events = [
+        stripe_event("charge.succeeded", {"id": f"ch_{i}", "object": "charge"}, 100 + i)
+        for i in range(4)
+    ]
+    # one commit whose rows were received one second apart, across midnight
+    raw.clock = datetime(2026, 3, 1, 23, 59, 57, tzinfo=UTC)
+    raw.write(events)
+    run_batch(settings, catalog, layer="staging", table="stg_raw_loads")
+    before = _loads(catalog)
+    assert [row[2] for row in before] == [4]
+
+    # a range run reads the rows of that commit received on March 2nd only (two of four)
+    day = datetime(2026, 3, 2).date()
+    with DuckDBEngine(settings) as engine:
+        runner = BatchRunner(settings, catalog, engine, load_project())
+        results = runner.run(
+            RunRequest(
+                layer="staging",
+                table="stg_raw_loads",
+                mode="range",
+                start_date=day,
+                end_date=day + timedelta(days=1),
+            )
+        )
+    # it read two rows of the commit, and the count of four stays
+    assert [(r.mode, r.rows_read, r.candidate_rows) for r in results] == [("range", 2, 1)]
+    assert _loads(catalog) == before

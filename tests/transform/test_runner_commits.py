@@ -4,12 +4,16 @@ run writes when a model has nothing new."""
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pyiceberg.catalog import Catalog
 from pyiceberg.table.snapshots import Operation
 
+from lakehook.resources import project_root
 from lakehook.settings import Settings
+from lakehook.transform.models import load_project
 from lakehook.transform.runner import PROP_LOADED_AT_MAX, PROP_WATERMARKS, model_state
 from tests.transform.lakefixtures import RawWriter, read_rows, run_batch, stripe_event
 
@@ -134,20 +138,34 @@ def _micros(moment: datetime) -> int:
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-def test_raw_read_whole_in_an_incremental_run_records_the_newest_raw_row(
-    settings: Settings, catalog: Catalog, raw: RawWriter
-) -> None:
-    raw.write([stripe_event("charge.succeeded", _charge("ch_1", 1000), 100)])
-    run_batch(settings, catalog)
-    raw.write([stripe_event("charge.succeeded", _charge("ch_2", 500), 200)])
-    run_batch(settings, catalog, mode="incremental")
+_RAW_COUNT = """-- target: marts.raw_charge_events
+-- strategy: overwrite
+-- keys: events
+-- description: test model reading raw whole.
 
-    # pipeline_health reads raw whole; the staging models read its delta first
-    health = catalog.load_table("marts.pipeline_health").current_snapshot()
-    assert health is not None and health.summary is not None
-    watermarks = json.loads(health.summary.additional_properties[PROP_WATERMARKS])
+SELECT count(*) AS events FROM raw.stripe_events
+"""
+
+
+def test_raw_read_whole_in_an_incremental_run_records_the_newest_raw_row(
+    settings: Settings, catalog: Catalog, raw: RawWriter, tmp_path: Path
+) -> None:
+    root = tmp_path / "sql"
+    shutil.copytree(project_root() / "sql", root)
+    (root / "05_marts" / "raw_charge_events.sql").write_text(_RAW_COUNT, encoding="utf-8")
+    project = load_project(root)
+    raw.write([stripe_event("charge.succeeded", _charge("ch_1", 1000), 100)])
+    run_batch(settings, catalog, project=project)
+    raw.write([stripe_event("charge.succeeded", _charge("ch_2", 500), 200)])
+    run_batch(settings, catalog, mode="incremental", project=project)
+
+    # the mart reads raw whole; the staging models read its delta first
+    mart = catalog.load_table("marts.raw_charge_events").current_snapshot()
+    assert mart is not None and mart.summary is not None
+    watermarks = json.loads(mart.summary.additional_properties[PROP_WATERMARKS])
     newest = max(row["_loaded_at"] for row in read_rows(catalog, "raw.stripe_events"))
     assert watermarks["raw.stripe_events"] == _micros(newest)
+    assert [row["events"] for row in read_rows(catalog, "marts.raw_charge_events")] == [2]
     rows = {
         row["table_name"]: row["row_count"] for row in read_rows(catalog, "marts.pipeline_health")
     }

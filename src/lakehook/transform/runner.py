@@ -682,9 +682,11 @@ class BatchRunner:
             assert request.start_date is not None and request.end_date is not None
             start = datetime.combine(request.start_date, datetime.min.time())
             end = datetime.combine(request.end_date, datetime.min.time())
+            # the literal must carry the column's zone (a timestamptz refuses a naive one)
+            received_type = str(table.schema().find_field("_received_at").field_type)
             window: BooleanExpression = And(
-                GreaterThanOrEqual(term="_received_at", value=start.isoformat()),
-                LessThan(term="_received_at", value=end.isoformat()),
+                GreaterThanOrEqual(term="_received_at", value=_literal(start, received_type)),
+                LessThan(term="_received_at", value=_literal(end, received_type)),
             )
             return table.scan(row_filter=window, snapshot_id=snapshot_id).to_arrow()
         consumed = state.inputs.get(name)
