@@ -19,6 +19,7 @@ import pytest
 
 from lakehook.resolve.core import Resolution, resolve_identities
 from lakehook.resolve.lake import keep_loaded_at
+from lakehook.settings import Settings
 from tests.resolve.test_resolve import BACKGROUND, T0, rec, table
 
 STAMP = pa.timestamp("us", tz="UTC")
@@ -134,3 +135,40 @@ def test_first_run_marks_nothing_unchanged() -> None:
     assert first.previous_row is not None and (first.previous_row == -1).all()
     loaded = keep_loaded_at(first.identity_map, None, first).column("_loaded_at")
     assert loaded.null_count == first.identity_map.num_rows
+
+
+def test_every_id_the_merge_log_names_counts_as_issued(settings: Settings) -> None:
+    """Ids read from the log's two id columns alone: merged-away and split-from ids stay
+    issued, nulls are no id."""
+    from lakehook.lake.catalog import open_catalog
+    from lakehook.resolve.core import MERGE_LOG_SCHEMA
+    from lakehook.resolve.lake import MERGE_LOG, append_merge_log, previous_state
+
+    catalog = open_catalog(settings)
+    rows = [
+        ("new", "uc_a", None),
+        ("merge", "uc_a", "uc_gone"),
+        ("split", "uc_b", "uc_a"),
+        ("new", "uc_a", None),
+    ]
+    log = pa.Table.from_pylist(
+        [
+            {
+                "run_id": "r1",
+                "logged_at": T0,
+                "action": action,
+                "unified_customer_id": uc,
+                "related_unified_customer_id": related,
+                "record_count": 1,
+                "reason": "test",
+            }
+            for action, uc, related in rows
+        ],
+        schema=MERGE_LOG_SCHEMA,
+    )
+    append_merge_log(catalog, log)
+    assert catalog.load_table(MERGE_LOG).scan().to_arrow().num_rows == 4
+    current = _as_current(resolve_identities(table(BACKGROUND), resolved_at=T0).identity_map)
+    previous, issued = previous_state(catalog, current)
+    assert issued == {"uc_a", "uc_b", "uc_gone"}
+    assert previous is not None and "_loaded_at" not in previous.column_names

@@ -537,7 +537,7 @@ def resolve_identities(
         issued: set[str] = set(issued_ids)
         # every previous id is issued (the found records' ids are among them)
         if previous_map is not None and previous_map.num_rows:
-            issued.update(previous_map.column("unified_customer_id").to_pylist())
+            issued.update(pc.unique(previous_map.column("unified_customer_id")).to_pylist())
         if has_previous:
             # two unchanged records the previous run kept apart bring no new evidence: their
             # pair is not revisited (only a changed record can merge previous clusters), so
