@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     log_retention_hours: float = Field(168.0, gt=0)
     log_group_commit_max_batch: int = Field(1000, ge=1)
     log_writer: Literal["process", "thread"] = Field(
-        "thread",
+        "process",
         description="Who writes the SQLite event log: a writer process (the service's event "
         "loop only ships batches to it) or this process (thread).",
     )

@@ -75,7 +75,7 @@ def test_an_acknowledged_append_is_visible_to_a_fresh_connection(tmp_path: Path)
 
 @pytest.mark.parametrize(
     ("writer", "log_class"),
-    [(None, SqliteEventLog), ("process", ProcessSqliteEventLog), ("thread", SqliteEventLog)],
+    [(None, ProcessSqliteEventLog), ("process", ProcessSqliteEventLog), ("thread", SqliteEventLog)],
 )
 def test_open_event_log_uses_the_settings(
     settings: Settings, writer: str | None, log_class: type[EventLog]

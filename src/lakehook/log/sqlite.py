@@ -14,6 +14,11 @@ Two paths feed the same write connection, serialised by one lock:
 - sync callers (``append_sync``, tools, other threads) go through a writer thread that does
   the same group commit.
 
+That is :class:`SqliteEventLog` (``LAKEHOOK_LOG_WRITER=thread``). The callers' side (the
+queues, the sync writer thread) and every reader are in :class:`_SqliteLogBase`, which
+:class:`lakehook.log.sqlite_process.ProcessSqliteEventLog` shares: it runs this class's
+write code (``_write``) in a writer process and only ships batches from the loop.
+
 Layout: one rowid table per stream (``events_shopify`` …) keyed by ``offset INTEGER PRIMARY
 KEY``, so an append lands at the right edge of its b-tree; ``heads`` (next offset per stream),
 ``dedupe`` ((stream, event_id) → offset, seen time), ``dedupe_indexed`` and ``dead_letters``.

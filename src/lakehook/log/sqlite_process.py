@@ -597,8 +597,10 @@ def serve_writer(
     path: Path, window: float, max_batch: int, loop_fd: int, sync_fd: int, parent: int
 ) -> None:
     """The writer process: open the log, then write every frame that arrives until EOF."""
-    # Ctrl-C reaches the whole process group; the parent drains and closes us
+    # Ctrl-C (and a service manager's SIGTERM) reach the whole process group: the parent
+    # drains and closes us, and we never outlive it (PR_SET_PDEATHSIG, EOF)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     loop_sock = socket.socket(fileno=loop_fd)
     sync_sock = socket.socket(fileno=sync_fd)
     for sock in (loop_sock, sync_sock):
