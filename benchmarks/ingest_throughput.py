@@ -21,7 +21,7 @@ numbers them instead (the figures before 2026-11-26 21:30 UTC were measured that
 Figures are printed as a table and as ratios to the no-op ceiling.
 
     .venv/bin/python benchmarks/ingest_throughput.py [--duration 8] [--connections 128] [--rounds 2]
-        [--ids random|sequential]
+        [--ids random|sequential] [--log-writer process|thread]
 """
 
 from __future__ import annotations
