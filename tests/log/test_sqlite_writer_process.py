@@ -180,3 +180,48 @@ def test_the_writer_dies_with_its_parent(tmp_path: Path, opened_on: str) -> None
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_a_pass_of_appends_is_shipped_in_several_batches_one_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends queued in one pass of the loop do not wait for the pass to end: a batch ships
+    once 32 events wait, the rest follow as replies come back, never two at the writer."""
+    from lakehook.log import sqlite_process
+
+    log = ProcessSqliteEventLog(tmp_path / "events.db")
+    batches: list[int] = []
+    in_flight = 0
+    most_in_flight = 0
+    encode = sqlite_process._encode_jobs
+    finish = ProcessSqliteEventLog._finish
+
+    def counted_encode(jobs: list[sqlite_process._Job]) -> bytes:
+        nonlocal in_flight, most_in_flight
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        batches.append(sum(job.events for job in jobs))
+        return encode(jobs)
+
+    def counted_finish(self: ProcessSqliteEventLog, link: object, outcome: object) -> None:
+        nonlocal in_flight
+        in_flight -= 1
+        finish(self, link, outcome)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_process, "_encode_jobs", counted_encode)
+    monkeypatch.setattr(ProcessSqliteEventLog, "_finish", counted_finish)
+
+    async def one_pass() -> list[int]:
+        # 200 appends queued by one coroutine without yielding: one pass of the loop
+        futures = [log.append([envelope(Provider.STRIPE, f"evt_{i}")]) for i in range(200)]
+        done = await asyncio.gather(*futures)
+        return [outcome.offset for outs in done for outcome in outs]  # type: ignore[misc]
+
+    try:
+        offsets = asyncio.run(one_pass())
+    finally:
+        log.close()
+    assert sorted(offsets) == list(range(200))
+    assert batches[0] == 32  # shipped before the pass ended
+    assert len(batches) >= 2 and sum(batches) == 200
+    assert most_in_flight == 1

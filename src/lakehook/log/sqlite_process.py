@@ -5,14 +5,15 @@ ingest_throughput.py``: the load generator and the machine have room to spare). 
 in-process, that thread also builds every row and runs SQLite's inserts (``sqlite3_step``
 releases the GIL, but the loop thread waits in it all the same), and a writer *thread*
 costs more than it saves (a GIL hand-off per statement). Here the loop thread only ships
-the batch: :class:`ProcessSqliteEventLog` keeps the per-loop group commit of
-:class:`~lakehook.log.sqlite._SqliteLogBase`, and a flush sends its batch to a writer
-process as one length-prefixed frame (pickle of plain tuples) and waits for the reply on
-the loop (a reader callback on the socket), one batch in flight at a time; the next batch
-builds up meanwhile. The writer process runs :class:`~lakehook.log.sqlite.SqliteEventLog`'s
-own write code (dedupe tail, indexing slices, heads, dead letters, purge: ``_write`` =
-``_write_uncommitted`` + ``_commit``, fsync with ``synchronous=FULL``) and replies only
-after the COMMIT, so a 2xx still means durable.
+the batch: :class:`ProcessSqliteEventLog` groups each event loop's appends and sends a batch
+to a writer process as one length-prefixed frame (pickle of plain tuples), then takes the
+reply on the loop (a reader callback on the socket, or an append that looks for it), one
+batch in flight at a time; the next batch builds up meanwhile (``append`` below says when a
+batch ships, and why not from a flush task). The writer process runs
+:class:`~lakehook.log.sqlite.SqliteEventLog`'s own write code (dedupe tail, indexing
+slices, heads, dead letters, purge: ``_write`` = ``_write_uncommitted`` + ``_commit``,
+fsync with ``synchronous=FULL``) and replies only after the COMMIT, so a 2xx still means
+durable.
 
 Two socket pairs join the two processes: one for the event loops' flushes, one for the
 sync writer thread (``append_sync``, ``dead_letter_sync``); the writer process serves
