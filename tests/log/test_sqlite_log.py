@@ -92,6 +92,17 @@ def test_open_event_log_uses_the_settings(
         log.close()
 
 
+def test_readers_open_the_log_without_a_writer_process(settings: Settings) -> None:
+    """The raw loader and ``maintain`` never append: ``writer="thread"`` overrides the
+    default process writer, so they start no idle writer process."""
+    assert settings.log_writer == "process"
+    log = open_event_log(settings, writer="thread")
+    try:
+        assert type(log) is SqliteEventLog
+    finally:
+        log.close()
+
+
 @WRITERS
 def test_append_after_close_is_refused(
     tmp_path: Path, log_class: type[SqliteEventLog | ProcessSqliteEventLog]

@@ -92,7 +92,7 @@ def command(
             from lakehook.log import open_event_log
             from lakehook.stream.offsets import committed_offsets
 
-            event_log = open_event_log(settings)
+            event_log = open_event_log(settings, writer="thread")  # reads and prunes only
             try:
                 cutoff = utcnow() - timedelta(hours=settings.log_retention_hours)
                 pruned = event_log.prune(committed_offsets(catalog), cutoff)

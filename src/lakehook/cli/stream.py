@@ -81,7 +81,7 @@ def command(
             from prometheus_client import start_http_server
 
             start_http_server(metrics_port, addr=settings.host, registry=metrics.registry)
-        event_log = open_event_log(settings)
+        event_log = open_event_log(settings, writer="thread")  # reads and prunes only
         try:
             loader = RawLoader(
                 open_catalog(settings),

@@ -6,7 +6,7 @@ needed when ``LAKEHOOK_LOG_BACKEND=kafka``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from lakehook.errors import MissingExtraError
 from lakehook.log.base import EventLog, LogStats
@@ -17,13 +17,22 @@ if TYPE_CHECKING:
 __all__ = ["EventLog", "LogStats", "MissingExtraError", "open_event_log"]
 
 
-def open_event_log(settings: Settings) -> EventLog:
-    """Open the event log the settings name."""
+def open_event_log(
+    settings: Settings, *, writer: Literal["process", "thread"] | None = None
+) -> EventLog:
+    """Open the event log the settings name.
+
+    Args:
+        settings: Backend, location, dedupe window, group-commit size.
+        writer: Overrides ``settings.log_writer`` (SQLite only). Processes that read or
+            prune but never append (the raw loader, ``maintain``) pass ``"thread"``: a
+            writer process would only be started and left idle.
+    """
     window = settings.dedupe_window_hours * 3600.0
     if settings.log_backend == "sqlite":
         from lakehook.log.sqlite import SqliteEventLog
 
-        if settings.log_writer == "process":
+        if (writer or settings.log_writer) == "process":
             from lakehook.log.sqlite_process import ProcessSqliteEventLog
 
             return ProcessSqliteEventLog(
