@@ -5,6 +5,7 @@ is lost."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -17,9 +18,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lakehook.contracts import Provider
+from lakehook.contracts import Envelope, Provider
 from lakehook.log.sqlite import SqliteEventLog
-from lakehook.log.sqlite_process import EventLogWriterError, ProcessSqliteEventLog
+from lakehook.log.sqlite_process import (
+    EventLogWriterError,
+    ProcessSqliteEventLog,
+    _EnvelopeFields,
+)
 from tests.log.suite import envelope
 
 pytestmark = pytest.mark.timeout(120)
@@ -225,3 +230,9 @@ def test_a_pass_of_appends_is_shipped_in_several_batches_one_in_flight(
     assert batches[0] == 32  # shipped before the pass ended
     assert len(batches) >= 2 and sum(batches) == 200
     assert most_in_flight == 1
+
+
+def test_the_wire_carries_every_envelope_field() -> None:
+    """The writer process rebuilds envelopes from a tuple of the fields the parent read:
+    a field added to Envelope but not to the wire would be silently dropped."""
+    assert _EnvelopeFields._fields == tuple(f.name for f in dataclasses.fields(Envelope))
