@@ -4,7 +4,6 @@ per run, stays right when what it cached changes."""
 from __future__ import annotations
 
 import gc
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -110,33 +109,9 @@ def test_a_bad_model_fails_every_time_it_is_loaded(tmp_path: Path) -> None:
             load_project(tmp_path / "sql", extra=())
 
 
-def test_extension_binaries_skip_the_signature_check_only_once_checked_unchanged(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    binary = tmp_path / "probe.duckdb_extension"
-    binary.write_bytes(b"first build")
-    monkeypatch.setattr(duckdb_engine, "iceberg_extension_binaries", lambda: [binary])
-    monkeypatch.setattr(duckdb_engine, "_VERIFIED_EXTENSIONS", set())
-
-    checked = duckdb_engine._extension_identities()
-    assert not duckdb_engine._extensions_verified(checked)
-    duckdb_engine._remember_verified(checked)
-    assert duckdb_engine._extensions_verified(duckdb_engine._extension_identities())
-
-    # the same path with other contents (a reinstalled package): checked again
-    binary.write_bytes(b"another build, longer")
-    os.utime(binary, ns=(1, 1))
-    assert not duckdb_engine._extensions_verified(duckdb_engine._extension_identities())
-
-    # a missing package is never taken as checked
-    monkeypatch.setattr(duckdb_engine, "iceberg_extension_binaries", lambda: [tmp_path / "gone"])
-    assert not duckdb_engine._extensions_verified(duckdb_engine._extension_identities())
-
-
 def test_a_second_engine_reads_iceberg_in_place_too(settings: Settings) -> None:
     with duckdb_engine.DuckDBEngine(settings) as first:
         assert first._native_iceberg
-    assert duckdb_engine._extensions_verified(duckdb_engine._extension_identities())
     with duckdb_engine.DuckDBEngine(settings) as second:
         assert second._native_iceberg
         functions = second.query(

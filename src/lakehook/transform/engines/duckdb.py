@@ -12,22 +12,20 @@ memory budget, one thread pool); its views live in a catalog of their own (an at
 in-memory database selected with ``USE``), so two sessions can both name an input ``raw.x``.
 
 Loading the Iceberg extension costs ≈ 0.08 s per database, nearly all of it DuckDB checking
-the 50 MB binary's signature. A process checks each binary once: a later engine of the
-same process (``lakehook run --every``, a full then an incremental run) loads the same
-files, unchanged since (same path, device, inode, size and modification time), without
-the check (:func:`_extension_identities`).
+the 50 MB binary's signature. Every engine pays it: skipping the check would mean opening
+the connection with ``allow_unsigned_extensions``, which admits any unsigned binary, not
+only the one checked before (tried in round 7b and taken back).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-import threading
 from typing import TYPE_CHECKING, ClassVar
 
 import duckdb
 
-from lakehook.query.duckdb import iceberg_extension_binaries, load_iceberg_extension
+from lakehook.query.duckdb import load_iceberg_extension
 from lakehook.transform.engine import BatchEngine, EngineCapabilities, ModelError
 
 if TYPE_CHECKING:
@@ -54,44 +52,6 @@ _MIN_PATHS_PER_PARSE = 3
 
 #: numbers the catalogs of sessions (attached in-memory databases), unique per process
 _SESSION_NUMBERS = itertools.count(1)
-
-
-#: (path, device, inode, size, mtime ns) of the extension binaries whose signature DuckDB
-#: checked when this process loaded them
-_VERIFIED_EXTENSIONS: set[tuple[str, int, int, int, int]] = set()
-_VERIFIED_LOCK = threading.Lock()
-
-
-def _extension_identities() -> list[tuple[str, int, int, int, int]] | None:
-    """The identity of each extension binary as it is on disk now; None when missing."""
-    try:
-        binaries = iceberg_extension_binaries()
-    except (ImportError, StopIteration):
-        return None
-    identities = []
-    for binary in binaries:
-        try:
-            stat = binary.stat()
-        except OSError:
-            return None
-        identities.append(
-            (str(binary.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        )
-    return identities
-
-
-def _extensions_verified(identities: list[tuple[str, int, int, int, int]] | None) -> bool:
-    """Whether DuckDB already checked the signature of exactly these binaries here."""
-    if not identities:
-        return False
-    with _VERIFIED_LOCK:
-        return all(identity in _VERIFIED_EXTENSIONS for identity in identities)
-
-
-def _remember_verified(identities: list[tuple[str, int, int, int, int]] | None) -> None:
-    if identities:
-        with _VERIFIED_LOCK:
-            _VERIFIED_EXTENSIONS.update(identities)
 
 
 def _local_path(location: str) -> str | None:
@@ -148,13 +108,7 @@ class DuckDBEngine(BatchEngine):
 
     def __init__(self, settings: Settings, *, threads: int | None = None) -> None:
         super().__init__(settings)
-        extensions = _extension_identities()
-        verified = _extensions_verified(extensions)
-        # binaries whose signature this process checked already load without the check
-        config: dict[str, str | bool | int | float | list[str]] = (
-            {"allow_unsigned_extensions": True} if verified else {}
-        )
-        self._connection = duckdb.connect(":memory:", config=config)
+        self._connection = duckdb.connect(":memory:")
         self._session_catalog: str | None = None
         self._configure_session()
         if threads:
@@ -167,8 +121,6 @@ class DuckDBEngine(BatchEngine):
         self._connection.execute("SET preserve_insertion_order = false")
         self._schemas: set[str] = set()
         self._native_iceberg = load_iceberg_extension(self._connection)
-        if self._native_iceberg and not verified:
-            _remember_verified(extensions)  # DuckDB checked their signatures
         self._views: set[str] = set()
 
     def _configure_session(self) -> None:
