@@ -11,7 +11,7 @@ CREATE TABLE IF NOT EXISTS semantic.customer_identity_map (
   match_score         DOUBLE    NOT NULL COMMENT 'match probability of the edge holding the record in its cluster (1.0 for a singleton)',
   first_seen_at       TIMESTAMP NOT NULL COMMENT 'when entity resolution first saw the record, UTC',
   updated_at          TIMESTAMP NOT NULL COMMENT 'when the id, rule or score of the record last changed, UTC',
-  source_updated_at   TIMESTAMP          COMMENT 'updated_at of the source record when it was last resolved (drives incremental runs)',
+  match_fingerprint   STRING             COMMENT 'hash of the record fields entity resolution reads and of the normaliser version: a record is re-resolved when it differs (drives incremental runs)',
   _loaded_at          TIMESTAMP          COMMENT 'commit time of the run that wrote the row, UTC'
 )
 USING iceberg

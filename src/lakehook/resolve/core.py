@@ -12,7 +12,8 @@ record); a part split off gets a new id. New ids are ``uc_`` + a hash of the fou
 record (earliest created), salted with a counter until the id was never issued before,
 so ids are derivable from the data yet never reused.
 
-Incremental: only new and changed records (``source_updated_at`` differs from the map)
+Incremental: only new and changed records (the *match fingerprint*, a hash of the fields
+resolution reads, differs from the map's; a newer ``updated_at`` alone changes nothing)
 are blocked against all records; the records they match and the previous clusters
 involved are re-clustered with them and everything else keeps its row untouched. With
 the :class:`~lakehook.resolve.state.ResolverState` an earlier run kept, only records whose
@@ -49,6 +50,7 @@ from lakehook.resolve.state import (
     ResolverState,
     key_positions,
     normalize_with_state,
+    record_fingerprints,
 )
 from lakehook.resolve.statistics import measure_statistics, update_statistics
 
@@ -57,11 +59,17 @@ Mode = Literal["incremental", "full"]
 #: a scale-out backend's matching step (:mod:`lakehook.resolve.spark`): called with the
 #: prepared records (rid = row), the changed mask, the previous ids, whether the run is
 #: incremental and the timings to fill; returns the records to re-cluster and the scored
-#: pairs among them (every pair with a rule or a cannot-link; other pairs may be left out)
+#: pairs among them (every pair with a rule or a cannot-link; other pairs may be left
+#: out). The backend hands the records in with their ``match_fingerprint`` column,
+#: computed as :func:`~lakehook.resolve.state.match_fingerprints` computes it.
 PairMatching = Callable[
     [pa.Table, npt.NDArray[np.bool_], npt.NDArray[Any], bool, dict[str, float]],
     tuple[npt.NDArray[np.bool_], ScoredPairs],
 ]
+
+#: the map's column holding each record's match fingerprint
+#: (:func:`~lakehook.resolve.state.match_fingerprints`)
+MATCH_FINGERPRINT = "match_fingerprint"
 
 #: ``match_rule`` of a record that matched nothing (its ``match_score`` is 1.0)
 SINGLETON_RULE = "singleton"
@@ -75,7 +83,7 @@ IDENTITY_MAP_SCHEMA = pa.schema(
         pa.field("match_score", pa.float64(), nullable=False),
         pa.field("first_seen_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("source_updated_at", pa.timestamp("us", tz="UTC")),
+        pa.field("match_fingerprint", pa.string()),
     ]
 )
 
@@ -108,6 +116,8 @@ class ChangeSummary:
     """What a resolution run changes compared with the previous map."""
 
     records: int = 0
+    #: records new or whose match fingerprint changed (the run's reason to resolve)
+    changed_records: int = 0
     affected_records: int = 0
     candidate_pairs: int = 0
     refused_edges: int = 0
@@ -127,13 +137,15 @@ class ChangeSummary:
             f"would change {self.changed_rows} of {self.records} map rows: "
             f"{self.new_ids} new ids ({self.splits} from splits), {self.merged_ids} merged ids, "
             f"{self.moved_records} moved, {self.new_records} new and "
-            f"{self.removed_records} removed records"
+            f"{self.removed_records} removed records; {self.changed_records} records new or "
+            f"with changed match fields, {self.affected_records} re-resolved"
         )
 
     def as_rows(self) -> list[tuple[str, int]]:
         """(what, count) rows for a CLI table."""
         return [
             ("records", self.records),
+            ("records new or with changed match fields", self.changed_records),
             ("records re-resolved", self.affected_records),
             ("candidate pairs scored", self.candidate_pairs),
             ("unified customers", self.clusters),
@@ -165,8 +177,11 @@ class Resolution:
     unchanged: npt.NDArray[np.bool_] | None = None
 
 
-def _prepare_records(records: pa.Table) -> pa.Table:
-    """Contract columns as text/timestamps, one row per source record, in key order."""
+def _prepare_records(records: pa.Table, carried: tuple[str, ...] = ()) -> pa.Table:
+    """Contract columns as text/timestamps, one row per source record, in key order.
+
+    ``carried``: further columns kept as they are (a backend's match fingerprints).
+    """
     columns: dict[str, pa.Array] = {}
     for name in RECORD_COLUMNS:
         if name in ("created_at", "updated_at"):
@@ -181,6 +196,8 @@ def _prepare_records(records: pa.Table) -> pa.Table:
             columns[name] = records.column(name).combine_chunks().cast(pa.string())
         else:
             columns[name] = pa.nulls(records.num_rows, pa.string())
+    for name in carried:
+        columns[name] = records.column(name).combine_chunks()
     table = pa.table(columns)
     # a record without its key cannot be mapped (staging never emits one; be safe)
     keyed = pc.and_(
@@ -241,7 +258,6 @@ def _previous_by_key(
             "match_score": np.full(n, np.nan),
             "first_seen_at": np.full(n, _NO_TIME, dtype=np.int64),
             "updated_at": np.full(n, _NO_TIME, dtype=np.int64),
-            "source_updated_at": np.full(n, _NO_TIME, dtype=np.int64),
             "found": np.zeros(n, dtype=bool),
             "row": np.full(n, -1, dtype=np.int64),
         }
@@ -252,7 +268,7 @@ def _previous_by_key(
         out[name] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
     score = _aligned(previous_map.column("match_score"), row).cast(pa.float64())
     out["match_score"] = np.asarray(pc.fill_null(score, np.nan).to_numpy(), dtype=np.float64)
-    for name in ("first_seen_at", "updated_at", "source_updated_at"):
+    for name in ("first_seen_at", "updated_at"):
         if name in previous_map.column_names:
             out[name] = _micros(_aligned(previous_map.column(name), row))
         else:
@@ -283,10 +299,23 @@ def mint_id(source_system: str, source_id: str, issued: set[str]) -> str:
         salt += 1
 
 
-def _changed_mask(records: pa.Table, prev: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.bool_]:
-    """New records, and records whose ``updated_at`` differs from the map's (null ≠ a time)."""
-    current = _micros(records.column("updated_at"))
-    result: npt.NDArray[np.bool_] = ~prev["found"] | (current != prev["source_updated_at"])
+def _changed_mask(
+    fingerprints: pa.Array, previous_map: pa.Table, prev: dict[str, npt.NDArray[Any]]
+) -> npt.NDArray[np.bool_]:
+    """New records, and records whose match fingerprint differs from the map's (a map row
+    without one, written before the fingerprint, counts as changed).
+
+    Not the ``updated_at``: every Shopify order moves its customer's, and re-resolving a
+    record whose matched fields are as they were brings no new evidence. A full run
+    decides the same from the same map, so both modes give the same map.
+    """
+    if "match_fingerprint" not in previous_map.column_names:
+        return np.ones(len(fingerprints), dtype=bool)
+    stored = _aligned(previous_map.column("match_fingerprint"), prev["row"]).cast(pa.string())
+    same = pc.fill_null(pc.equal(fingerprints, stored), False)
+    result: npt.NDArray[np.bool_] = ~prev["found"] | ~np.asarray(
+        same.to_numpy(zero_copy_only=False), dtype=bool
+    )
     return result
 
 
@@ -453,20 +482,39 @@ def resolve_identities(
     timings: dict[str, float] = {}
     tick = time.perf_counter()
 
-    table = _prepare_records(records)
+    # a scale-out backend fingerprints on its cluster and hands them in with the keys
+    carried = (MATCH_FINGERPRINT,) if match_pairs is not None else ()
+    table = _prepare_records(records, carried)
     n = table.num_rows
     prev = _previous_by_key(table, previous_map)
     prev_ids = prev["unified_customer_id"]
     summary = ChangeSummary(records=n)
     has_previous = previous_map is not None and previous_map.num_rows > 0
     incremental = mode == "incremental" and has_previous
-    changed = _changed_mask(table, prev) if has_previous else np.ones(n, dtype=bool)
 
     matcher: Matcher | None = None
     db: duckdb.DuckDBPyConnection | None = None
     scored: ScoredPairs | None = None
     new_state: ResolverState | None = state
+    input_fingerprints: pa.Array | None = None
     try:
+        if match_pairs is not None:
+            fingerprints = table.column(MATCH_FINGERPRINT).combine_chunks().cast(pa.string())
+        else:
+            # one DuckDB connection fingerprints the records and then matches them;
+            # an incremental run's queries are small: one thread wastes less
+            db = matcher_connection(threads=1 if incremental else None)
+            input_fingerprints, fingerprints = record_fingerprints(
+                table, default_region=default_region, connection=db
+            )
+        if has_previous:
+            assert previous_map is not None
+            changed = _changed_mask(fingerprints, previous_map, prev)
+        else:
+            changed = np.ones(n, dtype=bool)
+        summary.changed_records = int(changed.sum())
+        timings["fingerprint_s"] = time.perf_counter() - tick
+        tick = time.perf_counter()
         if match_pairs is not None and n and (changed.any() or mode == "full"):
             # scale-out hook: the backend normalises, blocks and scores on its cluster
             affected, scored = match_pairs(table, changed, prev_ids, incremental, timings)
@@ -475,14 +523,12 @@ def resolve_identities(
             # run in which no record is new or changed keeps every row as it is. A full run
             # starts from nothing; an incremental one reuses the kept state (same result)
             kept = state if mode == "incremental" else None
-            # one DuckDB connection fingerprints the records and then matches them
-            # an incremental run's queries are small: one thread wastes less
-            db = matcher_connection(threads=1 if incremental else None)
             normalized, fresh = normalize_with_state(
                 table,
                 kept.records if kept is not None else None,
                 default_region=default_region,
                 connection=db,
+                fingerprints=input_fingerprints,
             )
             timings["normalize_s"] = time.perf_counter() - tick
             tick = time.perf_counter()
@@ -609,7 +655,6 @@ def resolve_identities(
     now_us = int(_micros(pa.array([now], pa.timestamp("us", tz="UTC")))[0])
     first_seen = prev["first_seen_at"].copy()
     updated = prev["updated_at"].copy()
-    source_updated = _micros(table.column("updated_at"))
     first_seen[affected & (first_seen == _NO_TIME)] = now_us
     # only a re-resolved record can differ from its previous row (compared on those
     # alone: ids and rules are Python objects, 65k comparisons each cost ~3 ms)
@@ -619,7 +664,7 @@ def resolve_identities(
         & (prev_ids[redone] == new_id[redone])
         & (prev["match_rule"][redone] == rule_out[redone])
         & (prev["match_score"][redone] == score_out[redone])
-        & (prev["source_updated_at"][redone] == source_updated[redone])
+        & ~changed[redone]  # a found record's fingerprint is the stored one
     )
     rewritten = np.zeros(n, dtype=bool)
     rewritten[redone] = ~same
@@ -635,7 +680,7 @@ def resolve_identities(
             "match_score": pa.array(score_out, pa.float64(), mask=np.isnan(score_out)),
             "first_seen_at": _timestamps(first_seen),
             "updated_at": _timestamps(updated),
-            "source_updated_at": table.column("updated_at"),
+            MATCH_FINGERPRINT: fingerprints,
         },
         schema=IDENTITY_MAP_SCHEMA,
     )
@@ -658,8 +703,8 @@ def resolve_identities(
         scored_pairs=scored if keep_pairs else None,
         state=new_state,
         previous_row=prev["row"],
-        # a row not re-resolved keeps every column (its source_updated_at is the one
-        # stored: otherwise it would be changed, hence re-resolved); a re-resolved one
+        # a row not re-resolved keeps every column (its fingerprint is the one stored:
+        # otherwise it would be changed, hence re-resolved); a re-resolved one
         # only when ``same`` holds, and then its first_seen_at and updated_at are kept too
         unchanged=found & ~rewritten,
     )

@@ -44,8 +44,10 @@ MERGE_LOG = "semantic.identity_merge_log"
 NORMALIZED_RECORDS = "semantic.customer_records_normalized"
 #: snapshot-summary property of NORMALIZED_RECORDS holding the population statistics
 STATISTICS_PROPERTY = "lakehook.resolve.statistics"
-#: bump when the resolution logic changes (the runner then rebuilds the map)
-MODEL_VERSION = "resolve-2"
+#: bump when the resolution logic changes (the runner then rebuilds the map).
+#: resolve-3: the map holds each record's match fingerprint instead of its
+#: ``source_updated_at``; a record is re-resolved when that fingerprint changes
+MODEL_VERSION = "resolve-3"
 #: the Spark-SQL DDL of both tables (one source of truth for every engine)
 DDL_FILES: dict[str, str] = {
     IDENTITY_MAP: "customer_identity_map.ddl.sql",

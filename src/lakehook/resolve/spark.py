@@ -14,7 +14,8 @@ to Spark (docs/scale-out.md, "Entity resolution on Spark"):
   the population's statistics, so the comparison levels are the very SQL DuckDB runs and
   the decision rules the very numpy code (Spark has no Jaro-Winkler or Damerau-Levenshtein;
   re-implemented UDFs could disagree at a threshold).
-- **on the driver** — the per-record keys (source key, ``created_at``, ``updated_at``),
+- **on the driver** — the per-record keys (source key, ``created_at``, ``updated_at``)
+  and match fingerprints (hashed on the executors by the DuckDB path's function),
   the previous map, the ``u`` sample's pairs (bounded: about
   :data:`~lakehook.resolve.statistics.U_SAMPLE_RECORDS` records whatever the population),
   and the scored pairs that matter to clustering (a decision rule or a cannot-link; the
@@ -39,7 +40,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import sqlglot
 
-from lakehook.resolve.core import Mode, Resolution, resolve_identities
+from lakehook.resolve.core import MATCH_FINGERPRINT, Mode, Resolution, resolve_identities
 from lakehook.resolve.matching import (
     BLOCKING_KEYS,
     COMPARISONS,
@@ -55,6 +56,7 @@ from lakehook.resolve.matching import (
     log2_prior_odds,
 )
 from lakehook.resolve.normalize import RECORD_COLUMNS
+from lakehook.resolve.state import MATCH_FIELDS
 from lakehook.resolve.statistics import PopulationStatistics, sample_step, sample_threshold
 
 if TYPE_CHECKING:
@@ -173,7 +175,8 @@ class SparkMatching:
         )
 
     def record_keys(self) -> pa.Table:
-        """Source key, ``created_at`` and ``updated_at`` of every record, in rid order.
+        """Source key, ``created_at``, ``updated_at`` and match fingerprint of every record,
+        in rid order.
 
         Numbers the records too: ``rid`` = rank in ``(source_system, source_id)`` order,
         0..n-1, as on DuckDB. Each sorted partition's offset is the number of records in
@@ -181,7 +184,18 @@ class SparkMatching:
         """
         from pyspark.sql import functions as sf
 
-        keys = self._sorted.select("_part", "_row", *KEY_COLUMNS).toArrow()
+        # the match fingerprints are hashed on the executors by the DuckDB path's function
+        columns = [
+            "_part",
+            "_row",
+            *KEY_COLUMNS,
+            *(f for f in MATCH_FIELDS if f not in KEY_COLUMNS),
+        ]
+        keys = (
+            self._sorted.select(*columns)
+            .mapInArrow(_fingerprinter(self.default_region), _keys_schema())
+            .toArrow()
+        )
         part = np.asarray(keys.column("_part").to_numpy(), dtype=np.int64)
         local = np.asarray(keys.column("_row").to_numpy(), dtype=np.int64) - (
             part << _PARTITION_SHIFT
@@ -503,6 +517,40 @@ def _prepared(records: DataFrame) -> DataFrame:
         .where("_version = 1")
         .drop("_version")
     )
+
+
+def _keys_schema() -> str:
+    kinds = {"_part": "int", "_row": "long", "created_at": "timestamp", "updated_at": "timestamp"}
+    return ", ".join(
+        f"{name} {kinds.get(name, 'string')}"
+        for name in ("_part", "_row", *KEY_COLUMNS, MATCH_FINGERPRINT)
+    )
+
+
+def _fingerprinter(
+    default_region: str,
+) -> Callable[[Iterable[pa.RecordBatch]], Iterable[pa.RecordBatch]]:
+    """The ``mapInArrow`` function giving each record's key columns and match fingerprint
+    (:func:`~lakehook.resolve.state.match_fingerprints`, in a DuckDB of the executor)."""
+
+    def fingerprint(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import duckdb
+
+        from lakehook.resolve.state import match_fingerprints
+
+        db = duckdb.connect(config={"threads": 1})
+        try:
+            for batch in batches:
+                records = pa.Table.from_batches([batch])
+                fingerprints = match_fingerprints(
+                    records, default_region=default_region, connection=db
+                )
+                keys = records.select(["_part", "_row", *KEY_COLUMNS])
+                yield from keys.append_column(MATCH_FINGERPRINT, fingerprints).to_batches()
+        finally:
+            db.close()
+
+    return fingerprint
 
 
 def _normalized_schema() -> str:

@@ -45,6 +45,14 @@ FINGERPRINT_FIELDS: tuple[str, ...] = (
     "country_code",
 )
 
+#: what a record's match fingerprint reads: the fields normalisation reads, and
+#: ``created_at`` (id assignment picks a cluster's founding record by it)
+MATCH_FIELDS: tuple[str, ...] = (*FINGERPRINT_FIELDS, "created_at")
+
+#: bump when entity resolution starts reading another field of a record: every record
+#: is then re-resolved once
+MATCH_FINGERPRINT_VERSION = "match-1"
+
 #: normalised match columns kept per record (what :class:`~lakehook.resolve.matching.Matcher`
 #: reads, ``rid`` aside)
 VALUE_COLUMNS: tuple[str, ...] = tuple(c for c in MATCH_COLUMNS if c != "rid")
@@ -85,6 +93,13 @@ def normalizer_version(default_region: str) -> str:
     return f"{NORMALIZER_VERSION}/{default_region.upper()}/fp-duckdb-{duckdb.__version__}"
 
 
+def match_version(default_region: str) -> str:
+    """Version tag folded into the match fingerprint: the normalised rows' version
+    (:func:`normalizer_version`) and :data:`MATCH_FINGERPRINT_VERSION`. A new normaliser
+    therefore re-resolves every record once, in full and incremental runs alike."""
+    return f"{normalizer_version(default_region)}/{MATCH_FINGERPRINT_VERSION}"
+
+
 def input_fingerprints(
     records: pa.Table, connection: duckdb.DuckDBPyConnection | None = None
 ) -> pa.Array:
@@ -97,26 +112,82 @@ def input_fingerprints(
     ``connection``: a DuckDB connection to hash in (left open; default: a fresh one,
     closed after). Opening and closing one costs ~0.01 CPU-s.
     """
-    fields = {
-        name: (
-            records.column(name).combine_chunks().cast(pa.string())
-            if name in records.column_names
-            else pa.nulls(records.num_rows, pa.string())
-        )
-        for name in FINGERPRINT_FIELDS
-    }
+    return record_fingerprints(records, connection=connection, match=False)[0]
+
+
+def match_fingerprints(
+    records: pa.Table,
+    *,
+    default_region: str = "US",
+    connection: duckdb.DuckDBPyConnection | None = None,
+) -> pa.Array:
+    """Per record, the *match fingerprint*: what entity resolution reads of it.
+
+    DuckDB's ``hash`` of :data:`MATCH_FIELDS` (the fields normalisation reads, and
+    ``created_at``, which chooses a cluster's founding record) and of
+    :func:`match_version`. A record is re-resolved when it is new or this differs from
+    the one its map row holds; its ``updated_at`` and its key are not read.
+
+    Args:
+        records: Records with the staging contract's columns (missing ones are null).
+        default_region: Country for phone numbers of records without one.
+        connection: A DuckDB connection to hash in (left open; default: a fresh one).
+    """
+    return record_fingerprints(
+        records, default_region=default_region, connection=connection, normalized=False
+    )[1]
+
+
+def record_fingerprints(
+    records: pa.Table,
+    *,
+    default_region: str = "US",
+    connection: duckdb.DuckDBPyConnection | None = None,
+    normalized: bool = True,
+    match: bool = True,
+) -> tuple[pa.Array, pa.Array]:
+    """The input fingerprints (:func:`input_fingerprints`) and match fingerprints
+    (:func:`match_fingerprints`) of ``records`` in one scan; the one not asked for is
+    an empty array."""
+    n = records.num_rows
+    fields: dict[str, pa.Array] = {}
+    for name in MATCH_FIELDS:
+        if name not in records.column_names:
+            kind = pa.int64() if name == "created_at" else pa.string()
+            fields[name] = pa.nulls(n, kind)
+            continue
+        column = records.column(name).combine_chunks()
+        if name == "created_at":
+            # microseconds since the epoch: the same number whatever the column's zone
+            if not pa.types.is_timestamp(column.type):
+                column = column.cast(pa.timestamp("us", tz="UTC"))
+            fields[name] = column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
+        else:
+            fields[name] = column.cast(pa.string())
+    fields["__pos"] = pa.array(np.arange(n, dtype=np.int64))
+    expressions = []
+    if normalized:
+        expressions.append(f"hash({', '.join(FINGERPRINT_FIELDS)})::VARCHAR AS input_fp")
+    if match:
+        version = match_version(default_region).replace("'", "''")
+        expressions.append(f"hash('{version}', {', '.join(MATCH_FIELDS)})::VARCHAR AS match_fp")
     db = connection or duckdb.connect(config={"threads": 1})
     try:
         db.register("fields_arrow", pa.table(fields))
+        # ORDER BY: a connection may not preserve insertion order (the matcher's does not)
         table = db.sql(
-            f"SELECT hash({', '.join(FINGERPRINT_FIELDS)})::VARCHAR AS fp FROM fields_arrow"
+            f"SELECT {', '.join(expressions)} FROM fields_arrow ORDER BY __pos"
         ).to_arrow_table()
     finally:
         if connection is None:
             db.close()
         else:
             db.unregister("fields_arrow")
-    return table.column("fp").combine_chunks().cast(pa.string())
+    empty = pa.array([], pa.string())
+    return (
+        table.column("input_fp").combine_chunks().cast(pa.string()) if normalized else empty,
+        table.column("match_fp").combine_chunks().cast(pa.string()) if match else empty,
+    )
 
 
 def _as_state_rows(
@@ -175,6 +246,7 @@ def normalize_with_state(
     *,
     default_region: str = "US",
     connection: duckdb.DuckDBPyConnection | None = None,
+    fingerprints: pa.Array | None = None,
 ) -> tuple[pa.Table, npt.NDArray[np.bool_]]:
     """Normalised rows of ``records``, reusing the rows of ``previous`` that still hold.
 
@@ -187,6 +259,8 @@ def normalize_with_state(
         previous: Rows of :data:`NORMALIZED_SCHEMA` from an earlier run, or None.
         default_region: Country for phone numbers of records without one.
         connection: DuckDB connection to fingerprint the records in (default: a fresh one).
+        fingerprints: The records' input fingerprints, when the caller computed them
+            (:func:`record_fingerprints`).
 
     Returns:
         The rows (:data:`NORMALIZED_SCHEMA`, aligned with ``records``; a reused row keeps
@@ -195,7 +269,8 @@ def normalize_with_state(
     """
     n = records.num_rows
     version = normalizer_version(default_region)
-    fingerprints = input_fingerprints(records, connection)
+    if fingerprints is None:
+        fingerprints = input_fingerprints(records, connection)
     reused = np.zeros(n, dtype=bool)
     cached_pos = np.zeros(0, dtype=np.int64)
     if previous is not None and previous.num_rows and n:
