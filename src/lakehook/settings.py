@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lakehook.contracts import Provider
@@ -96,6 +96,16 @@ class Settings(BaseSettings):
     #: models run at once by the batch runner (1: one after another); engines that
     #: cannot run concurrent sessions (Spark) always run one at a time
     batch_threads: int = Field(2, ge=1)
+    #: DuckDB worker threads per batch engine; default: during a run, the cores shared
+    #: among the models running at once (cores // model threads, at least 1), else all
+    duckdb_threads: int | None = Field(None, ge=1)
+
+    @field_validator("duckdb_threads", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        # ``LAKEHOOK_DUCKDB_THREADS=`` as .env.example lists it means "default"
+        return None if value == "" else value
+
     spark_master: str = "local[2]"
 
     # --- derived -------------------------------------------------------------------------

@@ -225,6 +225,12 @@ class BatchEngine(ABC):
         """
         raise NotImplementedError(f"{self.name} has no native write")
 
+    def share_cores(self, model_threads: int) -> None:
+        """Size the engine's own parallelism for ``model_threads`` models running at once
+        (1: one model at a time, the engine may use the whole machine). Engines that do
+        not run in this process ignore it."""
+        del model_threads  # nothing to size
+
     def open_session(self) -> BatchEngine:
         """A second session for another thread: same engine, its own registered names.
 

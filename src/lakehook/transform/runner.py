@@ -331,8 +331,10 @@ class BatchRunner:
         freeze = gc.get_freeze_count() == 0
         if freeze:
             gc.freeze()
+        concurrent = threads > 1 and self._engine.capabilities.concurrent_sessions
+        self._engine.share_cores(threads if concurrent else 1)
         try:
-            if threads > 1 and self._engine.capabilities.concurrent_sessions:
+            if concurrent:
                 results = self._run_concurrently(models, request, threads)
             else:
                 for model in models:
@@ -341,6 +343,7 @@ class BatchRunner:
                     results.append(self.run_model(model, request))
                     self._release_inputs(model)
         finally:
+            self._engine.share_cores(1)
             if freeze:
                 gc.unfreeze()
             self._appended.clear()

@@ -20,6 +20,7 @@ only the one checked before (tried in round 7b and taken back).
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from typing import TYPE_CHECKING, ClassVar
 
@@ -61,6 +62,14 @@ def _local_path(location: str) -> str | None:
     if "://" not in location:
         return location
     return None
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def parse_json_once(sql: str) -> str:
@@ -111,8 +120,10 @@ class DuckDBEngine(BatchEngine):
         self._connection = duckdb.connect(":memory:")
         self._session_catalog: str | None = None
         self._configure_session()
-        if threads:
-            self._connection.execute(f"SET threads = {int(threads)}")
+        #: threads fixed by the caller or the settings; otherwise :meth:`share_cores` decides
+        self._fixed_threads = threads or settings.duckdb_threads
+        self._threads = self._fixed_threads or available_cores()
+        self._connection.execute(f"SET threads = {int(self._threads)}")
         # stay well inside a laptop's memory: big sorts and windows spill to disk instead
         self._connection.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         spill = settings.home.resolve() / "tmp" / "duckdb"
@@ -130,6 +141,19 @@ class DuckDBEngine(BatchEngine):
         # tables from both sides join and concatenate without casts
         self._connection.execute("SET arrow_large_buffer_size = true")
 
+    def share_cores(self, model_threads: int) -> None:
+        """``cores // model_threads`` DuckDB threads (at least 1), unless fixed.
+
+        The threads are the database's: the sessions of :meth:`open_session` share them.
+        With two models at once on two cores, DuckDB's default (a worker per core for each
+        query) put four busy threads on two cores; an incremental run of many small
+        queries spent its time switching between them (docs/batch.md, round 8).
+        """
+        threads = self._fixed_threads or max(1, available_cores() // max(1, model_threads))
+        if threads != self._threads:
+            self._connection.execute(f"SET threads = {int(threads)}")
+            self._threads = threads
+
     def open_session(self) -> DuckDBEngine:
         """A cursor on this engine's database for another thread, with its own catalog.
 
@@ -146,6 +170,8 @@ class DuckDBEngine(BatchEngine):
         session._session_catalog = catalog
         session._schemas = set()
         session._native_iceberg = self._native_iceberg
+        session._fixed_threads = self._fixed_threads
+        session._threads = self._threads
         session._views = set()
         return session
 
