@@ -1,10 +1,11 @@
 """A record counts as changed when the fields matching reads change, not its ``updated_at``.
 
-Every Shopify order updates its customer's ``updated_at``; re-resolving such a record
-brings no new evidence. The map keeps a *match fingerprint* per record (the fields
-normalisation and id assignment read, and the normaliser's version): a record is
-re-resolved when it is new or its fingerprint differs, in a full run as in an
-incremental one, so both give the same map.
+Every Shopify order updates its customer's ``updated_at`` (and a guest checkout's
+``created_at``); re-resolving such a record brings no new evidence. The map keeps a
+*match fingerprint* per record (the fields normalisation reads, and the normaliser's
+version): a record is re-resolved when it is new or its fingerprint differs, in a full
+run as in an incremental one, so both give the same map. ``created_at`` is read by id
+assignment only for clusters re-resolved anyway, from the current records in both modes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ LATER = T0 + timedelta(days=1)
 
 @pytest.fixture(scope="module")
 def simulated() -> pa.Table:
-    return _simulated(400)
+    records = _simulated(400)
+    n = records.num_rows
+    # every field normalisation reads, so that each can be edited
+    return records.append_column(
+        "company", pa.array([f"Firm {i % 7}" if i % 3 == 0 else None for i in range(n)])
+    ).append_column("city", pa.array([f"Town {i % 11}" for i in range(n)]))
 
 
 def _touched(records: pa.Table, every: int, **changes: Any) -> pa.Table:
@@ -47,11 +53,13 @@ def _touched(records: pa.Table, every: int, **changes: Any) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=records.schema)
 
 
+@pytest.mark.parametrize("created_too", [False, True])
 def test_a_record_whose_only_change_is_updated_at_is_not_re_resolved(
-    simulated: pa.Table,
+    simulated: pa.Table, created_too: bool
 ) -> None:
     first = resolve_identities(simulated, mode="full", resolved_at=T0)
-    touched = _touched(simulated, 7)
+    moved = {"created_at": lambda i, v: v + timedelta(minutes=3)} if created_too else {}
+    touched = _touched(simulated, 7, **moved)
     for mode in ("incremental", "full"):
         again = resolve_identities(
             touched, first.identity_map, mode=mode, resolved_at=LATER, state=first.state
@@ -76,7 +84,8 @@ def test_a_record_whose_only_change_is_updated_at_is_not_re_resolved(
         ("address_line1", lambda i, v: f"{i} Nowhere Lane"),
         ("postal_code", lambda i, v: "00001"),
         ("country_code", lambda i, v: "NZ"),
-        ("created_at", lambda i, v: v - timedelta(days=30)),
+        ("company", lambda i, v: "Initech"),
+        ("city", lambda i, v: "Gotham"),
     ],
 )
 def test_a_record_whose_match_field_changes_is_re_resolved(
@@ -110,7 +119,9 @@ def test_full_and_incremental_runs_give_the_same_map_after_mixed_updates(
     late = np.zeros(n, dtype=bool)
     late[::9] = True
     first = resolve_identities(simulated.filter(pa.array(~late)), mode="full", resolved_at=T0)
-    second_input = _touched(simulated, 5)  # the late ones arrive, every fifth is touched
+    # the late ones arrive; every fifth is touched, some of those created earlier
+    second_input = _touched(simulated, 5)
+    second_input = _touched(second_input, 10, created_at=lambda i, v: v - timedelta(days=40))
     second_input = _touched(second_input, 23, phone=lambda i, v: f"+1646555{i:04d}")
     second = resolve_identities(
         second_input, first.identity_map, resolved_at=LATER, state=first.state
@@ -176,12 +187,8 @@ def test_the_fingerprint_reads_every_match_field_and_the_version() -> None:
         "city": "Springfield",
         "postal_code": "94110",
         "country_code": "US",
-        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
     }
-    variants = [base] + [
-        {**base, name: (value + timedelta(seconds=1)) if name == "created_at" else None}
-        for name, value in base.items()
-    ]
+    variants = [base] + [{**base, name: None} for name in base]
     records = pa.Table.from_pylist(
         [{"source_system": "shopify", "source_id": str(i), **row} for i, row in enumerate(variants)]
     )
@@ -189,10 +196,14 @@ def test_the_fingerprint_reads_every_match_field_and_the_version() -> None:
     assert len(set(us)) == len(variants)  # each field counts
     gb = match_fingerprints(records, default_region="GB").to_pylist()
     assert not set(us) & set(gb)  # the normaliser's version (default region) counts
-    # the updated_at and the key do not
-    other = records.append_column(
-        "updated_at", pa.array([datetime(2027, 1, 1, tzinfo=UTC)] * records.num_rows)
-    ).set_column(1, "source_id", pa.array(["x"] * records.num_rows))
+    # the key, created_at and updated_at do not
+    other = (
+        records.append_column(
+            "updated_at", pa.array([datetime(2027, 1, 1, tzinfo=UTC)] * records.num_rows)
+        )
+        .append_column("created_at", pa.array([datetime(2020, 1, 1, tzinfo=UTC)] * len(variants)))
+        .set_column(1, "source_id", pa.array(["x"] * records.num_rows))
+    )
     assert match_fingerprints(other, default_region="US").to_pylist() == us
 
 
@@ -253,3 +264,45 @@ def test_in_the_runner_a_touched_record_keeps_its_row_and_the_dry_run_agrees(
     )
     assert final["7"]["unified_customer_id"] == final["1"]["unified_customer_id"]
     assert final["7"]["match_fingerprint"] != after["7"]["match_fingerprint"]
+
+
+def test_a_run_with_nothing_to_resolve_reads_neither_the_kept_state_nor_the_log(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept normalised rows and the merge log's ids are read only when a record is
+    new or changed; the map is the same as with them read up front."""
+    from lakehook.resolve import lake
+    from tests.resolve.test_lake import _commit_map, _Engine, _records
+
+    reads: list[str] = []
+    real_state, real_ids = lake.load_stored_state, lake.issued_ids
+
+    def counted_state(catalog: Any) -> Any:
+        reads.append("state")
+        return real_state(catalog)
+
+    def counted_ids(catalog: Any) -> set[str]:
+        reads.append("log")
+        return real_ids(catalog)
+
+    monkeypatch.setattr(lake, "load_stored_state", counted_state)
+    monkeypatch.setattr(lake, "issued_ids", counted_ids)
+    first = lake.compute_identity_map(_Engine(settings, _records()))  # type: ignore[arg-type]
+    _commit_map(settings, first)
+    reads.clear()
+    # every record touched (a newer updated_at), one removed: nothing to resolve
+    later = pc.add(_records().column("updated_at"), pa.scalar(timedelta(hours=5)))
+    touched = _records().set_column(_records().schema.get_field_index("updated_at"),
+                                    "updated_at", later).slice(0, 2)  # fmt: skip
+    second = lake.compute_identity_map(_Engine(settings, touched))  # type: ignore[arg-type]
+    assert reads == []
+    assert second.num_rows == 2
+    kept = first.filter(pc.not_equal(first.column("source_id"), "7"))
+    assert second.drop_columns(["_loaded_at"]).equals(kept.drop_columns(["_loaded_at"]))
+    log = open_catalog(settings).load_table(MERGE_LOG).scan().to_arrow()
+    assert log.column("action").to_pylist().count("remove") == 1
+    _commit_map(settings, second)
+    # a new record: both are read, once
+    third = lake.compute_identity_map(_Engine(settings, _records(1)))  # type: ignore[arg-type]
+    assert sorted(reads) == ["log", "state"]
+    assert third.num_rows == 4

@@ -168,7 +168,8 @@ class Resolution:
     changes: ChangeSummary
     scored_pairs: ScoredPairs | None = None
     #: the normalised records and statistics after this run (what the next run reuses);
-    #: the ``state`` passed in when nothing was normalised, None when none was kept
+    #: the ``state`` passed in when nothing was normalised, None when none was kept (or
+    #: when it was to be loaded on demand and nothing needed it)
     state: ResolverState | None = None
     #: per row of ``identity_map``: the row of the previous map with its key (-1: none)
     previous_row: npt.NDArray[np.int64] | None = None
@@ -449,7 +450,7 @@ def resolve_identities(
     default_region: str = "US",
     keep_pairs: bool = False,
     match_pairs: PairMatching | None = None,
-    state: ResolverState | None = None,
+    state: ResolverState | Callable[[], ResolverState | None] | None = None,
 ) -> Resolution:
     """Resolve source customer records into unified customers with stable ids.
 
@@ -471,7 +472,8 @@ def resolve_identities(
         state: What an earlier run kept (:attr:`Resolution.state`): an incremental run
             normalises only records whose fields changed and updates the statistics by
             deltas instead of measuring them; the result is the same as without it.
-            ``full`` runs ignore it.
+            ``full`` runs ignore it. A function returning it is called only when a
+            record is to be normalised (a run in which nothing changed never reads it).
 
     Returns:
         The new identity map (every input record, :data:`IDENTITY_MAP_SCHEMA`), the
@@ -495,7 +497,7 @@ def resolve_identities(
     matcher: Matcher | None = None
     db: duckdb.DuckDBPyConnection | None = None
     scored: ScoredPairs | None = None
-    new_state: ResolverState | None = state
+    new_state = state if isinstance(state, ResolverState) else None
     input_fingerprints: pa.Array | None = None
     try:
         if match_pairs is not None:
@@ -522,7 +524,7 @@ def resolve_identities(
             # records are normalised only when something is to be resolved: an incremental
             # run in which no record is new or changed keeps every row as it is. A full run
             # starts from nothing; an incremental one reuses the kept state (same result)
-            kept = state if mode == "incremental" else None
+            kept = (state() if callable(state) else state) if mode == "incremental" else None
             normalized, fresh = normalize_with_state(
                 table,
                 kept.records if kept is not None else None,
@@ -580,7 +582,7 @@ def resolve_identities(
     log_rows: list[dict[str, Any]] = []
 
     if local_pairs is not None and affected_rids.size:
-        issued: set[str] = set(issued_ids)
+        issued: set[str] = set(issued_ids)  # may read them now (lake.IssuedIds)
         # every previous id is issued (the found records' ids are among them)
         if previous_map is not None and previous_map.num_rows:
             issued.update(pc.unique(previous_map.column("unified_customer_id")).to_pylist())

@@ -14,6 +14,7 @@ summary), so that the next run normalises and counts only what changed.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,7 +90,20 @@ def previous_state(
 
     ``current_map``: the map's rows when the caller has read them already.
     """
+    return _previous_map(catalog, current_map), issued_ids(catalog)
+
+
+def _previous_map(catalog: Catalog, current_map: pa.Table | None) -> pa.Table | None:
     previous = current_map if current_map is not None else _scan(catalog, IDENTITY_MAP)
+    if previous is not None:
+        previous = previous.select(
+            [f.name for f in IDENTITY_MAP_SCHEMA if f.name in previous.column_names]
+        )
+    return previous
+
+
+def issued_ids(catalog: Catalog) -> set[str]:
+    """Every id the merge log mentions (issued once, never handed out again)."""
     # the log's two id columns only (its reasons are most of its bytes), each id once
     id_columns = ("unified_customer_id", "related_unified_customer_id")
     log = _scan(catalog, MERGE_LOG, id_columns)
@@ -97,11 +111,37 @@ def previous_state(
     if log is not None:
         for column in id_columns:
             issued.update(pc.unique(log.column(column)).drop_null().to_pylist())
-    if previous is not None:
-        previous = previous.select(
-            [f.name for f in IDENTITY_MAP_SCHEMA if f.name in previous.column_names]
-        )
-    return previous, issued
+    return issued
+
+
+class IssuedIds(Iterable[str]):
+    """The merge log's ids, read on first iteration: the resolver iterates them only when
+    it assigns ids (a run in which nothing changed reads no log)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._ids: set[str] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._ids is None:
+            self._ids = issued_ids(self._catalog)
+        return iter(self._ids)
+
+
+class KeptState:
+    """The stored resolver state, read on first call: the resolver calls it only when a
+    record is to be normalised (a run in which nothing changed reads none of it)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self.loaded = False
+        self.stored: StoredState | None = None
+
+    def __call__(self) -> ResolverState | None:
+        if not self.loaded:
+            self.stored = load_stored_state(self._catalog)
+            self.loaded = True
+        return self.stored.state if self.stored is not None else None
 
 
 @dataclass(frozen=True)
@@ -268,24 +308,29 @@ def _stamped(rows: pa.Table, run: int, *, removed: bool) -> pa.Table:
 def resolve_from_lake(
     records: pa.Table,
     catalog: Catalog,
-    state: ResolverState | None = None,
+    state: ResolverState | KeptState | None = None,
     current_map: pa.Table | None = None,
 ) -> Resolution:
     """Resolve staging records against the map, merge log and state held in the lake.
 
+    The kept state and the merge log are read only when a record is new or changed.
+
     Args:
         records: The staging customer records.
         catalog: The lake.
-        state: The kept state, when the caller loaded it already (default: load it).
+        state: The kept state, or its loader (default: one reading it when needed).
         current_map: The map's rows, when the caller read them already (default: read).
 
     Returns:
         The resolution; nothing is written.
     """
-    previous, issued = previous_state(catalog, current_map)
-    if state is None:
-        state = load_resolver_state(catalog)
-    return resolve_identities(records, previous, issued_ids=issued, mode="incremental", state=state)
+    return resolve_identities(
+        records,
+        _previous_map(catalog, current_map),
+        issued_ids=IssuedIds(catalog),
+        mode="incremental",
+        state=state if state is not None else KeptState(catalog),
+    )
 
 
 def append_merge_log(catalog: Catalog, merge_log: pa.Table) -> None:
@@ -312,12 +357,13 @@ def compute_identity_map(engine: BatchEngine) -> pa.Table:
         resolution = resolve_natively(IDENTITY_INPUT, previous, issued)
     else:
         records = engine.query(f"SELECT * FROM {IDENTITY_INPUT}", target=IDENTITY_MAP)
-        stored = load_stored_state(catalog)
-        state = stored.state if stored is not None else None
-        resolution = resolve_from_lake(records, catalog, state, current)
-        if resolution.state is not None and resolution.state is not state:
-            save_resolver_state(catalog, resolution.state, stored)
-    ensure_semantic_table(catalog, IDENTITY_MAP)
+        kept = KeptState(catalog)  # read only when something is to be resolved
+        resolution = resolve_from_lake(records, catalog, kept, current)
+        # a state is handed back only when records were normalised (fresh rows to store)
+        if resolution.state is not None:
+            save_resolver_state(catalog, resolution.state, kept.stored)
+    if current is None:
+        ensure_semantic_table(catalog, IDENTITY_MAP)
     append_merge_log(catalog, resolution.merge_log)
     return keep_loaded_at(resolution.identity_map, current, resolution)
 

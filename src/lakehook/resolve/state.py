@@ -45,9 +45,13 @@ FINGERPRINT_FIELDS: tuple[str, ...] = (
     "country_code",
 )
 
-#: what a record's match fingerprint reads: the fields normalisation reads, and
-#: ``created_at`` (id assignment picks a cluster's founding record by it)
-MATCH_FIELDS: tuple[str, ...] = (*FINGERPRINT_FIELDS, "created_at")
+#: what a record's match fingerprint reads: the fields normalisation reads, i.e. every
+#: field matching compares. Not ``created_at``: id assignment reads it (a new id's
+#: founding record, the oldest id of a merge) only within clusters re-resolved anyway,
+#: and from the current records in full and incremental runs alike, so a record whose
+#: ``created_at`` alone moved (a Shopify guest's, with each order) needs no re-resolving
+#: to give a full run's map (tests/resolve/test_match_fingerprint.py). Nor ``updated_at``.
+MATCH_FIELDS: tuple[str, ...] = FINGERPRINT_FIELDS
 
 #: bump when entity resolution starts reading another field of a record: every record
 #: is then re-resolved once
@@ -123,10 +127,9 @@ def match_fingerprints(
 ) -> pa.Array:
     """Per record, the *match fingerprint*: what entity resolution reads of it.
 
-    DuckDB's ``hash`` of :data:`MATCH_FIELDS` (the fields normalisation reads, and
-    ``created_at``, which chooses a cluster's founding record) and of
-    :func:`match_version`. A record is re-resolved when it is new or this differs from
-    the one its map row holds; its ``updated_at`` and its key are not read.
+    DuckDB's ``hash`` of :func:`match_version` and :data:`MATCH_FIELDS` (the fields
+    normalisation reads). A record is re-resolved when it is new or this differs from
+    the one its map row holds; its ``updated_at``, ``created_at`` and key are not read.
 
     Args:
         records: Records with the staging contract's columns (missing ones are null).
@@ -151,19 +154,12 @@ def record_fingerprints(
     an empty array."""
     n = records.num_rows
     fields: dict[str, pa.Array] = {}
-    for name in MATCH_FIELDS:
-        if name not in records.column_names:
-            kind = pa.int64() if name == "created_at" else pa.string()
-            fields[name] = pa.nulls(n, kind)
-            continue
-        column = records.column(name).combine_chunks()
-        if name == "created_at":
-            # microseconds since the epoch: the same number whatever the column's zone
-            if not pa.types.is_timestamp(column.type):
-                column = column.cast(pa.timestamp("us", tz="UTC"))
-            fields[name] = column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
-        else:
-            fields[name] = column.cast(pa.string())
+    for name in dict.fromkeys((*FINGERPRINT_FIELDS, *MATCH_FIELDS)):
+        fields[name] = (
+            records.column(name).combine_chunks().cast(pa.string())
+            if name in records.column_names
+            else pa.nulls(n, pa.string())
+        )
     fields["__pos"] = pa.array(np.arange(n, dtype=np.int64))
     expressions = []
     if normalized:
