@@ -306,3 +306,40 @@ def test_a_run_with_nothing_to_resolve_reads_neither_the_kept_state_nor_the_log(
     third = lake.compute_identity_map(_Engine(settings, _records(1)))  # type: ignore[arg-type]
     assert sorted(reads) == ["log", "state"]
     assert third.num_rows == 4
+
+
+def test_a_lake_upgraded_from_resolve_2_rebuilds_the_map_and_keeps_the_ids(
+    settings: Settings,
+) -> None:
+    """A map written by model version resolve-2 (``source_updated_at``, no fingerprint):
+    the runner rebuilds it (new version), every record is re-resolved once, the ids stay,
+    and the retired column is left empty (schema evolution adds, never drops)."""
+    from lakehook.transform.runner import PROP_MODEL_VERSION
+    from tests.resolve.test_lake import _records
+
+    catalog = open_catalog(settings)
+    staging = catalog.create_table(IDENTITY_INPUT, schema=_staged(_records(2)).schema)
+    staging.append(_staged(_records(2)))
+    project = load_project()
+    request = RunRequest(layer="semantic", mode="incremental", table=IDENTITY_MAP)
+    with load_engine(settings.batch_engine, settings) as engine:
+        BatchRunner(settings, catalog, engine, project).run(request)
+        built = catalog.load_table(IDENTITY_MAP).scan().to_arrow()
+        # the same map as resolve-2 wrote it
+        stamp = pa.timestamp("us", tz="UTC")
+        old = built.drop_columns(["match_fingerprint"]).append_column(
+            pa.field("source_updated_at", stamp), pa.array([T0] * built.num_rows, stamp)
+        )
+        catalog.drop_table(IDENTITY_MAP)
+        table = catalog.create_table(IDENTITY_MAP, schema=old.schema)
+        table.append(old, snapshot_properties={PROP_MODEL_VERSION: "resolve-2"})
+        (run,) = BatchRunner(settings, catalog, engine, project).run(request)
+        (again,) = BatchRunner(settings, catalog, engine, project).run(request)
+    upgraded = catalog.load_table(IDENTITY_MAP).scan().to_arrow()
+    assert (run.status, run.mode) == ("built", "full")
+    assert again.status == "unchanged"
+    key = [("source_system", "ascending"), ("source_id", "ascending")]
+    upgraded, built = upgraded.sort_by(key), built.sort_by(key)
+    assert upgraded.column("unified_customer_id").equals(built.column("unified_customer_id"))
+    assert upgraded.column("match_fingerprint").equals(built.column("match_fingerprint"))
+    assert upgraded.column("source_updated_at").null_count == upgraded.num_rows
