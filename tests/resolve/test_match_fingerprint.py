@@ -343,3 +343,29 @@ def test_a_lake_upgraded_from_resolve_2_rebuilds_the_map_and_keeps_the_ids(
     assert upgraded.column("unified_customer_id").equals(built.column("unified_customer_id"))
     assert upgraded.column("match_fingerprint").equals(built.column("match_fingerprint"))
     assert upgraded.column("source_updated_at").null_count == upgraded.num_rows
+
+
+def test_the_cli_dry_run_reports_a_touched_record_as_no_change(settings: Settings) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from lakehook.cli.main import cli
+    from tests.resolve.test_lake import _records
+
+    catalog = open_catalog(settings)
+    staging = catalog.create_table(IDENTITY_INPUT, schema=_staged(_records()).schema)
+    staging.append(_staged(_records()))
+    request = RunRequest(layer="semantic", mode="incremental", table=IDENTITY_MAP)
+    with load_engine(settings.batch_engine, settings) as engine:
+        BatchRunner(settings, catalog, engine, load_project()).run(request)
+    touched = _records()
+    later = pc.add(touched.column("updated_at"), pa.scalar(timedelta(days=2)))
+    staging.overwrite(_staged(touched.set_column(touched.schema.get_field_index("updated_at"),
+                                                 "updated_at", later)))  # fmt: skip
+    args = ["--home", str(settings.home), "batch", "--layer", "semantic", "--dry-run"]
+    result = CliRunner().invoke(cli, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (semantic,) = [r for r in json.loads(result.output) if r["model"] == IDENTITY_MAP]
+    assert "would change 0 of 3 map rows" in semantic["detail"]
+    assert "0 records new or with changed match fields, 0 re-resolved" in semantic["detail"]
