@@ -1,8 +1,6 @@
 -- target: core.orders
--- strategy: merge
+-- strategy: overwrite
 -- keys: order_id
--- incremental: recompute_keys
--- affected_by: staging.stg_shopify_orders.order_id, staging.stg_stripe_charges.shopify_order_id, staging.stg_shopify_refunds.order_id, semantic.customer_identity_map.source_id -> staging.stg_shopify_orders.customer_record_id
 -- partition_by: month(created_at)
 -- description: Shopify orders (deleted ones left out) with their unified customer and the Stripe charges paying them.
 

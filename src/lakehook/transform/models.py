@@ -52,7 +52,7 @@ LAYER_FOLDERS: dict[str, str] = {
 SOURCE_NAMESPACES: frozenset[str] = frozenset({"raw", "ref"})
 
 Strategy = Literal["append", "merge", "overwrite"]
-Incremental = Literal["delta", "affected_keys", "recompute_keys", "full"]
+Incremental = Literal["delta", "affected_keys", "full"]
 
 #: the column every lakehook table carries: when the lake committed the row; it is also
 #: the watermark column downstream models read their deltas by
@@ -75,15 +75,8 @@ class ModelConfig:
         order_by: columns ordering versions of a row, newest = greatest (merge only).
         incremental: how an incremental run reads inputs: ``delta`` (only rows newer than
             the watermark), ``affected_keys`` (every row of the keys found in the delta,
-            see ``affected_by``), ``recompute_keys`` (the target rows whose key any
-            input's change reaches are recomputed from every input row of those keys and
-            replace them; keys no longer yielded are deleted; see :func:`key_lineage`) or
-            ``full`` (everything; the model is cheap).
-        affected_by: input columns naming the keys an ``affected_keys`` model recomputes;
-            for ``recompute_keys``, per input ``namespace.table.column`` (its column
-            holding the target's key) or ``namespace.table.column ->
-            namespace.table.column`` (its column matches that column of another input,
-            whose rows give the keys).
+            see ``affected_by``) or ``full`` (everything; the model is cheap).
+        affected_by: input columns naming the keys an ``affected_keys`` model recomputes.
         partition_by: ``(transform, column)`` pairs, e.g. ``("month", "created_at")``.
         description: one line for the catalog and the docs.
     """
@@ -113,74 +106,14 @@ class ModelConfig:
             raise ConfigurationError(f"{self.target}: strategy {self.strategy} needs keys")
         if self.order_by and self.strategy != "merge":
             raise ConfigurationError(f"{self.target}: order_by only applies to merge")
-        if self.incremental in ("affected_keys", "recompute_keys") and not self.affected_by:
+        if self.incremental == "affected_keys" and not self.affected_by:
             raise ConfigurationError(
                 f"{self.target}: incremental {self.incremental} needs affected_by"
             )
-        if self.incremental == "recompute_keys":
-            if self.strategy != "merge" or len(self.keys) != 1 or self.order_by:
-                raise ConfigurationError(
-                    f"{self.target}: recompute_keys needs strategy merge, one key, no order_by"
-                )
-            key_lineage(self)
         if self.incremental != "full" and self.strategy == "overwrite":
             raise ConfigurationError(
                 f"{self.target}: an overwrite model recomputes everything; use incremental: full"
             )
-
-
-@dataclass(frozen=True, slots=True)
-class KeyLineage:
-    """How the inputs of a ``recompute_keys`` model reach the target's key.
-
-    Attributes:
-        direct: input -> its column holding the target's key (the input is read for the
-            affected keys only).
-        via: ``(input, column, other input, other column)``: a changed value of the
-            input's column reaches the keys of the other input's rows whose column holds
-            it (the input itself is read whole).
-    """
-
-    direct: dict[str, str]
-    via: tuple[tuple[str, str, str, str], ...]
-
-    @property
-    def inputs(self) -> set[str]:
-        return set(self.direct) | {entry[0] for entry in self.via}
-
-
-def _qualified_column(text: str, target: str) -> tuple[str, str]:
-    parts = text.strip().split(".")
-    if len(parts) != 3 or not all(parts):
-        raise ConfigurationError(
-            f"{target}: recompute_keys affected_by names namespace.table.column, not {text!r}"
-        )
-    return f"{parts[0]}.{parts[1]}", parts[2]
-
-
-def key_lineage(config: ModelConfig) -> KeyLineage:
-    """The parsed ``affected_by`` of a ``recompute_keys`` model (ConfigurationError if bad)."""
-    direct: dict[str, str] = {}
-    via: list[tuple[str, str, str, str]] = []
-    for entry in config.affected_by:
-        if "->" in entry:
-            source, _, other = entry.partition("->")
-            via.append(
-                (
-                    *_qualified_column(source, config.target),
-                    *_qualified_column(other, config.target),
-                )
-            )
-        else:
-            name, column = _qualified_column(entry, config.target)
-            direct[name] = column
-    for _, _, other, _ in via:
-        if other not in direct:
-            raise ConfigurationError(
-                f"{config.target}: {other} gives keys through its own affected_by entry; "
-                "it has none"
-            )
-    return KeyLineage(direct, tuple(via))
 
 
 def _split_list(value: str) -> tuple[str, ...]:
@@ -222,7 +155,7 @@ def parse_config(sql: str, *, origin: str) -> ModelConfig:
     incremental = values.get("incremental", "delta" if strategy != "overwrite" else "full")
     if strategy not in ("append", "merge", "overwrite"):
         raise ConfigurationError(f"{origin}: unknown strategy {strategy!r}")
-    if incremental not in ("delta", "affected_keys", "recompute_keys", "full"):
+    if incremental not in ("delta", "affected_keys", "full"):
         raise ConfigurationError(f"{origin}: unknown incremental {incremental!r}")
     config = ModelConfig(
         target=values["target"],
@@ -267,38 +200,6 @@ def referenced_tables(sql: str) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-@functools.lru_cache(maxsize=256)
-def columns_read(sql: str, name: str) -> frozenset[str] | None:
-    """The columns of input ``name`` a SQL model reads, or None when that is not known.
-
-    Unknown (the caller must assume every column) when the model selects ``*`` from the
-    input, or names a column without its table in a query reading from several relations.
-    Cached: parsing a model costs tens of milliseconds of Python.
-    """
-    from sqlglot.optimizer.scope import traverse_scope
-
-    found: set[str] = set()
-    for scope in traverse_scope(sqlglot.parse_one(sql, read="duckdb")):
-        sources = scope.selected_sources
-        mine = {
-            alias
-            for alias, (_, source) in sources.items()
-            if isinstance(source, exp.Table) and f"{source.db}.{source.name}" == name
-        }
-        if not mine:
-            continue
-        for star in scope.stars:
-            table = star.table if isinstance(star, exp.Column) else ""
-            if not table or table in mine:
-                return None
-        for column in scope.columns:
-            if column.table in mine or (not column.table and len(sources) == 1):
-                found.add(column.name)
-            elif not column.table:
-                return None
-    return frozenset(found)
-
-
 @dataclass(frozen=True)
 class Model:
     """One model: its config, the inputs it reads, and how it computes its rows.
@@ -334,11 +235,6 @@ def _parsed_sql_model(text: str, origin: str) -> tuple[ModelConfig, tuple[str, .
     """
     config = parse_config(text, origin=origin)
     inputs = tuple(name for name in referenced_tables(text) if name != config.target)
-    if config.incremental == "recompute_keys" and key_lineage(config).inputs != set(inputs):
-        # an input left out would change the table without reaching any key
-        raise ConfigurationError(
-            f"{origin}: recompute_keys affected_by must name every input exactly: {sorted(inputs)}"
-        )
     return config, inputs
 
 

@@ -86,20 +86,13 @@ from pyiceberg.types import (
 from pyiceberg.utils.properties import property_as_int
 
 from lakehook.errors import ConfigurationError, LakehookError
-from lakehook.transform.models import (
-    LOADED_AT,
-    KeyLineage,
-    Model,
-    Project,
-    columns_read,
-    key_lineage,
-)
+from lakehook.transform.models import LOADED_AT, Model, Project
 from lakehook.transform.reference import REFERENCE_TABLES
 
 if TYPE_CHECKING:
     from pyiceberg.io import FileIO
     from pyiceberg.manifest import DataFile
-    from pyiceberg.table import FileScanTask, Table
+    from pyiceberg.table import Table
     from pyiceberg.table.metadata import TableMetadata
 
     from lakehook.settings import Settings
@@ -483,21 +476,7 @@ class BatchRunner:
             )
             for name in model.inputs
         ]
-        recompute: pa.Table | None = None
-        scratch: list[str] = []
         try:
-            if delta_inputs and model.config.incremental == "recompute_keys":
-                assert state is not None
-                recompute = self._recompute_keys(model, state, reads, scratch)
-                if recompute is None:
-                    # the snapshots consumed last time are gone: recompute the whole table
-                    delta_inputs = False
-                    for read in reads:
-                        self.engine.unregister(read.name)
-                    reads = [
-                        self._register_input(model, name, None, request, current_inputs[name])
-                        for name in model.inputs
-                    ]
             written = self._write_natively(model, table, reads, mode, delta_inputs)
             if written is not None:
                 table, candidates = written
@@ -512,12 +491,10 @@ class BatchRunner:
                 replaced: list[DataFile] | None = None
                 merged: Table | None = None
                 if delta_inputs and table is not None and model.config.strategy != "overwrite":
-                    if candidates and self.engine.capabilities.native_merge and recompute is None:
+                    if candidates and self.engine.capabilities.native_merge:
                         merged = self._merge_natively(model, table, result, reads, mode)
-                    if merged is None and (
-                        candidates or (recompute is not None and recompute.num_rows)
-                    ):
-                        result, scope, replaced = self._merge(model, table, result, recompute)
+                    if merged is None and candidates:
+                        result, scope, replaced = self._merge(model, table, result)
                     elif merged is None:
                         # nothing new to merge: the table's files stay as they are and the
                         # commit only records the snapshots and watermarks consumed
@@ -534,8 +511,6 @@ class BatchRunner:
             for read in reads:
                 if read.name not in REFERENCE_TABLES:
                     self.engine.unregister(read.name)
-            for relation in scratch:
-                self.engine.unregister(relation)
         return ModelRun(
             model.target,
             "built",
@@ -760,158 +735,6 @@ class BatchRunner:
         affected = affected.cast(pa.schema([full.schema.field(k) for k in keys]))
         return full.join(affected, keys=keys, join_type="left semi").combine_chunks()
 
-    def _recompute_keys(
-        self, model: Model, state: ModelState, reads: Sequence[_InputRead], scratch: list[str]
-    ) -> pa.Table | None:
-        """The target keys a ``recompute_keys`` model recomputes, with its inputs narrowed.
-
-        A commit rewrites whole data files, so every row of an input that changed since the
-        snapshot consumed last time is in a file only one of the two snapshots has (for a
-        merge: the recent months it rewrote; for an overwrite: all of them). Of those rows,
-        the ones without an equal row on the other side (same key, same values in every
-        column the model reads, see :func:`columns_read`) are new, gone, or changed (both
-        versions: a charge moved to another order reaches both orders). Their lineage
-        columns give the affected keys, directly or through another input's rows (a
-        changed unified id reaches the orders of its record). Then each ``direct`` input
-        is re-registered as its rows of those keys, every other input whole, at the
-        snapshots read.
-
-        Returns:
-            One column named as the target's key (``scratch`` lists the relations to
-            unregister after the model), or None (recompute all) when a consumed snapshot
-            is no longer in the table's history, an input's producer declares no keys,
-            delete files are involved, or the consumed schema lacks a column compared.
-        """
-        lineage = key_lineage(model.config)
-        key = model.config.keys[0]
-        producers = self.project.by_target()
-        current: dict[str, str] = {}
-
-        def register_current(name: str, snapshot_id: int) -> str:
-            if name not in current:
-                relation = f"__current_{len(scratch)}"
-                table = self._load_table(name)
-                assert table is not None
-                self.engine.register_table(relation, table, snapshot_id)
-                scratch.append(relation)
-                current[name] = relation
-            return current[name]
-
-        pieces: list[str] = []
-        by_name = {read.name: read for read in reads}
-        for read in reads:
-            consumed = state.inputs.get(read.name)
-            if consumed == read.snapshot_id:
-                continue  # unchanged: it reaches no key
-            table = self._load_table(read.name)
-            producer = producers.get(read.name)
-            if (
-                table is None
-                or consumed is None
-                or read.snapshot_id is None
-                or table.snapshot_by_id(consumed) is None
-                or producer is None
-                or not producer.config.keys
-            ):
-                return None
-            row_keys = producer.config.keys
-            compared = self._compared_columns(model, read.name, table, consumed, lineage)
-            files = self._files_changed(table, consumed, read.snapshot_id)
-            if compared is None or files is None:
-                return None
-            removed, added = f"__removed_{len(scratch)}", f"__added_{len(scratch)}"
-            self.engine.register_files(removed, table, files[0])
-            self.engine.register_files(added, table, files[1])
-            scratch += [removed, added]
-
-            def changed(
-                column: str,
-                removed: str = removed,
-                added: str = added,
-                compared: Sequence[str] = list(dict.fromkeys([*row_keys, *compared])),
-            ) -> str:
-                # a row in a file the snapshots do not share, without an equal row (same
-                # key, same values in the columns the model reads) on the other side: new,
-                # gone or changed (both versions); EXCEPT compares NULLs as equal
-                columns = ", ".join(compared)
-                return (
-                    f"SELECT {column} AS v FROM ("
-                    f"(SELECT {columns} FROM {added} EXCEPT SELECT {columns} FROM {removed}) "
-                    "UNION ALL "
-                    f"(SELECT {columns} FROM {removed} EXCEPT SELECT {columns} FROM {added}))"
-                )
-
-            if read.name in lineage.direct:
-                pieces.append(changed(lineage.direct[read.name]))
-            for source, column, other, other_column in lineage.via:
-                if source != read.name:
-                    continue
-                other_read = by_name[other]
-                if other_read.snapshot_id is None:
-                    continue
-                rows = register_current(other, other_read.snapshot_id)
-                pieces.append(
-                    f"SELECT w.{lineage.direct[other]} AS v FROM {rows} w "
-                    f"WHERE w.{other_column} IN (SELECT v FROM ({changed(column)}))"
-                )
-        if pieces:
-            union = " UNION ALL ".join(f"SELECT v FROM ({piece})" for piece in pieces)
-            keys = self.engine.query(
-                f"SELECT DISTINCT v AS {key} FROM ({union}) WHERE v IS NOT NULL",
-                target=f"{model.target} (keys to recompute)",
-            )
-        else:
-            target = self._load_table(model.target)
-            assert target is not None
-            keys = target.schema().as_arrow().select([key]).empty_table()
-        relation = f"__recompute_{len(scratch)}"
-        self.engine.register(relation, keys)
-        scratch.append(relation)
-        for read in reads:
-            if read.snapshot_id is None:
-                continue
-            rows = register_current(read.name, read.snapshot_id)
-            holder = lineage.direct.get(read.name)
-            sql = f"SELECT * FROM {rows}"
-            if holder is not None:
-                sql += f" WHERE {holder} IN (SELECT {key} FROM {relation})"
-            self.engine.register_view(read.name, sql, target=model.target)
-        return keys
-
-    @staticmethod
-    def _files_changed(
-        table: Table, consumed: int, snapshot_id: int
-    ) -> tuple[list[FileScanTask], list[FileScanTask]] | None:
-        """The data files of ``consumed`` that ``snapshot_id`` no longer has, and the ones it
-        added: every row that changed in between is in them (a commit rewrites whole
-        files). None when delete files are involved (then rows change inside a file)."""
-        before = {t.file.file_path: t for t in table.scan(snapshot_id=consumed).plan_files()}
-        after = {t.file.file_path: t for t in table.scan(snapshot_id=snapshot_id).plan_files()}
-        if any(t.delete_files for t in (*before.values(), *after.values())):
-            return None
-        removed = [task for path, task in before.items() if path not in after]
-        added = [task for path, task in after.items() if path not in before]
-        return removed, added
-
-    @staticmethod
-    def _compared_columns(
-        model: Model, name: str, table: Table, consumed: int, lineage: KeyLineage
-    ) -> list[str] | None:
-        """The columns of input ``name`` whose change matters to ``model``: those its SQL
-        reads and the lineage columns (every column but ``_loaded_at`` when unknown); None
-        when the snapshot consumed lacks one of them (schema change: recompute all)."""
-        current = [f.name for f in table.schema().fields if f.name != LOADED_AT]
-        read = columns_read(model.sql, name) if model.sql is not None else None
-        wanted = set(current) if read is None else set(read) & set(current)
-        wanted |= {c for n, c in lineage.direct.items() if n == name}
-        wanted |= {c for n, c, _, _ in lineage.via if n == name}
-        snapshot = table.snapshot_by_id(consumed)
-        schema_id = snapshot.schema_id if snapshot is not None else None
-        schema = table.schemas().get(schema_id) if schema_id is not None else None
-        if schema is None or not wanted <= {f.name for f in schema.fields}:
-            return None
-        return [c for c in current if c in wanted]
-
     @staticmethod
     def _max_loaded_at(data: pa.Table) -> int | None:
         if LOADED_AT not in data.column_names or data.num_rows == 0:
@@ -953,7 +776,7 @@ class BatchRunner:
             )
 
     def _merge(
-        self, model: Model, table: Table, candidates: pa.Table, recompute: pa.Table | None = None
+        self, model: Model, table: Table, candidates: pa.Table
     ) -> tuple[pa.Table, BooleanExpression, list[DataFile] | None]:
         """The candidates merged into the table's rows, and the part of the table they replace.
 
@@ -962,15 +785,13 @@ class BatchRunner:
         without a usable partition spec is merged whole. The data files of those partitions
         are read whole and replaced by the merged rows in the same snapshot (None when
         delete files make that impossible: then the scope is overwritten by filter).
-        ``recompute`` (a ``recompute_keys`` model): every row with one of these keys is
-        replaced by the candidates, so a key they lack is deleted.
 
         When no row of the table has a candidate's key (new raw rows in ``quarantine``, new
         charges, subscription events), the merged table is the table plus the candidates:
         they are added as new files (scope ``AlwaysFalse``) and nothing is read or rewritten.
         """
-        scope, existing = self._affected_partitions(model, table, candidates, recompute)
-        if recompute is None and existing is False and self._unique_keys(model, candidates):
+        scope, existing = self._affected_partitions(model, table, candidates)
+        if existing is False and self._unique_keys(model, candidates):
             return candidates, AlwaysFalse(), None
         tasks = list(table.scan(row_filter=scope).plan_files())
         replaced: list[DataFile] | None
@@ -984,19 +805,8 @@ class BatchRunner:
             replaced = [task.file for task in tasks]
         keys = ", ".join(model.config.keys)
         self.engine.register("__candidates", candidates)
-        if recompute is not None:
-            self.engine.register("__recomputed", recompute)
         try:
-            if recompute is not None:
-                # columns named (no BY NAME: Spark runs this merge too); a model whose
-                # columns changed has another version and is rebuilt, not merged
-                match = " AND ".join(f"t.{k} = r.{k}" for k in model.config.keys)
-                columns = ", ".join(candidates.column_names)
-                sql = (
-                    f"SELECT {columns} FROM __target t WHERE NOT EXISTS (SELECT 1 FROM "
-                    f"__recomputed r WHERE {match}) UNION ALL SELECT {columns} FROM __candidates"
-                )
-            elif model.config.strategy == "append":
+            if model.config.strategy == "append":
                 sql = (
                     "SELECT * FROM __target UNION ALL BY NAME SELECT * FROM __candidates c "
                     "WHERE NOT EXISTS (SELECT 1 FROM __target t WHERE "
@@ -1034,7 +844,6 @@ class BatchRunner:
         finally:
             self.engine.unregister("__target")
             self.engine.unregister("__candidates")
-            self.engine.unregister("__recomputed")
         return _align(iceberg_compatible(merged), _nullable(candidates.schema)), scope, replaced
 
     @staticmethod
@@ -1049,13 +858,11 @@ class BatchRunner:
         return bool(distinct == candidates.num_rows)
 
     def _affected_partitions(
-        self, model: Model, table: Table, candidates: pa.Table, recompute: pa.Table | None = None
+        self, model: Model, table: Table, candidates: pa.Table
     ) -> tuple[BooleanExpression, bool | None]:
         """The partitions a merge rewrites, and whether a row of the table has one of the
-        replaced keys (None: not looked up, the table is merged whole)."""
-        if len(model.config.partition_by) != 1 or (
-            candidates.num_rows == 0 and (recompute is None or recompute.num_rows == 0)
-        ):
+        candidates' keys (None: not looked up, the table is merged whole)."""
+        if len(model.config.partition_by) != 1 or candidates.num_rows == 0:
             return AlwaysTrue(), None
         transform, column = model.config.partition_by[0]
         keys = list(model.config.keys)
@@ -1073,18 +880,13 @@ class BatchRunner:
         # the engine reads the key and partition columns in place (DuckDB: iceberg_scan)
         self.engine.register_table("__located", table, snapshot_id)
         self.engine.register("__candidate_keys", candidates.select(columns))
-        # the rows replaced: those with a candidate's key, or (recompute_keys) a key recomputed
-        replaced = "__candidate_keys"
-        if recompute is not None:
-            self.engine.register("__recomputed_keys", recompute.select(keys))
-            replaced = "__recomputed_keys"
         try:
             match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM c.{k}" for k in keys)
             # found = 1: a partition holding a replaced key's row, 0: one a candidate goes to
             located = self.engine.query(
                 f"""
                 SELECT DISTINCT {part} AS part, 1 AS found FROM __located t
-                WHERE EXISTS (SELECT 1 FROM {replaced} c WHERE {match})
+                WHERE EXISTS (SELECT 1 FROM __candidate_keys c WHERE {match})
                 UNION
                 SELECT DISTINCT {part} AS part, 0 AS found FROM __candidate_keys""",
                 target=f"{model.target} (affected partitions)",
@@ -1092,7 +894,6 @@ class BatchRunner:
         finally:
             self.engine.unregister("__located")
             self.engine.unregister("__candidate_keys")
-            self.engine.unregister("__recomputed_keys")
         parts = list(dict.fromkeys(located.column("part").to_pylist()))
         existing = 1 in located.column("found").to_pylist()
         if len(parts) > _MAX_SCOPED_PARTITIONS:
@@ -1176,7 +977,6 @@ class BatchRunner:
             not self.engine.capabilities.native_write
             or model.sql is None
             or model.config.incremental == "affected_keys"
-            or (delta_inputs and model.config.incremental == "recompute_keys")
         ):
             return None
         schema = self.engine.register_query("__model", model.sql, target=model.target)
