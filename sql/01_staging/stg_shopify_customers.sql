@@ -2,6 +2,7 @@
 -- strategy: merge
 -- keys: source_id
 -- order_by: _source_occurred_at, _source_log_offset, _source_received_at
+-- keep_first: created_at
 -- incremental: delta
 -- partition_by: month(created_at)
 -- description: Shopify customer records: accounts (customers/*) and guest checkouts (one record per guest email, id guest:<email>), latest state; identity-input columns.
@@ -101,7 +102,8 @@ SELECT
   city,
   postal_code,
   country_code,
-  created_at,
+  -- the earliest of the record's versions: a guest's first order (the merge keeps it too)
+  min(created_at) OVER (PARTITION BY source_id)                      AS created_at,
   updated_at,
   account_state,
   is_guest,

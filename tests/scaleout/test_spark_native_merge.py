@@ -46,6 +46,14 @@ MERGED = {
     ("d", 1, "d1"),
     ("e", 1, "e1"),
 }
+#: keep_first val: the newest version wins, but val is the least seen (b and d stay, lowered)
+KEPT_FIRST = {
+    ("a", 2, "a1"),
+    ("b", 2, "b-tie"),
+    ("c", 1, "c-null"),
+    ("d", 1, "d-null"),
+    ("e", 1, "e1"),
+}
 APPENDED = {("a", 1, "a1"), ("b", 2, "b2"), ("c", None, "c-null"), ("d", 1, "d1"), ("e", 1, "e1")}
 
 
@@ -71,10 +79,19 @@ def _project(source: str, suffix: str) -> Project:
     append = ModelConfig(
         target=f"mergetest.first_{suffix}", strategy="append", keys=("id",), incremental="delta"
     )
+    kept = ModelConfig(
+        target=f"mergetest.kept_{suffix}",
+        strategy="merge",
+        keys=("id",),
+        order_by=("version",),
+        keep_first=("val",),
+        incremental="delta",
+    )
     return Project(
         models=(
             python_model(merge, [source], compute, version="merge-v1"),
             python_model(append, [source], compute, version="append-v1"),
+            python_model(kept, [source], compute, version="kept-v1"),
         )
     )
 
@@ -86,7 +103,7 @@ def _rows(catalog: Catalog, name: str) -> set[tuple[object, ...]]:
 
 def _run(settings: Settings, catalog: Catalog, engine: BatchEngine, project: Project) -> None:
     runs = BatchRunner(settings, catalog, engine, project).run(RunRequest(mode="incremental"))
-    assert [r.status for r in runs] == ["built", "built"], runs
+    assert [r.status for r in runs] == ["built", "built", "built"], runs
 
 
 def test_spark_merge_into_matches_the_runner_and_records_its_summary(
@@ -108,7 +125,7 @@ def test_spark_merge_into_matches_the_runner_and_records_its_summary(
         _run(spark_settings, catalog, duck_engine, duck)
         _run(spark_settings, catalog, spark_engine, spark)
 
-        for kind, expected in (("latest", MERGED), ("first", APPENDED)):
+        for kind, expected in (("latest", MERGED), ("first", APPENDED), ("kept", KEPT_FIRST)):
             assert _rows(catalog, f"mergetest.{kind}_duck_{suffix}") == expected
             assert _rows(catalog, f"mergetest.{kind}_spark_{suffix}") == expected
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import pytest
 from pyiceberg.catalog import Catalog
 
 from lakehook.contracts import Provider
-from lakehook.settings import Settings
+from lakehook.errors import ConfigurationError
+from lakehook.lake.catalog import open_catalog
+from lakehook.settings import Settings, load_settings
+from lakehook.transform.engines.spark import merge_statement
+from lakehook.transform.models import parse_config
 from tests.transform.lakefixtures import RawEvent, RawWriter, read_rows, run_batch
 
 
@@ -154,3 +161,80 @@ def test_shopify_guest_orders_deletions_and_refunds(
         )
         for r in revenue
     ] == [("2026-03-01", "EUR", Decimal("10.50"), Decimal("4.00"), Decimal("6.50"), 1)]
+
+
+def _guest_order(order_id: int, created: str) -> RawEvent:
+    payload = {
+        "id": order_id,
+        "email": "guest@example.com",
+        "financial_status": "paid",
+        "currency": "eur",
+        "total_price": "10.50",
+        "created_at": created,
+        "updated_at": created,
+        "customer": None,
+        "billing_address": {"first_name": f"Name{order_id}", "last_name": "Guest"},
+        "line_items": [],
+    }
+    return RawEvent(Provider.SHOPIFY, "orders/create", payload)
+
+
+def test_a_guest_record_is_created_by_its_first_order_in_every_run(
+    settings: Settings, catalog: Catalog, raw: RawWriter, tmp_path: Path
+) -> None:
+    batches = [
+        [_guest_order(1, "2026-02-10T09:00:00+00:00")],
+        [_guest_order(2, "2026-04-05T09:00:00+00:00")],  # a later order: newest state
+        [_guest_order(3, "2026-01-20T09:00:00+00:00")],  # an earlier one, arriving late
+    ]
+    firsts = ["2026-02-10 09:00:00+00:00", "2026-02-10 09:00:00+00:00", "2026-01-20 09:00:00+00:00"]
+    names = ["Name1", "Name2", "Name2"]  # the latest order (by provider time) gives the state
+    for batch, first, name in zip(batches, firsts, names, strict=True):
+        raw.write(batch)
+        run_batch(settings, catalog, mode="incremental", layer="staging")
+        (guest,) = read_rows(catalog, "staging.stg_shopify_customers")
+        assert str(guest["created_at"]) == first
+        assert guest["first_name"] == name
+        (record,) = read_rows(catalog, "staging.stg_customer_records")
+        assert str(record["created_at"]) == first
+    # a full build of the same events gives the same row
+    full_settings = load_settings(home=tmp_path / "full")
+    full_catalog = open_catalog(full_settings)
+    RawWriter(full_catalog).write([event for batch in batches for event in batch])
+    run_batch(full_settings, full_catalog, mode="full", layer="staging")
+    (full_guest,) = read_rows(full_catalog, "staging.stg_shopify_customers")
+    (guest,) = read_rows(catalog, "staging.stg_shopify_customers")
+    columns = ("created_at", "updated_at", "first_name", "source_id", "is_guest")
+    assert {c: full_guest[c] for c in columns} == {c: guest[c] for c in columns}
+
+
+def test_keep_first_needs_a_merge_that_orders_versions() -> None:
+    header = "-- target: staging.x\n-- strategy: merge\n-- keys: id\n-- keep_first: created_at\n"
+    with pytest.raises(ConfigurationError, match="keep_first needs a merge with order_by"):
+        parse_config(header + "SELECT 1 AS id", origin="x.sql")
+    config = parse_config(header + "-- order_by: updated_at\nSELECT 1 AS id", origin="x.sql")
+    assert config.keep_first == ("created_at",)
+
+
+def test_spark_merge_keeps_the_least_first_value_even_when_the_row_stays() -> None:
+    statement = merge_statement(
+        "lake.staging.x",
+        "v",
+        "merge",
+        ["id"],
+        ["updated_at"],
+        keep_first=["created_at"],
+        columns=["id", "created_at", "name", "_loaded_at"],
+    )
+    newer, stays, insert = re.split(r" WHEN (?=(?:NOT )?MATCHED)", statement)[1:]
+    # a newer version replaces the row but not an earlier created_at
+    assert newer.startswith("MATCHED AND ((s.`updated_at`")
+    assert "`name` = s.`name`" in newer and "`_loaded_at` = s.`_loaded_at`" in newer
+    assert (
+        "`created_at` = CASE WHEN t.`created_at` IS NULL OR s.`created_at` < t.`created_at`"
+        in newer
+    )
+    # an older version only lowers created_at (and restamps the row it changed)
+    assert stays.startswith("MATCHED AND ((s.`created_at` < t.`created_at`")
+    assert "`name`" not in stays and "`_loaded_at` = s.`_loaded_at`" in stays
+    assert insert == "NOT MATCHED THEN INSERT *"

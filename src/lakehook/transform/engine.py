@@ -172,6 +172,7 @@ class BatchEngine(ABC):
         keys: Sequence[str],
         order_by: Sequence[str],
         snapshot_properties: Mapping[str, str],
+        keep_first: Sequence[str] = (),
     ) -> bool:
         """Merge the rows registered as ``source`` into ``table`` in one engine commit.
 
@@ -187,6 +188,8 @@ class BatchEngine(ABC):
             keys: the merge keys.
             order_by: columns ordering versions of a row (merge only).
             snapshot_properties: recorded in the commit's snapshot summary.
+            keep_first: columns that keep the least value of the row's versions
+                (:attr:`~lakehook.transform.models.ModelConfig.keep_first`).
 
         Returns:
             False when this engine cannot commit to ``table`` (the runner then merges itself).
@@ -213,6 +216,7 @@ class BatchEngine(ABC):
         keys: Sequence[str],
         order_by: Sequence[str],
         snapshot_properties: Mapping[str, str],
+        keep_first: Sequence[str] = (),
     ) -> bool:
         """Write the relation ``source`` into ``table`` in one engine commit.
 

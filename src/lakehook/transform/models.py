@@ -77,6 +77,10 @@ class ModelConfig:
             the watermark), ``affected_keys`` (every row of the keys found in the delta,
             see ``affected_by``) or ``full`` (everything; the model is cheap).
         affected_by: input columns naming the keys an ``affected_keys`` model recomputes.
+        keep_first: columns a merge keeps the earliest value of (merge with ``order_by``):
+            the newest version of a row wins, except that these columns take the least
+            value of every version seen, so a late-arriving older version still lowers
+            them (a Shopify guest record is created by its first order).
         partition_by: ``(transform, column)`` pairs, e.g. ``("month", "created_at")``.
         description: one line for the catalog and the docs.
     """
@@ -87,6 +91,7 @@ class ModelConfig:
     order_by: tuple[str, ...] = ()
     incremental: Incremental = "full"
     affected_by: tuple[str, ...] = ()
+    keep_first: tuple[str, ...] = ()
     partition_by: tuple[tuple[str, str], ...] = ()
     description: str = ""
 
@@ -106,6 +111,8 @@ class ModelConfig:
             raise ConfigurationError(f"{self.target}: strategy {self.strategy} needs keys")
         if self.order_by and self.strategy != "merge":
             raise ConfigurationError(f"{self.target}: order_by only applies to merge")
+        if self.keep_first and not self.order_by:
+            raise ConfigurationError(f"{self.target}: keep_first needs a merge with order_by")
         if self.incremental == "affected_keys" and not self.affected_by:
             raise ConfigurationError(
                 f"{self.target}: incremental {self.incremental} needs affected_by"
@@ -164,6 +171,7 @@ def parse_config(sql: str, *, origin: str) -> ModelConfig:
         order_by=_split_list(values.get("order_by", "")),
         incremental=incremental,  # type: ignore[arg-type]
         affected_by=_split_list(values.get("affected_by", "")),
+        keep_first=_split_list(values.get("keep_first", "")),
         partition_by=tuple(partition_by),
         description=values.get("description", ""),
     )
@@ -182,6 +190,7 @@ _CONFIG_KEYS = frozenset(
         "order_by",
         "incremental",
         "affected_by",
+        "keep_first",
         "partition_by",
         "description",
     }

@@ -818,14 +818,19 @@ class BatchRunner:
                 # partitions read (most of their rows) pass through without a sort
                 order = ", ".join(f"{col} DESC NULLS LAST" for col in model.config.order_by)
                 match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM c.{k}" for k in model.config.keys)
+                ranked = f"row_number() OVER (PARTITION BY {keys} ORDER BY {order}, __priority)"
+                picked = "* EXCLUDE (__priority, __rank)"
+                if model.config.keep_first:
+                    # keep_first columns: the least value of every version of the key
+                    stamped = LOADED_AT in table.schema().column_names
+                    windows, picked = _keep_first_columns(model.config.keep_first, keys, stamped)
+                    ranked = f"{windows}, {ranked}"
                 sql = f"""
                   SELECT * FROM __target t
                   WHERE NOT EXISTS (SELECT 1 FROM __candidates c WHERE {match})
                   UNION ALL BY NAME
-                  SELECT * EXCLUDE (__priority, __rank) FROM (
-                    SELECT *, row_number() OVER (
-                      PARTITION BY {keys} ORDER BY {order}, __priority
-                    ) AS __rank
+                  SELECT {picked} FROM (
+                    SELECT *, {ranked} AS __rank
                     FROM (
                       SELECT *, 0 AS __priority FROM __target t
                       WHERE EXISTS (SELECT 1 FROM __candidates c WHERE {match})
@@ -938,6 +943,7 @@ class BatchRunner:
                 keys=keys,
                 order_by=model.config.order_by,
                 snapshot_properties=properties,
+                keep_first=model.config.keep_first,
             )
         finally:
             self.engine.unregister("__candidates")
@@ -1030,6 +1036,7 @@ class BatchRunner:
                 keys=keys,
                 order_by=model.config.order_by,
                 snapshot_properties=properties,
+                keep_first=model.config.keep_first,
             )
             if not done:
                 return None
@@ -1190,6 +1197,22 @@ class _Unknown:
 
 
 _UNKNOWN = _Unknown()
+
+
+def _keep_first_columns(first: Sequence[str], keys: str, stamped: bool) -> tuple[str, str]:
+    """For a merge whose ``first`` columns keep their least value: the window columns the
+    ranking adds, and the select list of the winning version with each ``first`` column
+    replaced by the least of its key's versions. A row whose ``first`` column moved takes
+    the candidate's ``_loaded_at`` (the newest of the key: it changed in this run)."""
+    windows = [f"min({c}) OVER (PARTITION BY {keys}) AS __first_{c}" for c in first]
+    hidden = ["__priority", "__rank", *first, *(f"__first_{c}" for c in first)]
+    columns = [f"__first_{c} AS {c}" for c in first]
+    if stamped:
+        windows.append(f"max({LOADED_AT}) OVER (PARTITION BY {keys}) AS __stamp")
+        hidden += [LOADED_AT, "__stamp"]
+        moved = " OR ".join(f"__first_{c} IS DISTINCT FROM {c}" for c in first)
+        columns.append(f"CASE WHEN {moved} THEN __stamp ELSE {LOADED_AT} END AS {LOADED_AT}")
+    return ", ".join(windows), f"* EXCLUDE ({', '.join(hidden)}), {', '.join(columns)}"
 
 
 def _literal(value: date | datetime, field_type: str) -> str:

@@ -29,6 +29,7 @@ from sqlglot import exp, transforms
 from lakehook.errors import ConfigurationError, LakehookError
 from lakehook.jvm import ensure_jars, java_home
 from lakehook.transform.engine import MODEL_DIALECT, BatchEngine, EngineCapabilities, ModelError
+from lakehook.transform.models import LOADED_AT
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -240,6 +241,7 @@ class SparkEngine(BatchEngine):
         keys: Sequence[str],
         order_by: Sequence[str],
         snapshot_properties: Mapping[str, str],
+        keep_first: Sequence[str] = (),
     ) -> bool:
         """Commit the merge with Spark's ``MERGE INTO`` on the lake catalog.
 
@@ -251,7 +253,10 @@ class SparkEngine(BatchEngine):
         if view is None or not self._shares_catalog():
             return False
         identifier = ".".join(_quoted(p) for p in (self.settings.catalog_name, *table.name()))
-        statement = merge_statement(identifier, view, strategy, keys, order_by)
+        columns = [field.name for field in table.schema().fields]
+        statement = merge_statement(
+            identifier, view, strategy, keys, order_by, keep_first=keep_first, columns=columns
+        )
         conf = self.session.conf
         settings = {_SNAPSHOT_PROPERTY + key: value for key, value in snapshot_properties.items()}
         for key, value in settings.items():
@@ -294,6 +299,7 @@ class SparkEngine(BatchEngine):
         keys: Sequence[str],
         order_by: Sequence[str],
         snapshot_properties: Mapping[str, str],
+        keep_first: Sequence[str] = (),
     ) -> bool:
         """Write the view ``source`` into ``table`` with Spark; the rows never leave the cluster.
 
@@ -311,6 +317,7 @@ class SparkEngine(BatchEngine):
                 keys=keys,
                 order_by=order_by,
                 snapshot_properties=snapshot_properties,
+                keep_first=keep_first,
             )
         from pyspark.sql.functions import lit
 
@@ -397,14 +404,29 @@ def _newer(order_by: Sequence[str]) -> str:
     return condition
 
 
+def _least(column: str) -> str:
+    """Spark SQL: the lesser of ``t.column`` and ``s.column``, NULL counting as none."""
+    s, t = f"s.{_quoted(column)}", f"t.{_quoted(column)}"
+    return f"CASE WHEN {t} IS NULL OR {s} < {t} THEN coalesce({s}, {t}) ELSE {t} END"
+
+
 def merge_statement(
-    identifier: str, source: str, strategy: str, keys: Sequence[str], order_by: Sequence[str]
+    identifier: str,
+    source: str,
+    strategy: str,
+    keys: Sequence[str],
+    order_by: Sequence[str],
+    *,
+    keep_first: Sequence[str] = (),
+    columns: Sequence[str] = (),
 ) -> str:
     """The ``MERGE INTO`` that reproduces the runner's merge of ``source`` into a table.
 
     ``append`` inserts rows whose keys are not there (keys compared with ``=``, as the
     runner does); ``merge`` matches keys NULL-safely and replaces the row, when ``order_by``
-    is given only if the candidate is newer.
+    is given only if the candidate is newer. ``keep_first`` columns take the least of the
+    row's and the candidate's value (NULL counting as none), also when the row stays;
+    ``columns`` (the table's) are then set one by one.
 
     Raises:
         ValueError: an unknown strategy or no keys.
@@ -414,7 +436,21 @@ def merge_statement(
     equals = "=" if strategy == "append" else "<=>"
     on = " AND ".join(f"t.{_quoted(k)} {equals} s.{_quoted(k)}" for k in keys)
     clauses = []
-    if strategy == "merge":
+    if strategy == "merge" and keep_first:
+        first = {c: _least(c) for c in keep_first}
+        assigned = ", ".join(f"{_quoted(c)} = {first.get(c, f's.{_quoted(c)}')}" for c in columns)
+        clauses.append(f"WHEN MATCHED AND {_newer(order_by)} THEN UPDATE SET {assigned}")
+        lowered = " OR ".join(
+            f"(s.{_quoted(c)} < t.{_quoted(c)} OR (t.{_quoted(c)} IS NULL AND "
+            f"s.{_quoted(c)} IS NOT NULL))"
+            for c in keep_first
+        )
+        restamped = (
+            {**first, LOADED_AT: f"s.{_quoted(LOADED_AT)}"} if LOADED_AT in columns else first
+        )
+        kept = ", ".join(f"{_quoted(c)} = {value}" for c, value in restamped.items())
+        clauses.append(f"WHEN MATCHED AND ({lowered}) THEN UPDATE SET {kept}")
+    elif strategy == "merge":
         when = f" AND {_newer(order_by)}" if order_by else ""
         clauses.append(f"WHEN MATCHED{when} THEN UPDATE SET *")
     clauses.append("WHEN NOT MATCHED THEN INSERT *")
