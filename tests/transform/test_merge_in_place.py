@@ -116,3 +116,38 @@ def test_duckdb_reads_data_files_by_name_older_files_without_a_new_column(
         # Iceberg's partition folders never become columns
         columns = engine.query("SELECT * FROM __target LIMIT 0").column_names
         assert sorted(columns) == ["amount", "key", "note"]
+
+
+def test_duckdb_read_files_gives_what_pyiceberg_reads(settings: Settings, catalog: Catalog) -> None:
+    """Raw deltas are read by the engine: same rows, same Arrow schema as PyIceberg's."""
+    catalog.create_namespace_if_not_exists("staging")
+    schema = pa.schema(
+        [
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("amount", pa.int32()),
+            pa.field("at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+    table = catalog.create_table("staging.read_back", schema=schema)
+    moment = pa.scalar(1_775_779_200_000_000, pa.timestamp("us", tz="UTC"))
+    table.append(pa.table({"key": ["a", "b"], "amount": [1, None], "at": [moment, None]}, schema))
+    with table.update_schema() as update:
+        update.add_column("note", StringType())
+    table = catalog.load_table("staging.read_back")
+    wider = pa.schema([*schema, pa.field("note", pa.string())])
+    table.append(pa.table({"key": ["c"], "amount": [3], "at": [moment], "note": ["x"]}, wider))
+    tasks = list(table.scan().plan_files())
+
+    expected = table.scan().to_arrow().sort_by("key")
+    with DuckDBEngine(settings) as engine:
+        got = engine.read_files(table, tasks).sort_by("key")
+        # the table's types (PyIceberg may give a file's string as string, not large_string)
+        assert got.schema.names == expected.schema.names
+        assert [f.nullable for f in got.schema] == [f.nullable for f in expected.schema]
+        assert got.cast(expected.schema).equals(expected)
+        assert got.column("note").to_pylist() == [None, None, "x"]
+        # only the files asked for: the first append alone has no note column at all
+        first = [task for task in tasks if task.file.record_count == 2]
+        alone = engine.read_files(table, first)
+        assert alone.column_names == ["key", "amount", "at", "note"]
+        assert alone.column("note").null_count == 2

@@ -129,6 +129,23 @@ class BatchEngine(ABC):
         rows = ArrowScan(table.metadata, table.io, schema, AlwaysTrue()).to_table(tasks)
         self.register(relation, rows)
 
+    def read_files(self, table: Table, tasks: Sequence[FileScanTask]) -> pa.Table:
+        """The rows of some of a table's data files (no delete files), in the table's
+        schema: PyIceberg's Arrow reader; DuckDB reads local Parquet files itself."""
+        from pyiceberg.expressions import AlwaysTrue
+        from pyiceberg.io.pyarrow import ArrowScan
+
+        return ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue()).to_table(tasks)
+
+    def fingerprint(
+        self, data: pa.Table, parts: pa.Array | pa.ChunkedArray | None, columns: Sequence[str]
+    ) -> tuple[str, dict[object, tuple[int, str]]] | None:
+        """Rows and a content hash of ``data``'s ``columns`` per value of ``parts`` (one
+        entry, key None, when ``parts`` is None), and what computed them: an overwrite keeps
+        the files of partitions whose rows did not change. None: the engine has no stable
+        row hash (the runner then rewrites every partition)."""
+        return None
+
     def register_view(self, relation: str, sql: str, *, target: str) -> None:
         """Expose the rows of a model-dialect SELECT over registered relations under
         ``relation``. The default runs it and registers the rows; DuckDB keeps a view

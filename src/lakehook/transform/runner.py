@@ -16,8 +16,9 @@ For each model the runner:
    engine whose capabilities say ``native_merge`` (Spark) commits an incremental merge
    itself instead (``MERGE INTO``, same semantics, same summary), still in one commit.
 
-Commits are copy-on-write: a full build replaces every data file, a merge the files of the
-partitions it touches, in ONE OVERWRITE snapshot (measured cheaper than PyIceberg's
+Commits are copy-on-write: a full build replaces every data file (but the files of a
+partition whose rows did not change stay, see :meth:`BatchRunner._unchanged_parts`), a merge
+the files of the partitions it touches, in ONE OVERWRITE snapshot (measured cheaper than PyIceberg's
 ``upsert``, which rewrites whole files and filters every key in Python, and than its
 overwrite-by-filter, which makes a DELETE and an APPEND snapshot). Within a run, what is
 already in hand is not read again: raw deltas are shared by the staging models, and rows
@@ -81,6 +82,7 @@ from pyiceberg.types import (
     ListType,
     LongType,
     MapType,
+    StringType,
     StructType,
 )
 from pyiceberg.utils.properties import property_as_int
@@ -113,6 +115,9 @@ PROP_CANDIDATES = "lakehook.candidate-rows"
 #: the table's greatest ``_loaded_at`` after the commit (JSON; null when empty): what a full
 #: read of the table records as its watermark, without scanning it
 PROP_LOADED_AT_MAX = "lakehook.loaded-at-max"
+#: a whole-table commit's fingerprint of each partition (JSON): what lets the next one keep
+#: the files of partitions whose rows it computes again unchanged
+PROP_PARTS = "lakehook.parts"
 
 #: table properties of every table the runner creates (DESIGN §5)
 TABLE_PROPERTIES: dict[str, str] = {
@@ -129,6 +134,9 @@ TABLE_PROPERTIES: dict[str, str] = {
 _MAX_SHARED_DELTA_BYTES = 512 * 1024 * 1024
 #: whole tables committed in a run are kept for later readers up to this many bytes in all
 _MAX_KEPT_RESULT_BYTES = 256 * 1024 * 1024
+#: partitions fingerprinted at most (the record is in every snapshot summary the metadata
+#: keeps): a table with more is rewritten whole by every overwrite
+_MAX_FINGERPRINTED_PARTS = 256
 
 _TRANSFORMS: dict[str, Callable[[], Transform[Any, Any]]] = {
     "month": MonthTransform,
@@ -708,9 +716,16 @@ class BatchRunner:
             with self._lock:
                 data = self._appended.get(key)
             if data is None:
-                data = table.incremental_append_scan(
+                scan = table.incremental_append_scan(
                     from_snapshot_id_exclusive=consumed, to_snapshot_id_inclusive=snapshot_id
-                ).to_arrow()
+                )
+                tasks = list(scan.plan_files())
+                if any(task.delete_files for task in tasks):
+                    data = scan.to_arrow()
+                else:
+                    # the engine's own Parquet reader when it has one (DuckDB: 0.06 s
+                    # for 37 MB of Shopify JSON, PyIceberg's 0.15-0.30 s)
+                    data = self.engine.read_files(table, tasks)
                 with self._lock:
                     if self._readers_left[name] > 1 and data.nbytes <= _MAX_SHARED_DELTA_BYTES:
                         self._appended[key] = data
@@ -1092,22 +1107,135 @@ class BatchRunner:
             table = self._evolve_schema(table, result.schema)
         data = _align(result, table.schema().as_arrow())
         properties = self._snapshot_properties(model, reads, mode, candidates)
+        if replaced is None and scope == AlwaysTrue():
+            replaced = _live_data_files(table)
+        written = data
+        if scope == AlwaysTrue() and replaced is not None and model.config.strategy == "overwrite":
+            # (a merge model's whole commits are full builds: nothing would read a record)
+            # a full build rewrites every file (the remedy for a lost or damaged one)
+            keep = mode != "full"
+            data, written, replaced, record = self._unchanged_parts(
+                model, table, data, replaced, keep=keep
+            )
+            if record is not None:
+                properties[PROP_PARTS] = record
         known, loaded_at_max = self._loaded_at_after(table, data, scope)
         if known:
             properties[PROP_LOADED_AT_MAX] = json.dumps(loaded_at_max)
-        if replaced is None and scope == AlwaysTrue():
-            replaced = _live_data_files(table)
         parent_id = self._current_id(table)
         with _Transaction(table) as transaction:
-            if scope == AlwaysFalse():
-                _append_files(transaction, table, data, properties)
+            if scope == AlwaysFalse() or (
+                replaced is not None and not replaced and written.num_rows == 0
+            ):
+                # (nothing replaced and nothing new: a snapshot with the summary alone)
+                _append_files(transaction, table, written, properties)
             elif replaced is None:
                 transaction.overwrite(data, overwrite_filter=scope, snapshot_properties=properties)
             else:
-                _replace_files(transaction, table, replaced, data, properties)
+                _replace_files(transaction, table, replaced, written, properties)
         # a whole table, or (a merge) every row that commit added or rewrote
         self._keep_committed(model.target, parent_id, table, data, scope == AlwaysTrue())
         return table
+
+    def _unchanged_parts(
+        self, model: Model, table: Table, data: pa.Table, live: list[DataFile], *, keep: bool
+    ) -> tuple[pa.Table, pa.Table, list[DataFile], str | None]:
+        """A whole-table commit once the partitions whose rows did not change keep their files.
+
+        ``data`` is every row of the table after the commit, ``live`` its current files.
+        Each partition's rows are fingerprinted (row count and a sum of row hashes, by the
+        engine); the previous whole-table commit recorded its own. A partition with the same
+        fingerprint, whose files still hold the rows recorded, keeps its files and its rows
+        keep the ``_loaded_at`` they were written with (the run's time is in the rows of a
+        SQL model only; a Python model's own times are part of its fingerprint). An
+        incremental run recomputes ``core.orders`` whole, but mostly the newest month changes.
+
+        Returns the rows of the table after the commit (restamped), the rows to write, the
+        files to replace and the record for the snapshot summary (None: not fingerprinted;
+        every partition is rewritten, as when nothing was recorded before). Without ``keep``
+        (a full build) every partition is rewritten and the record made.
+        """
+        unchanged: tuple[pa.Table, pa.Table, list[DataFile], str | None] = (data, data, live, None)
+        if data.num_rows == 0:
+            return unchanged
+        spec = table.spec()
+        parts: pa.Array | pa.ChunkedArray | None = None
+        if not spec.is_unpartitioned():
+            if len(spec.fields) != 1:
+                return unchanged
+            field = spec.fields[0]
+            column = table.schema().find_column_name(field.source_id)
+            source_type = table.schema().find_field(field.source_id).field_type
+            if column is None or not (
+                isinstance(field.transform, (MonthTransform, DayTransform))
+                or (
+                    isinstance(field.transform, IdentityTransform)
+                    and isinstance(source_type, (StringType, IntegerType, LongType))
+                )
+            ):
+                return unchanged  # partition values that are not plain JSON numbers or text
+            parts = field.transform.pyarrow_transform(source_type)(data.column(column))
+        own_times = model.sql is None  # a Python model keeps its own times: they are content
+        columns = [name for name in data.column_names if own_times or name != LOADED_AT]
+        computed = self.engine.fingerprint(data, parts, columns)
+        if computed is None or len(computed[1]) > _MAX_FINGERPRINTED_PARTS:
+            return unchanged
+        engine, prints = computed
+        signature = json.dumps(
+            [engine, own_times, spec.spec_id, [(f.name, str(f.type)) for f in data.schema]]
+        )
+        before: dict[object, tuple[int, str, int | None]] = {}
+        snapshot = table.current_snapshot()
+        summary = snapshot.summary.additional_properties if snapshot and snapshot.summary else {}
+        if PROP_PARTS in summary:
+            recorded = json.loads(summary[PROP_PARTS])
+            if recorded.get("signature") == signature:
+                before = {part: (rows, digest, at) for part, rows, digest, at in recorded["parts"]}
+
+        def key(data_file: DataFile) -> object:
+            return None if parts is None else data_file.partition[0]
+
+        rows_in_files: Counter[object] = Counter()
+        for data_file in live:
+            rows_in_files[key(data_file)] += data_file.record_count
+        foreign = any(data_file.spec_id != spec.spec_id for data_file in live)
+        kept = {
+            part
+            for part, (rows, digest) in prints.items()
+            if keep
+            and not foreign
+            and part in before
+            and before[part][:2] == (rows, digest)
+            and rows_in_files[part] == rows
+        }
+        loaded = data.column(LOADED_AT)
+        in_kept: pa.Array | pa.ChunkedArray = pa.repeat(pa.scalar(False), data.num_rows)
+        for part in kept:
+            if parts is None:
+                mask: pa.Array | pa.ChunkedArray = pa.repeat(pa.scalar(True), data.num_rows)
+            elif part is None:
+                mask = pc.is_null(parts)
+            else:
+                mask = pc.fill_null(pc.equal(parts, pa.scalar(part, parts.type)), False)
+            in_kept = pc.or_(in_kept, mask)
+            at = before[part][2]
+            if not own_times and at is not None:
+                loaded = pc.if_else(mask, pa.scalar(_from_micros(at), loaded.type), loaded)
+        if kept and not own_times:
+            data = data.set_column(data.schema.get_field_index(LOADED_AT), LOADED_AT, loaded)
+        latest = _latest_per_part(data.column(LOADED_AT), parts)
+        record = {
+            "signature": signature,
+            "parts": [
+                [part, rows, digest, latest.get(part)]
+                for part, (rows, digest) in sorted(prints.items(), key=lambda p: json.dumps(p[0]))
+            ],
+        }
+        if not kept:
+            return data, data, live, json.dumps(record)
+        written = data.filter(pc.invert(in_kept))
+        replaced = [data_file for data_file in live if key(data_file) not in kept]
+        return data, written, replaced, json.dumps(record)
 
     def _loaded_at_after(
         self, table: Table, data: pa.Table, scope: BooleanExpression
@@ -1278,6 +1406,28 @@ def _summary_figures(
     if "total-records" not in props or deletes:
         return None
     return _InputRead(name, snapshot_id, watermark, int(props["total-records"]))
+
+
+def _latest_per_part(
+    loaded: pa.ChunkedArray, parts: pa.Array | pa.ChunkedArray | None
+) -> dict[object, int | None]:
+    """The greatest ``_loaded_at`` (micros) of each partition's rows (key None: all rows)."""
+    grouped = (
+        pa.table(
+            {
+                "part": parts if parts is not None else pa.nulls(len(loaded), pa.int32()),
+                "at": loaded,
+            }
+        )
+        .group_by("part")
+        .aggregate([("at", "max")])
+    )
+    return {
+        part: (_micros(at) if at is not None else None)
+        for part, at in zip(
+            grouped.column("part").to_pylist(), grouped.column("at_max").to_pylist(), strict=True
+        )
+    }
 
 
 def _live_data_files(table: Table) -> list[DataFile] | None:
