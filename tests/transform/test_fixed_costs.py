@@ -111,9 +111,9 @@ def test_a_bad_model_fails_every_time_it_is_loaded(tmp_path: Path) -> None:
 
 def test_a_second_engine_reads_iceberg_in_place_too(settings: Settings) -> None:
     with duckdb_engine.DuckDBEngine(settings) as first:
-        assert first._iceberg.ready()
+        assert first._native_iceberg
     with duckdb_engine.DuckDBEngine(settings) as second:
-        assert second._iceberg.ready()
+        assert second._native_iceberg
         functions = second.query(
             "SELECT count(*) AS n FROM duckdb_functions() WHERE function_name = 'iceberg_scan'"
         )
@@ -355,34 +355,3 @@ def test_a_partial_re_read_of_a_loader_commit_does_not_shrink_its_count(
     # it read two rows of the commit, and the count of four stays
     assert [(r.mode, r.rows_read, r.candidate_rows) for r in results] == [("range", 2, 1)]
     assert _loads(catalog) == before
-
-
-def test_the_iceberg_extension_loads_while_sessions_already_run_queries(
-    settings: Settings, catalog: Catalog
-) -> None:
-    """The extension loads on its own thread: sessions query Arrow meanwhile, and a table
-    read in place waits for it (in a session opened before it finished)."""
-    catalog.create_namespace_if_not_exists("staging")
-    schema = pa.schema([pa.field("id", pa.large_string()), pa.field("n", pa.int64())])
-    table = catalog.create_table("staging.loaded_later", schema=schema)
-    table.append(pa.table({"id": ["a", "b"], "n": [1, 2]}, schema=schema))
-    snapshot = table.current_snapshot()
-    assert snapshot is not None
-    for _ in range(3):
-        with duckdb_engine.DuckDBEngine(settings) as engine:
-            session = engine.open_session()
-            try:
-                session.register("staging.delta", pa.table({"n": [5, 6]}))
-                assert session.query("SELECT sum(n) AS s FROM staging.delta").to_pylist() == [
-                    {"s": 11}
-                ]
-                session.register_table("staging.loaded_later", table, snapshot.snapshot_id)
-                rows = session.query("SELECT id, n FROM staging.loaded_later ORDER BY id")
-                assert rows.to_pylist() == [{"id": "a", "n": 1}, {"id": "b", "n": 2}]
-                # in place: a view over iceberg_scan, not registered Arrow
-                views = session.query(
-                    "SELECT sql FROM duckdb_views() WHERE view_name = 'loaded_later'"
-                ).column("sql")
-                assert "iceberg_scan" in views[0].as_py()
-            finally:
-                session.close()

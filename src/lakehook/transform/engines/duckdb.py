@@ -22,7 +22,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import threading
 from typing import TYPE_CHECKING, ClassVar
 
 import duckdb
@@ -109,30 +108,6 @@ def parse_json_once(sql: str) -> str:
     return _JSON_FIELD.sub(once, sql)
 
 
-class _IcebergExtension:
-    """DuckDB's Iceberg extension, loaded on a thread of its own (≈ 0.08 s) while the run's
-    first models read Arrow deltas; :meth:`ready` waits for it where ``iceberg_scan`` is
-    needed. Extensions belong to the database: every session of the engine shares it."""
-
-    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
-        self._loaded = False
-        cursor = connection.cursor()  # a connection is not shared across threads
-
-        def load() -> None:
-            try:
-                self._loaded = load_iceberg_extension(cursor)
-            finally:
-                cursor.close()
-
-        self._thread = threading.Thread(target=load, name="lakehook-duckdb-iceberg", daemon=True)
-        self._thread.start()
-
-    def ready(self) -> bool:
-        """Whether ``iceberg_scan`` can be used (waits for the load to end)."""
-        self._thread.join()
-        return self._loaded
-
-
 class DuckDBEngine(BatchEngine):
     """Runs models in an in-memory DuckDB connection."""
 
@@ -157,7 +132,7 @@ class DuckDBEngine(BatchEngine):
         self._connection.execute(f"SET temp_directory = '{spill.as_posix()}'")
         self._connection.execute("SET preserve_insertion_order = false")
         self._schemas: set[str] = set()
-        self._iceberg = _IcebergExtension(self._connection)
+        self._native_iceberg = load_iceberg_extension(self._connection)
         self._views: set[str] = set()
 
     def _configure_session(self) -> None:
@@ -195,7 +170,7 @@ class DuckDBEngine(BatchEngine):
         session._connection.execute(f"USE {catalog}")
         session._session_catalog = catalog
         session._schemas = set()
-        session._iceberg = self._iceberg
+        session._native_iceberg = self._native_iceberg
         session._fixed_threads = self._fixed_threads
         session._threads = self._threads
         session._views = set()
@@ -228,7 +203,7 @@ class DuckDBEngine(BatchEngine):
     def register_table(self, relation: str, table: Table, snapshot_id: int) -> None:
         """Read the table in place with ``iceberg_scan`` at the pinned snapshot (streamed,
         never materialised); PyIceberg → Arrow when the extension is not installed."""
-        if not self._iceberg.ready():
+        if not self._native_iceberg:
             super().register_table(relation, table, snapshot_id)
             return
         self._prepare(relation)
@@ -332,7 +307,6 @@ class DuckDBEngine(BatchEngine):
 
     def close(self) -> None:
         super().close()
-        self._iceberg.ready()  # the loading cursor ends before the database does
         if self._session_catalog is not None:
             # the attached database belongs to the whole instance: detach it
             self._connection.execute("USE memory")
