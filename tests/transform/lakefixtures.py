@@ -99,7 +99,7 @@ def run_batch(
 def read_rows(catalog: Catalog, name: str, order_by: str | None = None) -> list[dict[str, Any]]:
     """Every row of a table as dicts (optionally sorted by one column)."""
     data: pa.Table = catalog.load_table(name).scan().to_arrow()
-    rows = data.to_pylist()
+    rows: list[dict[str, Any]] = data.to_pylist()
     if order_by:
         rows.sort(key=lambda row: (row[order_by] is None, row[order_by]))
     return rows
@@ -109,8 +109,9 @@ def stripe_event(
     event_type: str, obj: Mapping[str, Any], created: int, event_id: str | None = None
 ) -> RawEvent:
     """A Stripe snapshot event around ``obj``."""
+    event_id = event_id or f"evt_{obj['id']}_{created}_{event_type}"
     payload = {
-        "id": event_id or f"evt_{obj['id']}_{created}_{event_type}",
+        "id": event_id,
         "object": "event",
         "type": event_type,
         "created": created,
@@ -122,7 +123,7 @@ def stripe_event(
         payload,
         occurred_at=datetime.fromtimestamp(created, UTC),
         object_id=str(obj["id"]),
-        event_id=payload["id"],
+        event_id=event_id,
     )
 
 
