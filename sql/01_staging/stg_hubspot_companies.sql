@@ -1,8 +1,6 @@
 -- target: staging.stg_hubspot_companies
--- strategy: merge
+-- strategy: overwrite
 -- keys: company_id
--- incremental: affected_keys
--- affected_by: object_type, object_id
 -- description: HubSpot companies, one row per company id, properties folded to their latest values.
 
 -- =============================================================================
@@ -22,7 +20,14 @@ WITH company_properties AS (
                                                                          AS merged_into_id,
     min(_source_occurred_at)                                             AS first_event_at,
     max(_source_occurred_at)                                             AS last_event_at
-  FROM staging.stg_hubspot_property_values
+  FROM (
+    SELECT object_type, object_id, property_name, property_value, _source_occurred_at
+    FROM staging.stg_hubspot_property_values
+    UNION ALL
+    -- what a record created by a merge took over from the records merged into it
+    SELECT object_type, object_id, property_name, property_value, _source_occurred_at
+    FROM staging.stg_hubspot_merged_values
+  ) AS v
   WHERE object_type = 'company'
   GROUP BY object_id
 )

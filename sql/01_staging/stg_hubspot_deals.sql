@@ -1,8 +1,6 @@
 -- target: staging.stg_hubspot_deals
--- strategy: merge
+-- strategy: overwrite
 -- keys: deal_id
--- incremental: affected_keys
--- affected_by: object_type, object_id
 -- partition_by: month(created_at)
 -- description: HubSpot deals, one row per deal id, properties folded to their latest values.
 
@@ -27,7 +25,14 @@ WITH deal_properties AS (
                                                                          AS merged_into_id,
     min(_source_occurred_at)                                             AS first_event_at,
     max(_source_occurred_at)                                             AS last_event_at
-  FROM staging.stg_hubspot_property_values
+  FROM (
+    SELECT object_type, object_id, property_name, property_value, _source_occurred_at
+    FROM staging.stg_hubspot_property_values
+    UNION ALL
+    -- what a record created by a merge took over from the records merged into it
+    SELECT object_type, object_id, property_name, property_value, _source_occurred_at
+    FROM staging.stg_hubspot_merged_values
+  ) AS v
   WHERE object_type = 'deal'
   GROUP BY object_id
 )

@@ -4,7 +4,7 @@
 -- order_by: _source_occurred_at, _source_log_offset, _source_received_at
 -- incremental: delta
 -- partition_by: identity(object_type)
--- description: HubSpot object state folded from events: the latest value of each property of each contact, company and deal (lifecycle events become the pseudo-properties __created, __deleted, __merged_into).
+-- description: HubSpot object state folded from events: the latest value of each property of each contact, company and deal (lifecycle events become the pseudo-properties __created, __deleted, __merged_into, __merged_primary).
 
 -- =============================================================================
 -- HubSpot events, typed once
@@ -70,6 +70,27 @@ changes AS (
     AND json_extract_string(m.merged_id, '$') <> coalesce(
       json_extract_string(e.payload, '$.newObjectId'),
       json_extract_string(e.payload, '$.primaryObjectId'), e.object_id)
+
+  -- since 2024 a contact or company merge creates a new record (newObjectId): the primary
+  -- is merged into it too, and the new record names its primary (stg_hubspot_merged_values
+  -- gives it the values of the records merged into it)
+  UNION ALL
+  SELECT object_type, json_extract_string(payload, '$.primaryObjectId'), '__merged_into',
+    json_extract_string(payload, '$.newObjectId'),
+    _source_occurred_at, _source_log_offset, _source_received_at
+  FROM hubspot_events
+  WHERE change = 'merge'
+    AND json_extract_string(payload, '$.primaryObjectId')
+      <> json_extract_string(payload, '$.newObjectId')
+
+  UNION ALL
+  SELECT object_type, json_extract_string(payload, '$.newObjectId'), '__merged_primary',
+    json_extract_string(payload, '$.primaryObjectId'),
+    _source_occurred_at, _source_log_offset, _source_received_at
+  FROM hubspot_events
+  WHERE change = 'merge'
+    AND json_extract_string(payload, '$.primaryObjectId')
+      <> json_extract_string(payload, '$.newObjectId')
 )
 
 -- =============================================================================

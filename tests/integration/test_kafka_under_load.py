@@ -231,7 +231,13 @@ def _check_raw_and_staging(
         raw.update((stream, i) for i in ids.column("_event_id").to_pylist())
     assert raw == counts  # every Kafka record once: offsets in the snapshot, not re-read
 
-    models = ("shopify_orders", "stripe_charges", "hubspot_property_values", "hubspot_contacts")
+    models = (
+        "shopify_orders",
+        "stripe_charges",
+        "hubspot_property_values",
+        "hubspot_merged_values",
+        "hubspot_contacts",
+    )
     for table in (f"stg_{m}" for m in models):
         _invoke("--home", home, "batch", "--table", f"staging.{table}", "--format", "json")
     staged = {

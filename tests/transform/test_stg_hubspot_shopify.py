@@ -238,3 +238,125 @@ def test_spark_merge_keeps_the_least_first_value_even_when_the_row_stays() -> No
     assert stays.startswith("MATCHED AND ((s.`created_at` < t.`created_at`")
     assert "`name`" not in stays and "`_loaded_at` = s.`_loaded_at`" in stays
     assert insert == "NOT MATCHED THEN INSERT *"
+
+
+def _contact(object_id: int, at_ms: int, **properties: str) -> list[RawEvent]:
+    events = [hubspot("contact.creation", object_id, at_ms)]
+    for offset, (name, value) in enumerate(properties.items(), start=1):
+        events.append(
+            hubspot(
+                "contact.propertyChange",
+                object_id,
+                at_ms + offset,
+                propertyName=name,
+                propertyValue=value,
+            )
+        )
+    return events
+
+
+#: two contacts of one person, merged the way HubSpot merges since 2024: a new record (30)
+#: the primary (10) and the other (20) are merged into
+PEOPLE = [
+    *_contact(10, 1_000_000, email="ann@example.com", firstname="Ann"),
+    *_contact(20, 2_000_000, email="ann.old@example.com", phone="+4915112345678"),
+]
+NEW_RECORD_MERGE = hubspot(
+    "contact.merge", 10, 5_000_000, primaryObjectId=10, mergedObjectIds=[20], newObjectId=30
+)
+
+
+def _contacts(catalog: Catalog) -> dict[str, dict[str, Any]]:
+    return {row["source_id"]: row for row in read_rows(catalog, "staging.stg_hubspot_contacts")}
+
+
+def _assert_merged_into_a_new_record(catalog: Catalog) -> None:
+    contacts = _contacts(catalog)
+    assert contacts["10"]["merged_into_id"] == "30" and contacts["10"]["is_inactive"]
+    assert contacts["20"]["merged_into_id"] == "30" and contacts["20"]["is_inactive"]
+    new = contacts["30"]
+    # the primary's values, the other's where the primary has none, its creation time
+    assert (new["email"], new["first_name"], new["phone"]) == (
+        "ann@example.com",
+        "Ann",
+        "+4915112345678",
+    )
+    assert new["is_inactive"] is False and new["merged_into_id"] is None
+    assert new["created_at"] == datetime.fromtimestamp(1_000, UTC)
+    records = read_rows(catalog, "staging.stg_customer_records")
+    assert sorted(r["source_id"] for r in records if r["source_system"] == "hubspot") == ["30"]
+
+
+def test_a_merge_into_a_new_record_gives_it_the_merged_records_values(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    raw.write([*PEOPLE, NEW_RECORD_MERGE])
+    run_batch(settings, catalog, layer="staging")
+    _assert_merged_into_a_new_record(catalog)
+
+
+def test_a_merge_into_a_new_record_in_a_later_run_and_its_own_values_after(
+    settings: Settings, catalog: Catalog, raw: RawWriter, tmp_path: Path
+) -> None:
+    raw.write(PEOPLE)
+    run_batch(settings, catalog, layer="staging")
+    assert sorted(_contacts(catalog)) == ["10", "20"]
+
+    raw.write([NEW_RECORD_MERGE])
+    run_batch(settings, catalog, layer="staging", mode="incremental")
+    _assert_merged_into_a_new_record(catalog)
+
+    # the new record's own change wins over what it took over; the rest stays
+    later = hubspot(
+        "contact.propertyChange", 30, 6_000_000, propertyName="email", propertyValue="a@x.io"
+    )
+    raw.write([later])
+    run_batch(settings, catalog, layer="staging", mode="incremental")
+    new = _contacts(catalog)["30"]
+    assert (new["email"], new["first_name"], new["phone"]) == ("a@x.io", "Ann", "+4915112345678")
+
+    full_settings = load_settings(home=tmp_path / "full")
+    full_catalog = open_catalog(full_settings)
+    RawWriter(full_catalog).write([*PEOPLE, NEW_RECORD_MERGE, later])
+    run_batch(full_settings, full_catalog, layer="staging")
+    assert _contacts(catalog) == {
+        key: {**row, "_loaded_at": _contacts(catalog)[key]["_loaded_at"]}
+        for key, row in _contacts(full_catalog).items()
+    }
+
+
+def test_a_deal_merged_into_a_new_record_keeps_its_amount_and_stage(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    def deal(object_id: int, at_ms: int, **properties: str) -> list[RawEvent]:
+        events = [hubspot("deal.creation", object_id, at_ms)]
+        for offset, (name, value) in enumerate(properties.items(), start=1):
+            events.append(
+                hubspot(
+                    "deal.propertyChange",
+                    object_id,
+                    at_ms + offset,
+                    propertyName=name,
+                    propertyValue=value,
+                )
+            )
+        return events
+
+    raw.write(
+        [
+            *deal(1, 1_000_000, dealname="Big", amount="1200.50", dealstage="closedwon"),
+            *deal(2, 2_000_000, dealname="Dup", amount="99", deal_currency_code="eur"),
+            hubspot(
+                "deal.merge", 1, 3_000_000, primaryObjectId=1, mergedObjectIds=[2], newObjectId=3
+            ),
+        ]
+    )
+    run_batch(settings, catalog, layer="staging")
+    deals = {row["deal_id"]: row for row in read_rows(catalog, "staging.stg_hubspot_deals")}
+    assert deals["1"]["merged_into_id"] == "3" and deals["2"]["merged_into_id"] == "3"
+    assert (deals["3"]["deal_name"], deals["3"]["amount"], deals["3"]["deal_stage"]) == (
+        "Big",
+        Decimal("1200.50"),
+        "closedwon",
+    )
+    assert deals["3"]["currency"] == "EUR"  # the primary has none: the other's
