@@ -5,9 +5,10 @@
 -- description: Live HubSpot deals (deleted and merged-away left out) with their primary contact and its unified customer.
 
 -- =============================================================================
--- deal ↔ contact associations still in place; merged contacts follow their survivor
+-- deal ↔ contact associations still in place; merged contacts and merged deals follow
+-- their survivor
 -- =============================================================================
-WITH deal_contacts AS (
+WITH associated AS (
   SELECT
     CASE WHEN a.association_type LIKE 'DEAL_TO_%' THEN a.from_object_id ELSE a.to_object_id END
                                                                      AS deal_id,
@@ -18,6 +19,17 @@ WITH deal_contacts AS (
   FROM staging.stg_hubspot_associations AS a
   WHERE a.association_type IN ('DEAL_TO_CONTACT', 'CONTACT_TO_DEAL')
     AND NOT a.is_removed
+),
+
+deal_contacts AS (
+  SELECT
+    coalesce(merged.merged_into_id, x.deal_id)                       AS deal_id,
+    x.contact_id,
+    x.is_primary,
+    x._source_occurred_at
+  FROM associated AS x
+  LEFT JOIN staging.stg_hubspot_deals AS merged
+    ON merged.deal_id = x.deal_id
 ),
 
 primary_contact AS (

@@ -360,3 +360,34 @@ def test_a_deal_merged_into_a_new_record_keeps_its_amount_and_stage(
         "closedwon",
     )
     assert deals["3"]["currency"] == "EUR"  # the primary has none: the other's
+
+
+def test_a_deal_merged_into_a_new_record_keeps_its_contact(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    """core.deals: the associations of merged deals follow them to the new record."""
+    raw.write(
+        [
+            *_contact(10, 1_000, email="ann@example.com"),
+            hubspot("deal.creation", 1, 1_000),
+            hubspot("deal.propertyChange", 1, 1_001, propertyName="amount", propertyValue="50"),
+            hubspot("deal.creation", 2, 2_000),
+            hubspot(
+                "deal.associationChange",
+                1,
+                1_500,
+                associationType="DEAL_TO_CONTACT",
+                fromObjectId=1,
+                toObjectId=10,
+                associationRemoved=False,
+                isPrimaryAssociation=True,
+            ),
+            hubspot("deal.merge", 1, 3_000, primaryObjectId=1, mergedObjectIds=[2], newObjectId=3),
+        ]
+    )
+    run_batch(settings, catalog)
+    deals = {row["deal_id"]: row for row in read_rows(catalog, "core.deals")}
+    assert sorted(deals) == ["3"]
+    assert deals["3"]["hubspot_contact_id"] == "10"
+    assert deals["3"]["amount"] == Decimal("50")
+    assert deals["3"]["unified_customer_id"] is not None
