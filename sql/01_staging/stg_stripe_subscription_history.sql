@@ -134,13 +134,18 @@ items AS (
         AND coalesce(json_extract_string(it.item, '$.price.recurring.usage_type'), '') <> 'metered'
         AND ta.period_amount IS NULL
       THEN 1 ELSE 0 END                                              AS unpriced,         -- tiered, tiers not in the payload
+    json_extract_string(it.item, '$.price.id')                       AS price_id
   FROM subscription_items AS it
   LEFT JOIN tiered_amounts AS ta
     ON ta.event_id = it.event_id AND ta.item_key = it.item_key
 ),
 
 item_totals AS (
-  SELECT event_id, sum(mrr_numerator) AS mrr_numerator, sum(unpriced) AS unpriced_items
+  SELECT
+    event_id,
+    sum(mrr_numerator)                                               AS mrr_numerator,
+    sum(unpriced)                                                    AS unpriced_items,
+    min(price_id)                                                    AS price_id
   FROM items
   GROUP BY event_id
 ),
@@ -222,8 +227,13 @@ SELECT
                                                                      AS discount_numerator, -- recurring discounts, same units
   dt.discount_ends_at,                                                                 -- null: no end (or no discount)
   CAST(coalesce(t.unpriced_items, 0) AS BIGINT)                      AS unpriced_items,   -- tiered items without tiers: MRR 0
+  t.price_id,                                                                          -- the least of its items' prices
+  CAST(json_extract_string(e.subscription, '$.cancel_at_period_end') AS BOOLEAN)
+                                                                     AS cancel_at_period_end,
   to_timestamp(CAST(json_extract_string(e.subscription, '$.created') AS BIGINT))
                                                                      AS created_at,
+  to_timestamp(CAST(json_extract_string(e.subscription, '$.start_date') AS BIGINT))
+                                                                     AS started_at,
   to_timestamp(CAST(json_extract_string(e.subscription, '$.canceled_at') AS BIGINT))
                                                                      AS canceled_at,
   to_timestamp(CAST(json_extract_string(e.subscription, '$.ended_at') AS BIGINT))

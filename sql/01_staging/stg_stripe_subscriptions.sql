@@ -7,256 +7,35 @@
 -- description: Stripe subscriptions, one row per sub_ id, latest state with its current MRR.
 
 -- =============================================================================
--- subscription events
--- =============================================================================
-WITH subscription_events AS (
-  SELECT
-    json_extract(payload, '$.data.object') AS subscription,
-    _webhook_topic                         AS event_type,
-    _occurred_at                           AS _source_occurred_at,
-    CAST(CASE json_extract_string(payload, '$.data.object.status')                          -- lifecycle progress, for events of the same second
-      WHEN 'trialing' THEN 1
-      WHEN 'active' THEN 2
-      WHEN 'past_due' THEN 3
-      WHEN 'paused' THEN 3
-      WHEN 'unpaid' THEN 4
-      WHEN 'canceled' THEN 5
-      WHEN 'incomplete_expired' THEN 5
-      ELSE 0
-    END AS BIGINT)                         AS _source_progress,
-    _log_offset                            AS _source_log_offset,
-    _received_at                           AS _source_received_at
-  FROM raw.stripe_events
-  WHERE _quarantine_reason IS NULL
-    AND json_valid(payload)
-    AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.data.object.object') = 'subscription'
-    AND json_extract_string(CASE WHEN json_valid(payload) THEN payload END, '$.data.object.id') IS NOT NULL
-),
-
--- =============================================================================
--- latest state per subscription
--- =============================================================================
-latest AS (
-  SELECT *, json_extract_string(subscription, '$.id') AS subscription_id
-  FROM subscription_events
-  QUALIFY row_number() OVER (
-    PARTITION BY json_extract_string(subscription, '$.id')
-    ORDER BY _source_occurred_at DESC, _source_progress DESC, _source_log_offset DESC,
-      _source_received_at DESC
-  ) = 1
-),
-
--- =============================================================================
--- tiered prices (billing_scheme = tiered): the amount of `quantity` units per period from
--- the price's tiers, which Stripe sends only when the price was expanded. volume: every
--- unit at the tier the quantity falls in, plus that tier's flat_amount; graduated: each
--- tier bills the units within it, plus its flat_amount when the quantity reaches it.
--- Tiers come sorted by up_to, the last one unbounded (null).
--- =============================================================================
-subscription_items AS (
-  SELECT
-    l.subscription_id,
-    it.item,
-    coalesce(json_extract_string(it.item, '$.id'), json_extract_string(it.item, '$.price.id'), '')
-                                                                     AS item_key,
-    coalesce(CAST(json_extract_string(it.item, '$.quantity') AS BIGINT), 1)
-                                                                     AS quantity
-  FROM latest AS l
-  CROSS JOIN UNNEST(CAST(json_extract(l.subscription, '$.items.data') AS JSON[])) AS it(item)
-),
-
-tier_rows AS (
-  SELECT
-    i.subscription_id,
-    i.item_key,
-    i.quantity,
-    json_extract_string(i.item, '$.price.tiers_mode')                AS tiers_mode,
-    TRY_CAST(json_extract_string(t.tier, '$.up_to') AS BIGINT)       AS up_to,            -- null: the last tier
-    coalesce(CAST(json_extract_string(t.tier, '$.unit_amount') AS BIGINT), 0)
-                                                                     AS unit_amount,
-    coalesce(CAST(json_extract_string(t.tier, '$.flat_amount') AS BIGINT), 0)
-                                                                     AS flat_amount
-  FROM subscription_items AS i
-  CROSS JOIN UNNEST(CAST(json_extract(i.item, '$.price.tiers') AS JSON[])) AS t(tier)
-  WHERE json_extract_string(i.item, '$.price.billing_scheme') = 'tiered'
-),
-
-tier_bounds AS (
-  SELECT
-    *,
-    coalesce(lag(up_to) OVER (PARTITION BY subscription_id, item_key ORDER BY up_to NULLS LAST), 0)
-                                                                     AS above             -- units billed by lower tiers
-  FROM tier_rows
-),
-
-tiered_amounts AS (
-  SELECT
-    subscription_id,
-    item_key,
-    CASE WHEN min(tiers_mode) = 'volume'
-      THEN sum(CASE WHEN quantity > above AND (up_to IS NULL OR quantity <= up_to)
-        THEN quantity * unit_amount + flat_amount ELSE 0 END)
-      ELSE sum(CASE WHEN quantity > above
-        THEN (least(quantity, coalesce(up_to, quantity)) - above) * unit_amount + flat_amount
-        ELSE 0 END)
-    END                                                              AS period_amount     -- minor units per billing period
-  FROM tier_bounds
-  GROUP BY subscription_id, item_key
-),
-
--- =============================================================================
--- MRR of the latest state (same normalisation as the history model)
--- =============================================================================
-items AS (
-  SELECT
-    it.subscription_id,
-    -- amount per billing period: a metered price bills usage after the fact, which is not
-    -- recurring revenue; a tiered price bills by its tiers (0 when the payload has none);
-    -- otherwise unit_amount x the quantity, or packages of it (transform_quantity)
-    CASE
-      WHEN json_extract_string(it.item, '$.price.recurring.usage_type') = 'metered' THEN 0
-      WHEN json_extract_string(it.item, '$.price.billing_scheme') = 'tiered'
-        THEN coalesce(ta.period_amount, 0)
-      ELSE CAST(json_extract_string(it.item, '$.price.unit_amount') AS BIGINT)
-        * CASE
-            WHEN json_extract_string(it.item, '$.price.transform_quantity.divide_by') IS NULL
-              THEN it.quantity
-            WHEN json_extract_string(it.item, '$.price.transform_quantity.round') = 'up'
-              THEN CAST(ceil(it.quantity
-                / CAST(json_extract_string(it.item, '$.price.transform_quantity.divide_by') AS DOUBLE)) AS BIGINT)
-            ELSE CAST(floor(it.quantity
-                / CAST(json_extract_string(it.item, '$.price.transform_quantity.divide_by') AS DOUBLE)) AS BIGINT)
-          END
-    END
-      * CASE json_extract_string(it.item, '$.price.recurring.interval')
-          WHEN 'month' THEN 12
-          WHEN 'year' THEN 1
-          WHEN 'week' THEN 52
-          WHEN 'day' THEN 365
-          ELSE 0
-        END
-      * CAST(27720 / coalesce(CAST(json_extract_string(it.item, '$.price.recurring.interval_count')
-          AS BIGINT), 1) AS BIGINT)                                  AS mrr_numerator,
-    CASE WHEN json_extract_string(it.item, '$.price.billing_scheme') = 'tiered'
-        AND coalesce(json_extract_string(it.item, '$.price.recurring.usage_type'), '') <> 'metered'
-        AND ta.period_amount IS NULL
-      THEN 1 ELSE 0 END                                              AS unpriced,         -- tiered, tiers not in the payload
-    json_extract_string(it.item, '$.price.id')                       AS price_id
-  FROM subscription_items AS it
-  LEFT JOIN tiered_amounts AS ta
-    ON ta.subscription_id = it.subscription_id AND ta.item_key = it.item_key
-),
-
-item_totals AS (
-  SELECT
-    subscription_id,
-    sum(mrr_numerator)                                               AS mrr_numerator,
-    sum(unpriced)                                                    AS unpriced_items,
-    min(price_id)                                                    AS price_id
-  FROM items
-  GROUP BY subscription_id
-),
-
--- =============================================================================
--- recurring discounts: coupons with duration forever or repeating (a 'once' coupon
--- discounts the first invoice only, which is not recurring revenue). The legacy
--- `discount` and the expanded Discount objects in `discounts` (a bare id there carries no
--- coupon); the coupon sits in `coupon`, or `source.coupon` in newer API versions.
--- percent_off: that share of the item total; amount_off: minor units per invoice,
--- normalised to a month like the items (all items of a subscription share one interval).
--- =============================================================================
-discount_objects AS (
-  SELECT l.subscription_id, json_extract(l.subscription, '$.discount') AS discount
-  FROM latest AS l
-  WHERE json_extract_string(l.subscription, '$.discount.id') IS NOT NULL
-
-  UNION ALL
-  SELECT l.subscription_id, d.discount
-  FROM latest AS l
-  CROSS JOIN UNNEST(CAST(json_extract(l.subscription, '$.discounts') AS JSON[])) AS d(discount)
-  WHERE json_extract_string(d.discount, '$.id') IS NOT NULL
-    AND json_extract_string(d.discount, '$.id')
-      IS DISTINCT FROM json_extract_string(l.subscription, '$.discount.id')
-),
-
-recurring_discounts AS (
-  SELECT
-    subscription_id,
-    coalesce(json_extract(discount, '$.coupon'), json_extract(discount, '$.source.coupon'))
-                                                                     AS coupon,
-    to_timestamp(CAST(json_extract_string(discount, '$.end') AS BIGINT))
-                                                                     AS ends_at
-  FROM discount_objects
-),
-
-discount_totals AS (
-  SELECT
-    r.subscription_id,
-    sum(
-      CAST(round(coalesce(t.mrr_numerator, 0)
-        * CAST(coalesce(json_extract_string(r.coupon, '$.percent_off'), '0') AS DECIMAL(9, 4))
-        / 100) AS BIGINT)
-      + coalesce(CAST(json_extract_string(r.coupon, '$.amount_off') AS BIGINT), 0)
-        * CASE json_extract_string(l.subscription, '$.items.data[0].price.recurring.interval')
-            WHEN 'month' THEN 12
-            WHEN 'year' THEN 1
-            WHEN 'week' THEN 52
-            WHEN 'day' THEN 365
-            ELSE 0
-          END
-        * CAST(27720 / coalesce(CAST(json_extract_string(l.subscription,
-            '$.items.data[0].price.recurring.interval_count') AS BIGINT), 1) AS BIGINT)
-    )                                                                AS discount_numerator,
-    -- the discount ends when its last coupon does (never when one is forever)
-    CASE WHEN count(*) = count(r.ends_at) THEN max(r.ends_at) END    AS discount_ends_at
-  FROM recurring_discounts AS r
-  JOIN latest AS l
-    ON l.subscription_id = r.subscription_id
-  LEFT JOIN item_totals AS t
-    ON t.subscription_id = r.subscription_id
-  WHERE json_extract_string(r.coupon, '$.duration') IN ('forever', 'repeating')
-  GROUP BY r.subscription_id
-)
-
--- =============================================================================
--- typed subscription
+-- the latest state of each subscription among its history (MRR computed there once)
 -- =============================================================================
 SELECT
-  json_extract_string(l.subscription, '$.id')                        AS subscription_id,  -- sub_…
-  json_extract_string(l.subscription, '$.customer')                  AS customer_id,
-  json_extract_string(l.subscription, '$.status')                    AS status,
-  upper(coalesce(json_extract_string(l.subscription, '$.currency'),
-    json_extract_string(l.subscription, '$.items.data[0].price.currency')))
-                                                                     AS currency,
-  t.price_id,
-  CAST(coalesce(t.mrr_numerator, 0) AS BIGINT)                       AS mrr_numerator,    -- minor units × 332640
-  CAST((coalesce(t.mrr_numerator, 0) - least(coalesce(dt.discount_numerator, 0), coalesce(t.mrr_numerator, 0)))
-    * coalesce(c.minor_unit, 0.01) / 332640 AS DECIMAL(18, 3))
-                                                                     AS mrr,              -- net of the recurring discounts listed; display only
-  CAST(least(coalesce(dt.discount_numerator, 0), coalesce(t.mrr_numerator, 0)) AS BIGINT)
-                                                                     AS discount_numerator, -- recurring discounts, same units as mrr_numerator
-  dt.discount_ends_at,                                                                 -- null: no end (or no discount)
-  CAST(coalesce(t.unpriced_items, 0) AS BIGINT)                      AS unpriced_items,   -- tiered items without tiers: MRR 0
-  CAST(json_extract_string(l.subscription, '$.cancel_at_period_end') AS BOOLEAN)
-                                                                     AS cancel_at_period_end,
-  to_timestamp(CAST(json_extract_string(l.subscription, '$.created') AS BIGINT))
-                                                                     AS created_at,
-  to_timestamp(CAST(json_extract_string(l.subscription, '$.start_date') AS BIGINT))
-                                                                     AS started_at,
-  to_timestamp(CAST(json_extract_string(l.subscription, '$.canceled_at') AS BIGINT))
-                                                                     AS canceled_at,
-  to_timestamp(CAST(json_extract_string(l.subscription, '$.ended_at') AS BIGINT))
-                                                                     AS ended_at,
-  l.event_type                                                       AS last_event_type,
-  l._source_occurred_at,
-  l._source_progress,
-  l._source_log_offset,
-  l._source_received_at
-FROM latest AS l
-LEFT JOIN item_totals AS t
-  ON t.subscription_id = json_extract_string(l.subscription, '$.id')
-LEFT JOIN discount_totals AS dt
-  ON dt.subscription_id = l.subscription_id
+  h.subscription_id,                                                                   -- sub_…
+  h.customer_id,
+  h.status,
+  h.currency,
+  h.price_id,
+  h.mrr_numerator,                                                                     -- minor units × 332640
+  CAST((h.mrr_numerator - h.discount_numerator) * coalesce(c.minor_unit, 0.01) / 332640
+    AS DECIMAL(18, 3))                                               AS mrr,              -- net of the recurring discounts listed; display only
+  h.discount_numerator,                                                                -- recurring discounts, same units as mrr_numerator
+  h.discount_ends_at,                                                                  -- null: no end (or no discount)
+  h.unpriced_items,                                                                    -- tiered items without tiers: MRR 0
+  h.cancel_at_period_end,
+  h.created_at,
+  h.started_at,
+  h.canceled_at,
+  h.ended_at,
+  h.event_type                                                       AS last_event_type,
+  h.event_at                                                         AS _source_occurred_at,
+  h._source_progress,
+  h._source_log_offset,
+  h._source_received_at
+FROM staging.stg_stripe_subscription_history AS h
 LEFT JOIN ref.currencies AS c
-  ON c.currency = upper(coalesce(json_extract_string(l.subscription, '$.currency'),
-    json_extract_string(l.subscription, '$.items.data[0].price.currency')))
+  ON c.currency = h.currency
+QUALIFY row_number() OVER (
+  PARTITION BY h.subscription_id
+  ORDER BY h.event_at DESC, h._source_progress DESC, h._source_log_offset DESC,
+    h._source_received_at DESC
+) = 1
