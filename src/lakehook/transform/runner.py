@@ -1150,7 +1150,7 @@ class BatchRunner:
         SQL model only; a Python model's own times are part of its fingerprint). An
         incremental run recomputes ``core.orders`` whole, but mostly the newest month changes.
         A SQL model's unpartitioned table is not fingerprinted (it changes in nearly every
-        run); the identity map (Python) is, and is kept whole when no record changed.
+        run); the identity map (Python, by month of first sight) is.
 
         Returns the rows of the table after the commit (restamped), the rows to write, the
         files to replace and the record for the snapshot summary (None: not fingerprinted;
