@@ -105,6 +105,26 @@ def read_rows(catalog: Catalog, name: str, order_by: str | None = None) -> list[
     return rows
 
 
+#: charge creation times: January, March and April 2026 (three month partitions)
+JANUARY, MARCH, APRIL = 1_768_000_000, 1_773_532_800, 1_775_779_200
+
+
+def stripe_charge(charge_id: str, created: int, status: str, amount: int) -> dict[str, object]:
+    """A Stripe Charge in euros of customer ``cus_1`` (paid and captured once succeeded)."""
+    return {
+        "id": charge_id,
+        "object": "charge",
+        "status": status,
+        "paid": status == "succeeded",
+        "amount": amount,
+        "amount_captured": amount if status == "succeeded" else 0,
+        "amount_refunded": 0,
+        "currency": "eur",
+        "created": created,
+        "customer": "cus_1",
+    }
+
+
 def stripe_event(
     event_type: str, obj: Mapping[str, Any], created: int, event_id: str | None = None
 ) -> RawEvent:

@@ -14,37 +14,29 @@ from pyiceberg.types import StringType
 from lakehook.lake.catalog import open_catalog
 from lakehook.settings import Settings, load_settings
 from lakehook.transform.engines.duckdb import DuckDBEngine
-from tests.transform.lakefixtures import RawWriter, read_rows, run_batch, stripe_event
-
-#: charge creation times: January, March and April 2026 (three month partitions)
-JANUARY, MARCH, APRIL = 1_768_000_000, 1_773_532_800, 1_775_779_200
-
-
-def _charge(charge_id: str, created: int, status: str, amount: int) -> dict[str, object]:
-    return {
-        "id": charge_id,
-        "object": "charge",
-        "status": status,
-        "paid": status == "succeeded",
-        "amount": amount,
-        "amount_captured": amount if status == "succeeded" else 0,
-        "amount_refunded": 0,
-        "currency": "eur",
-        "created": created,
-        "customer": "cus_1",
-    }
-
+from tests.transform.lakefixtures import (
+    APRIL,
+    JANUARY,
+    MARCH,
+    RawWriter,
+    read_rows,
+    run_batch,
+    stripe_charge,
+    stripe_event,
+)
 
 FIRST = [
-    stripe_event("charge.pending", _charge("ch_jan", JANUARY, "pending", 1000), JANUARY + 10),
-    stripe_event("charge.succeeded", _charge("ch_mar", MARCH, "succeeded", 700), MARCH + 10),
+    stripe_event("charge.pending", stripe_charge("ch_jan", JANUARY, "pending", 1000), JANUARY + 10),
+    stripe_event("charge.succeeded", stripe_charge("ch_mar", MARCH, "succeeded", 700), MARCH + 10),
 ]
 LATER = [
     # an update of the old January charge, then a late delivery older than what is known
-    stripe_event("charge.succeeded", _charge("ch_jan", JANUARY, "succeeded", 1000), APRIL + 50),
-    stripe_event("charge.failed", _charge("ch_jan", JANUARY, "failed", 1000), JANUARY + 5),
+    stripe_event(
+        "charge.succeeded", stripe_charge("ch_jan", JANUARY, "succeeded", 1000), APRIL + 50
+    ),
+    stripe_event("charge.failed", stripe_charge("ch_jan", JANUARY, "failed", 1000), JANUARY + 5),
     # a new charge in a new month
-    stripe_event("charge.succeeded", _charge("ch_apr", APRIL, "succeeded", 300), APRIL + 60),
+    stripe_event("charge.succeeded", stripe_charge("ch_apr", APRIL, "succeeded", 300), APRIL + 60),
 ]
 
 

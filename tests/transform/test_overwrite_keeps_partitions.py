@@ -18,35 +18,27 @@ from pyiceberg.catalog import Catalog
 from lakehook.lake.catalog import open_catalog
 from lakehook.settings import Settings, load_settings
 from lakehook.transform.runner import PROP_PARTS
-from tests.transform.lakefixtures import RawWriter, read_rows, run_batch, stripe_event
-
-#: charge creation times: January, March and April 2026 (three month partitions)
-JANUARY, MARCH, APRIL = 1_768_000_000, 1_773_532_800, 1_775_779_200
-
-
-def _charge(charge_id: str, created: int, status: str, amount: int) -> dict[str, object]:
-    return {
-        "id": charge_id,
-        "object": "charge",
-        "status": status,
-        "paid": status == "succeeded",
-        "amount": amount,
-        "amount_captured": amount if status == "succeeded" else 0,
-        "amount_refunded": 0,
-        "currency": "eur",
-        "created": created,
-        "customer": "cus_1",
-    }
-
+from tests.transform.lakefixtures import (
+    APRIL,
+    JANUARY,
+    MARCH,
+    RawWriter,
+    read_rows,
+    run_batch,
+    stripe_charge,
+    stripe_event,
+)
 
 FIRST = [
-    stripe_event("charge.succeeded", _charge("ch_jan", JANUARY, "succeeded", 1000), JANUARY + 10),
-    stripe_event("charge.succeeded", _charge("ch_mar", MARCH, "succeeded", 700), MARCH + 10),
-    stripe_event("charge.pending", _charge("ch_apr", APRIL, "pending", 300), APRIL + 10),
+    stripe_event(
+        "charge.succeeded", stripe_charge("ch_jan", JANUARY, "succeeded", 1000), JANUARY + 10
+    ),
+    stripe_event("charge.succeeded", stripe_charge("ch_mar", MARCH, "succeeded", 700), MARCH + 10),
+    stripe_event("charge.pending", stripe_charge("ch_apr", APRIL, "pending", 300), APRIL + 10),
 ]
 #: April's charge succeeds: only April's rows of core.payments change
 LATER = [
-    stripe_event("charge.succeeded", _charge("ch_apr", APRIL, "succeeded", 300), APRIL + 60),
+    stripe_event("charge.succeeded", stripe_charge("ch_apr", APRIL, "succeeded", 300), APRIL + 60),
 ]
 
 

@@ -240,12 +240,13 @@ def test_spark_merge_keeps_the_least_first_value_even_when_the_row_stays() -> No
     assert insert == "NOT MATCHED THEN INSERT *"
 
 
-def _contact(object_id: int, at_ms: int, **properties: str) -> list[RawEvent]:
-    events = [hubspot("contact.creation", object_id, at_ms)]
+def _created(kind: str, object_id: int, at_ms: int, **properties: str) -> list[RawEvent]:
+    """A HubSpot object's creation, then one change per property, a millisecond apart."""
+    events = [hubspot(f"{kind}.creation", object_id, at_ms)]
     for offset, (name, value) in enumerate(properties.items(), start=1):
         events.append(
             hubspot(
-                "contact.propertyChange",
+                f"{kind}.propertyChange",
                 object_id,
                 at_ms + offset,
                 propertyName=name,
@@ -253,6 +254,10 @@ def _contact(object_id: int, at_ms: int, **properties: str) -> list[RawEvent]:
             )
         )
     return events
+
+
+def _contact(object_id: int, at_ms: int, **properties: str) -> list[RawEvent]:
+    return _created("contact", object_id, at_ms, **properties)
 
 
 #: two contacts of one person, merged the way HubSpot merges since 2024: a new record (30)
@@ -328,24 +333,12 @@ def test_a_merge_into_a_new_record_in_a_later_run_and_its_own_values_after(
 def test_a_deal_merged_into_a_new_record_keeps_its_amount_and_stage(
     settings: Settings, catalog: Catalog, raw: RawWriter
 ) -> None:
-    def deal(object_id: int, at_ms: int, **properties: str) -> list[RawEvent]:
-        events = [hubspot("deal.creation", object_id, at_ms)]
-        for offset, (name, value) in enumerate(properties.items(), start=1):
-            events.append(
-                hubspot(
-                    "deal.propertyChange",
-                    object_id,
-                    at_ms + offset,
-                    propertyName=name,
-                    propertyValue=value,
-                )
-            )
-        return events
-
     raw.write(
         [
-            *deal(1, 1_000_000, dealname="Big", amount="1200.50", dealstage="closedwon"),
-            *deal(2, 2_000_000, dealname="Dup", amount="99", deal_currency_code="eur"),
+            *_created(
+                "deal", 1, 1_000_000, dealname="Big", amount="1200.50", dealstage="closedwon"
+            ),
+            *_created("deal", 2, 2_000_000, dealname="Dup", amount="99", deal_currency_code="eur"),
             hubspot(
                 "deal.merge", 1, 3_000_000, primaryObjectId=1, mergedObjectIds=[2], newObjectId=3
             ),

@@ -8,23 +8,21 @@ from typing import Any
 from pyiceberg.catalog import Catalog
 
 from lakehook.settings import Settings
-from tests.transform.lakefixtures import RawWriter, read_rows, run_batch, stripe_event
+from tests.transform.lakefixtures import (
+    RawWriter,
+    read_rows,
+    run_batch,
+    stripe_charge,
+    stripe_event,
+)
 
 
 def charge(
     charge_id: str, status: str, amount: int, currency: str = "usd", **more: object
 ) -> dict[str, Any]:
     return {
-        "id": charge_id,
-        "object": "charge",
-        "status": status,
-        "paid": status == "succeeded",
-        "amount": amount,
-        "amount_captured": amount if status == "succeeded" else 0,
-        "amount_refunded": 0,
+        **stripe_charge(charge_id, 1_772_000_000, status, amount),
         "currency": currency,
-        "created": 1_772_000_000,
-        "customer": "cus_1",
         "metadata": {"shopify_order_id": "1001"},
         **more,
     }
