@@ -122,12 +122,7 @@ class BatchEngine(ABC):
         Columns are the table's, by name (a file written before a column was added gives
         NULL for it).
         """
-        from pyiceberg.expressions import AlwaysTrue
-        from pyiceberg.io.pyarrow import ArrowScan
-
-        schema = table.schema()
-        rows = ArrowScan(table.metadata, table.io, schema, AlwaysTrue()).to_table(tasks)
-        self.register(relation, rows)
+        self.register(relation, self.read_files(table, tasks))
 
     def read_files(self, table: Table, tasks: Sequence[FileScanTask]) -> pa.Table:
         """The rows of some of a table's data files (no delete files), in the table's

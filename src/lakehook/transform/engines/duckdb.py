@@ -65,6 +65,16 @@ def _local_path(location: str) -> str | None:
     return None
 
 
+def _parquet_scan(tasks: Sequence[FileScanTask]) -> str | None:
+    """``read_parquet`` over the tasks' local files, columns by name; None when there are
+    none or one is not local. No hive partitioning: Iceberg's folder names are not columns."""
+    paths = [_local_path(task.file.file_path) for task in tasks]
+    if not paths or any(path is None for path in paths):
+        return None
+    listed = ", ".join("'" + str(path).replace("'", "''") + "'" for path in paths)
+    return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+
+
 def available_cores() -> int:
     """The cores this process may run on (its CPU affinity, else the machine's)."""
     try:
@@ -231,18 +241,13 @@ class DuckDBEngine(BatchEngine):
         """Read local data files in place with ``read_parquet`` (by column name; a column
         some files lack reads as NULL, one no file has is absent, which a merge's
         ``UNION ALL BY NAME`` fills); PyIceberg → Arrow for other file systems."""
-        paths = [_local_path(task.file.file_path) for task in tasks]
-        if not tasks or any(path is None for path in paths) or not _SAFE_NAME.match(relation):
+        scan = _parquet_scan(tasks)
+        if scan is None or not _SAFE_NAME.match(relation):
             super().register_files(relation, table, tasks)
             return
         self._prepare(relation)
-        listed = ", ".join("'" + str(path).replace("'", "''") + "'" for path in paths)
         self._views.discard(relation)
-        # no hive partitioning: Iceberg's folder names are not columns
-        self._connection.execute(
-            f"CREATE OR REPLACE VIEW {relation} AS SELECT * FROM read_parquet([{listed}], "
-            "union_by_name = true, hive_partitioning = false)"
-        )
+        self._connection.execute(f"CREATE OR REPLACE VIEW {relation} AS SELECT * FROM {scan}")
         self._registered.add(relation)
         self._views.add(relation)
 
@@ -250,14 +255,10 @@ class DuckDBEngine(BatchEngine):
         """Local data files read by DuckDB's Parquet reader, then given the table's Arrow
         schema (a column no file has is NULL). A raw delta of 7,314 Shopify webhooks
         (37 MB of JSON) took 0.15-0.30 s through PyIceberg's reader, 0.06 s here."""
-        paths = [_local_path(task.file.file_path) for task in tasks]
-        if not tasks or any(path is None for path in paths):
+        scan = _parquet_scan(tasks)
+        if scan is None:
             return super().read_files(table, tasks)
-        listed = ", ".join("'" + str(path).replace("'", "''") + "'" for path in paths)
-        rows = self._connection.sql(
-            f"SELECT * FROM read_parquet([{listed}], union_by_name = true, "
-            "hive_partitioning = false)"
-        ).to_arrow_table()
+        rows = self._connection.sql(f"SELECT * FROM {scan}").to_arrow_table()
         schema = schema_to_pyarrow(table.schema(), include_field_ids=False)
         columns = [
             rows.column(field.name).cast(field.type)
