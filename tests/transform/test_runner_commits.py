@@ -223,7 +223,7 @@ def test_a_merge_whose_keys_are_all_new_adds_files_and_rewrites_none(
     assert json.loads(props[PROP_LOADED_AT_MAX]) == _micros(max(row["_loaded_at"] for row in rows))
 
 
-def test_a_merge_with_one_known_key_among_new_ones_still_rewrites_its_partition(
+def test_a_merge_with_one_known_key_among_new_ones_deletes_its_row_by_position(
     settings: Settings, catalog: Catalog, raw: RawWriter
 ) -> None:
     raw.write([stripe_event("charge.succeeded", _charge("ch_1", 1000), 100)])
@@ -236,8 +236,21 @@ def test_a_merge_with_one_known_key_among_new_ones_still_rewrites_its_partition(
             stripe_event("charge.updated", _charge("ch_1", 1200), 300),
         ]
     )
-    run_batch(settings, catalog, mode="incremental", layer="staging", table="stg_stripe_charges")
+    results = run_batch(
+        settings, catalog, mode="incremental", layer="staging", table="stg_stripe_charges"
+    )
 
-    assert not files_before & _data_files(catalog, "staging.stg_stripe_charges")
+    # merged on read: the month's file stays, ch_1's old row is deleted by position
+    assert files_before < _data_files(catalog, "staging.stg_stripe_charges")
+    table = catalog.load_table("staging.stg_stripe_charges")
+    tasks = list(table.scan().plan_files())
+    deletes = {task.file.file_path: len(task.delete_files) for task in tasks}
+    assert deletes == {path: 1 if path in files_before else 0 for path in deletes}
+    snapshot = table.current_snapshot()
+    assert snapshot is not None and snapshot.summary is not None
+    assert snapshot.summary.operation == Operation.OVERWRITE
+    props = snapshot.summary.additional_properties
+    assert (props["total-records"], props["total-position-deletes"]) == ("3", "1")
+    assert [r.table_rows for r in results] == [2]
     rows = read_rows(catalog, "staging.stg_stripe_charges", order_by="charge_id")
     assert [(row["charge_id"], row["amount"]) for row in rows] == [("ch_1", 12), ("ch_2", 5)]

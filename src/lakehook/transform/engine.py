@@ -115,7 +115,7 @@ class BatchEngine(ABC):
         self.register(relation, table.scan(snapshot_id=snapshot_id).to_arrow())
 
     def register_files(self, relation: str, table: Table, tasks: Sequence[FileScanTask]) -> None:
-        """Expose the rows of some of a table's data files (no delete files) under ``relation``.
+        """Expose the rows of some of a table's data files (deletes applied) under ``relation``.
 
         A merge reads the files it rewrites whole. The default reads them to Arrow through
         PyIceberg; DuckDB reads the Parquet files in place, streamed into the merge query.
@@ -124,9 +124,19 @@ class BatchEngine(ABC):
         """
         self.register(relation, self.read_files(table, tasks))
 
+    def register_positions(
+        self, relation: str, table: Table, tasks: Sequence[FileScanTask]
+    ) -> bool:
+        """Expose the rows of some data files (deletes applied) under ``relation`` with two
+        more columns: ``__file`` (the data file's path) and ``__pos`` (the row's position in
+        it), what a position delete names; False when the engine cannot (the default: a
+        merge then rewrites the files instead of deleting rows by position)."""
+        del relation, table, tasks
+        return False
+
     def read_files(self, table: Table, tasks: Sequence[FileScanTask]) -> pa.Table:
-        """The rows of some of a table's data files (no delete files), in the table's
-        schema: PyIceberg's Arrow reader; DuckDB reads local Parquet files itself."""
+        """The rows of some of a table's data files (their delete files applied), in the
+        table's schema: PyIceberg's Arrow reader; DuckDB reads local Parquet files itself."""
         from pyiceberg.expressions import AlwaysTrue
         from pyiceberg.io.pyarrow import ArrowScan
 

@@ -72,6 +72,7 @@ from pyiceberg.io.pyarrow import (
 from pyiceberg.partitioning import PartitionFieldValue, PartitionKey
 from pyiceberg.schema import Schema
 from pyiceberg.table import TableProperties, Transaction, WriteTask
+from pyiceberg.table.snapshots import Operation
 from pyiceberg.transforms import DayTransform, IdentityTransform, MonthTransform, Transform
 from pyiceberg.types import (
     DecimalType,
@@ -88,13 +89,14 @@ from pyiceberg.types import (
 from pyiceberg.utils.properties import property_as_int
 
 from lakehook.errors import ConfigurationError, LakehookError
+from lakehook.lake.deletes import RowDelta, live_files, write_position_deletes
 from lakehook.transform.models import LOADED_AT, Model, Project
 from lakehook.transform.reference import REFERENCE_TABLES
 
 if TYPE_CHECKING:
     from pyiceberg.io import FileIO
     from pyiceberg.manifest import DataFile
-    from pyiceberg.table import Table
+    from pyiceberg.table import FileScanTask, Table
     from pyiceberg.table.metadata import TableMetadata
 
     from lakehook.settings import Settings
@@ -137,6 +139,9 @@ _MAX_KEPT_RESULT_BYTES = 256 * 1024 * 1024
 #: partitions fingerprinted at most (the record is in every snapshot summary the metadata
 #: keeps): a table with more is rewritten whole by every overwrite
 _MAX_FINGERPRINTED_PARTS = 256
+#: a merge adds position delete files to a partition until it holds this many; the next
+#: merge there rewrites the partition (copy-on-write), which folds them away
+MAX_DELETE_FILES = 8
 
 _TRANSFORMS: dict[str, Callable[[], Transform[Any, Any]]] = {
     "month": MonthTransform,
@@ -185,6 +190,18 @@ class _Committed:
     whole: bool
     #: ``rows.nbytes``, counted once (Arrow walks every buffer to sum it)
     nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Merged:
+    """What a merge commits: ``rows`` replace the part of the table ``scope`` names, held
+    by ``replaced`` (None: unknown, overwrite by filter); or, merged on read, ``rows`` are
+    added and ``deletes`` (position delete files, written) remove the rows they replace."""
+
+    rows: pa.Table
+    scope: BooleanExpression
+    replaced: list[DataFile] | None
+    deletes: list[DataFile] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -495,23 +512,30 @@ class BatchRunner:
                 if table is not None:
                     whole = not delta_inputs or model.config.strategy == "overwrite"
                     table = self._fit_types(model, table, result.schema, whole=whole)
-                scope: BooleanExpression = AlwaysTrue()
-                replaced: list[DataFile] | None = None
+                plan = _Merged(result, AlwaysTrue(), None)
                 merged: Table | None = None
                 if delta_inputs and table is not None and model.config.strategy != "overwrite":
                     if candidates and self.engine.capabilities.native_merge:
                         merged = self._merge_natively(model, table, result, reads, mode)
                     if merged is None and candidates:
-                        result, scope, replaced = self._merge(model, table, result)
+                        plan = self._merge(model, table, result)
                     elif merged is None:
                         # nothing new to merge: the table's files stay as they are and the
                         # commit only records the snapshots and watermarks consumed
-                        scope = AlwaysFalse()
+                        plan = _Merged(result, AlwaysFalse(), None)
                 if merged is not None:
                     table = merged
                 else:
                     table = self._commit(
-                        model, table, result, reads, mode, candidates, scope, replaced
+                        model,
+                        table,
+                        plan.rows,
+                        reads,
+                        mode,
+                        candidates,
+                        plan.scope,
+                        plan.replaced,
+                        plan.deletes,
                     )
             with self._lock:
                 self._tables[model.target] = table
@@ -560,7 +584,9 @@ class BatchRunner:
         snapshot = table.current_snapshot() if table is not None else None
         if snapshot is None or snapshot.summary is None:
             return 0
-        return int(snapshot.summary.additional_properties.get("total-records", 0))
+        props = snapshot.summary.additional_properties
+        # the runner's position deletes each remove one live row
+        return int(props.get("total-records", 0)) - int(props.get("total-position-deletes", 0))
 
     def _register_input(
         self,
@@ -636,7 +662,7 @@ class BatchRunner:
         if PROP_LOADED_AT_MAX not in props:
             return None
         watermark = json.loads(props[PROP_LOADED_AT_MAX])
-        return _summary_figures(name, table, snapshot_id, watermark)
+        return _summary_figures(name, table, snapshot_id, watermark, deleted_once=True)
 
     def _read_figures(self, name: str, snapshot_id: int) -> _InputRead:
         figures = self.engine.query(
@@ -790,9 +816,7 @@ class BatchRunner:
                 f"({', '.join(keys)}); a model must give one row per key"
             )
 
-    def _merge(
-        self, model: Model, table: Table, candidates: pa.Table
-    ) -> tuple[pa.Table, BooleanExpression, list[DataFile] | None]:
+    def _merge(self, model: Model, table: Table, candidates: pa.Table) -> _Merged:
         """The candidates merged into the table's rows, and the part of the table they replace.
 
         Only the partitions holding a candidate, or an existing row with a candidate's key,
@@ -804,20 +828,27 @@ class BatchRunner:
         When no row of the table has a candidate's key (new raw rows in ``quarantine``, new
         charges, subscription events), the merged table is the table plus the candidates:
         they are added as new files (scope ``AlwaysFalse``) and nothing is read or rewritten.
+
+        Otherwise the merge is made *on read* when the engine can name rows by position
+        (DuckDB; :meth:`_merge_on_read`): only the changed rows are written, with a position
+        delete file for the rows they replace. When a partition it touches holds
+        :data:`MAX_DELETE_FILES` delete files, the partitions are rewritten instead
+        (copy-on-write), their delete files removed in the same snapshot.
         """
         scope, existing = self._affected_partitions(model, table, candidates)
-        if existing is False and self._unique_keys(model, candidates):
-            return candidates, AlwaysFalse(), None
+        unique = self._unique_keys(model, candidates)
+        if existing is False and unique:
+            return _Merged(candidates, AlwaysFalse(), None)
         tasks = list(table.scan(row_filter=scope).plan_files())
-        replaced: list[DataFile] | None
-        if any(task.delete_files for task in tasks):
-            existing = table.scan(row_filter=scope).to_arrow()
-            self.engine.register("__target", _align(existing, _nullable(candidates.schema)))
-            replaced = None
-        else:
-            # the engine reads the files it rewrites in place (DuckDB: read_parquet)
-            self.engine.register_files("__target", table, tasks)
-            replaced = [task.file for task in tasks]
+        if unique and _most_delete_files(tasks) < MAX_DELETE_FILES:
+            merged = self._merge_on_read(model, table, candidates, tasks)
+            if merged is not None:
+                return merged
+        # the engine reads the files it rewrites in place, deletes applied (DuckDB:
+        # read_parquet); the partitions' delete files go with their data files
+        self.engine.register_files("__target", table, tasks)
+        deletes = {d.file_path: d for task in tasks for d in task.delete_files}
+        replaced = [task.file for task in tasks] + list(deletes.values())
         keys = ", ".join(model.config.keys)
         self.engine.register("__candidates", candidates)
         try:
@@ -864,7 +895,105 @@ class BatchRunner:
         finally:
             self.engine.unregister("__target")
             self.engine.unregister("__candidates")
-        return _align(iceberg_compatible(merged), _nullable(candidates.schema)), scope, replaced
+        rows = _align(iceberg_compatible(merged), _nullable(candidates.schema))
+        return _Merged(rows, scope, replaced)
+
+    def _merge_on_read(
+        self, model: Model, table: Table, candidates: pa.Table, tasks: Sequence[FileScanTask]
+    ) -> _Merged | None:
+        """The merge as added rows and position deletes; None when the engine cannot name
+        the rows of ``tasks`` by position (then the partitions are rewritten).
+
+        Only the columns that decide a key's winner are read from the table (keys,
+        ``order_by``, ``keep_first``, ``_loaded_at``, and each row's file and position).
+        Per key with a candidate, the versions are ranked as :meth:`_merge` ranks them
+        (newest by ``order_by``, the row already there on a tie; without ``order_by`` the
+        candidate; for ``append`` the row already there). A winning candidate is added and
+        the table's row of its key deleted; a winning table row stays where it is, unless
+        a ``keep_first`` column moved (an older version arrived late): then it is read
+        whole, added restamped, and deleted where it was.
+        """
+        if not self.engine.register_positions("__target", table, tasks):
+            return None
+        keys = list(model.config.keys)
+        first = list(model.config.keep_first)
+        stamped = LOADED_AT in table.schema().column_names
+        columns = list(dict.fromkeys([*keys, *model.config.order_by, *first]))
+        if stamped:
+            columns.append(LOADED_AT)
+        listed = ", ".join(f"t.{c}" for c in columns)
+        match = " AND ".join(f"t.{k} IS NOT DISTINCT FROM c.{k}" for k in keys)
+        partition = ", ".join(keys)
+        if model.config.strategy == "append":
+            order = "__priority"
+        elif model.config.order_by:
+            order = ", ".join(f"{c} DESC NULLS LAST" for c in model.config.order_by)
+            order += ", __priority"
+        else:
+            order = "__priority DESC"
+        windows = [f"min({c}) OVER (PARTITION BY {partition}) AS __first_{c}" for c in first]
+        moved = " OR ".join(f"__first_{c} IS DISTINCT FROM {c}" for c in first) or "FALSE"
+        if first and stamped:
+            windows.append(f"max({LOADED_AT}) OVER (PARTITION BY {partition}) AS __stamp")
+        restamp = [f"__first_{c} AS {c}" for c in first]
+        if first and stamped:
+            restamp.append(f"CASE WHEN __moved THEN __stamp ELSE {LOADED_AT} END AS {LOADED_AT}")
+        hidden = [*first, *(f"__first_{c}" for c in first)]
+        if first and stamped:
+            hidden += [LOADED_AT, "__stamp"]
+        self.engine.register("__candidates", candidates)
+        try:
+            hits = self.engine.query(
+                f"SELECT {listed}, t.__file, t.__pos FROM __target t "
+                f"WHERE EXISTS (SELECT 1 FROM __candidates c WHERE {match})",
+                target=f"{model.target} (merge: rows replaced)",
+            )
+            self.engine.register("__hits", hits)
+            window_list = "".join(f", {w}" for w in windows)
+            winners = self.engine.query(
+                f"""
+                SELECT *, {moved} AS __moved FROM (
+                  SELECT *{window_list},
+                    row_number() OVER (PARTITION BY {partition} ORDER BY {order}) AS __rank
+                  FROM (
+                    SELECT *, 0 AS __priority FROM __hits
+                    UNION ALL BY NAME
+                    SELECT *, 1 AS __priority FROM __candidates
+                  )
+                ) WHERE __rank = 1 AND (__priority = 1 OR {moved})""",
+                target=f"{model.target} (merge: winners)",
+            )
+            self.engine.register("__winners", winners)
+            extra = ["__priority", "__rank", "__moved", "__file", "__pos"]
+            picked = f"* EXCLUDE ({', '.join([*hidden, *extra])})"
+            if restamp:
+                picked += ", " + ", ".join(restamp)
+            sql = f"SELECT {picked} FROM __winners WHERE __priority = 1"
+            if first and pc.any(pc.equal(winners.column("__priority"), 0)).as_py():
+                # table rows whose keep_first column moved: read whole, restamped
+                taken = ", ".join(f"w.__first_{c} AS {c}" for c in first) + (
+                    f", w.__stamp AS {LOADED_AT}" if stamped else ""
+                )
+                gone = ", ".join([*first, *([LOADED_AT] if stamped else []), "__file", "__pos"])
+                sql += f"""
+                  UNION ALL BY NAME
+                  SELECT t.* EXCLUDE ({gone}), {taken}
+                  FROM __target t JOIN __winners w ON t.__file = w.__file AND t.__pos = w.__pos
+                  WHERE w.__priority = 0"""
+            added = self.engine.query(sql, target=f"{model.target} (merge: rows added)")
+            won = " AND ".join(f"h.{k} IS NOT DISTINCT FROM w.{k}" for k in keys)
+            replaced = self.engine.query(
+                "SELECT h.__file AS file_path, h.__pos AS pos FROM __hits h "
+                f"WHERE EXISTS (SELECT 1 FROM __winners w WHERE {won})",
+                target=f"{model.target} (merge: deletes)",
+            )
+        finally:
+            for name in ("__target", "__candidates", "__hits", "__winners"):
+                self.engine.unregister(name)
+        files = {task.file.file_path: task.file for task in tasks}
+        deletes = write_position_deletes(table, replaced, files, uuid.uuid4())
+        rows = _align(iceberg_compatible(added), _nullable(candidates.schema))
+        return _Merged(rows, AlwaysFalse(), [], deletes)
 
     @staticmethod
     def _unique_keys(model: Model, candidates: pa.Table) -> bool:
@@ -1092,6 +1221,7 @@ class BatchRunner:
         candidates: int,
         scope: BooleanExpression,
         replaced: list[DataFile] | None = None,
+        deletes: Sequence[DataFile] = (),
     ) -> Table:
         """Commit ``result`` in ONE snapshot carrying the run's summary.
 
@@ -1099,7 +1229,8 @@ class BatchRunner:
         ``AlwaysFalse``: nothing, the rows are added); ``replaced`` names the data files
         that hold exactly that part when the caller knows them. With known files the
         commit is a single OVERWRITE snapshot (files out, files in); otherwise PyIceberg's
-        overwrite-by-filter (a DELETE snapshot, then an APPEND one) does it.
+        overwrite-by-filter (a DELETE snapshot, then an APPEND one) does it. ``deletes``
+        (position delete files, a merge on read) are added in the same snapshot.
         """
         if table is None:
             table = self._create_table(model, result.schema)
@@ -1107,24 +1238,30 @@ class BatchRunner:
             table = self._evolve_schema(table, result.schema)
         data = _align(result, table.schema().as_arrow())
         properties = self._snapshot_properties(model, reads, mode, candidates)
+        live_deletes: list[DataFile] = []
         if replaced is None and scope == AlwaysTrue():
-            replaced = _live_data_files(table)
+            replaced, live_deletes = live_files(table)
         written = data
         if scope == AlwaysTrue() and replaced is not None and model.config.strategy == "overwrite":
             # (a merge model's whole commits are full builds: nothing would read a record)
-            # a full build rewrites every file (the remedy for a lost or damaged one)
-            keep = mode != "full"
+            # a full build rewrites every file (the remedy for a lost or damaged one), and
+            # so does a table with delete files (kept files would lose their deletes)
+            keep = mode != "full" and not live_deletes
             data, written, replaced, record = self._unchanged_parts(
                 model, table, data, replaced, keep=keep
             )
             if record is not None:
                 properties[PROP_PARTS] = record
+        if replaced is not None:
+            replaced = replaced + live_deletes
         known, loaded_at_max = self._loaded_at_after(table, data, scope)
         if known:
             properties[PROP_LOADED_AT_MAX] = json.dumps(loaded_at_max)
         parent_id = self._current_id(table)
         with _Transaction(table) as transaction:
-            if scope == AlwaysFalse() or (
+            if deletes:
+                _replace_files(transaction, table, [], written, properties, deletes)
+            elif scope == AlwaysFalse() or (
                 replaced is not None and not replaced and written.num_rows == 0
             ):
                 # (nothing replaced and nothing new: a snapshot with the summary alone)
@@ -1395,23 +1532,34 @@ def _chain_lengths(models: Sequence[Model], producers: dict[str, set[str]]) -> d
     return lengths
 
 
+def _most_delete_files(tasks: Sequence[FileScanTask]) -> int:
+    """The most delete files one partition of ``tasks`` holds."""
+    by_partition: dict[tuple[int, Any], set[str]] = {}
+    for task in tasks:
+        found = by_partition.setdefault((task.file.spec_id, task.file.partition), set())
+        found.update(d.file_path for d in task.delete_files)
+    return max((len(found) for found in by_partition.values()), default=0)
+
+
 def _summary_figures(
-    name: str, table: Table, snapshot_id: int, watermark: int | None
+    name: str, table: Table, snapshot_id: int, watermark: int | None, *, deleted_once: bool = False
 ) -> _InputRead | None:
     """A full read's figures: rows from the snapshot summary, the watermark known already.
 
     None when the summary lacks ``total-records`` or delete files make it an over-count.
+    With ``deleted_once`` (a table the runner writes: each position delete removes a live
+    row no other delete names) the rows are the records less the position deletes.
     """
     snapshot = table.snapshot_by_id(snapshot_id)
     if snapshot is None or snapshot.summary is None:
         return None
     props = snapshot.summary.additional_properties
-    deletes = int(props.get("total-position-deletes", 0)) + int(
-        props.get("total-equality-deletes", 0)
-    )
-    if "total-records" not in props or deletes:
+    positions = int(props.get("total-position-deletes", 0))
+    if "total-records" not in props or int(props.get("total-equality-deletes", 0)):
         return None
-    return _InputRead(name, snapshot_id, watermark, int(props["total-records"]))
+    if positions and not deleted_once:
+        return None
+    return _InputRead(name, snapshot_id, watermark, int(props["total-records"]) - positions)
 
 
 def _latest_per_part(
@@ -1434,16 +1582,6 @@ def _latest_per_part(
             grouped.column("part").to_pylist(), grouped.column("at_max").to_pylist(), strict=True
         )
     }
-
-
-def _live_data_files(table: Table) -> list[DataFile] | None:
-    """Every data file of the table's current snapshot; None when delete files apply."""
-    if table.current_snapshot() is None:
-        return []
-    tasks = list(table.scan().plan_files())
-    if any(task.delete_files for task in tasks):
-        return None
-    return [task.file for task in tasks]
 
 
 class _Transaction(Transaction):
@@ -1474,18 +1612,29 @@ def _replace_files(
     replaced: Sequence[DataFile],
     data: pa.Table,
     properties: dict[str, str],
+    deletes: Sequence[DataFile] = (),
 ) -> None:
-    """One snapshot that removes ``replaced`` and adds ``data``'s files.
+    """One snapshot that removes ``replaced`` and adds ``data``'s files and ``deletes``.
 
     PyIceberg's ``overwrite(df, overwrite_filter)`` makes two snapshots (DELETE, then
     APPEND) and evaluates the filter against every manifest; the runner already knows
     which files it rewrites, so it commits them as one OVERWRITE (an APPEND on a table
-    without snapshots). PyIceberg checks that every replaced file is still live.
+    without snapshots). ``replaced`` may hold delete files and ``deletes`` are position
+    delete files (:class:`~lakehook.lake.deletes.RowDelta` lists each kind in manifests of
+    its own). Every replaced file must still be live.
     """
-    update = transaction.update_snapshot(snapshot_properties=properties)
-    with update.overwrite() as overwrite:
+    current = transaction.table_metadata.current_snapshot()
+    operation = Operation.OVERWRITE if current is not None else Operation.APPEND
+    with RowDelta(
+        operation=operation,
+        transaction=transaction,
+        io=table.io,
+        snapshot_properties=properties,
+    ) as overwrite:
         for data_file in replaced:
             overwrite.delete_data_file(data_file)
+        for delete_file in deletes:
+            overwrite.append_data_file(delete_file)
         if data.num_rows:
             for data_file in _data_files(
                 transaction.table_metadata, data, table.io, overwrite.commit_uuid

@@ -65,14 +65,49 @@ def _local_path(location: str) -> str | None:
     return None
 
 
-def _parquet_scan(tasks: Sequence[FileScanTask]) -> str | None:
-    """``read_parquet`` over the tasks' local files, columns by name; None when there are
-    none or one is not local. No hive partitioning: Iceberg's folder names are not columns."""
+def _parquet_scan(tasks: Sequence[FileScanTask], *, positions: bool = False) -> str | None:
+    """``read_parquet`` over the tasks' local files, columns by name, the tasks' position
+    deletes applied; None when there are none or a file is not local. No hive partitioning:
+    Iceberg's folder names are not columns.
+
+    With ``positions`` the rows also carry ``__file`` (the data file's path as Iceberg
+    names it) and ``__pos`` (the row's position in it), what a position delete names.
+    """
     paths = [_local_path(task.file.file_path) for task in tasks]
-    if not paths or any(path is None for path in paths):
+    deletes = sorted({d.file_path for task in tasks for d in task.delete_files})
+    delete_paths = [_local_path(path) for path in deletes]
+    if not paths or any(path is None for path in [*paths, *delete_paths]):
         return None
-    listed = ", ".join("'" + str(path).replace("'", "''") + "'" for path in paths)
-    return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
+
+    def listed(found: Sequence[str | None]) -> str:
+        return ", ".join(_quote(str(path)) for path in found)
+
+    if not deletes and not positions:
+        return f"read_parquet([{listed(paths)}], union_by_name = true, hive_partitioning = false)"
+    scan = (
+        f"read_parquet([{listed(paths)}], union_by_name = true, hive_partitioning = false, "
+        "filename = '__filename', file_row_number = true)"
+    )
+    columns = "* EXCLUDE (__filename, file_row_number)"
+    if positions:
+        names = " ".join(
+            f"WHEN {_quote(str(path))} THEN {_quote(task.file.file_path)}"
+            for path, task in zip(paths, tasks, strict=True)
+        )
+        columns += f", CASE d.__filename {names} END AS __file, d.file_row_number AS __pos"
+    where = ""
+    if deletes:
+        # a position delete names the data file by its Iceberg path; DuckDB by the local one
+        local = "regexp_replace(x.file_path, '^file://', '')"
+        where = (
+            f" WHERE NOT EXISTS (SELECT 1 FROM read_parquet([{listed(delete_paths)}]) AS x "
+            f"WHERE x.pos = d.file_row_number AND {local} = d.__filename)"
+        )
+    return f"(SELECT {columns} FROM {scan} AS d{where})"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def available_cores() -> int:
@@ -250,6 +285,20 @@ class DuckDBEngine(BatchEngine):
         self._connection.execute(f"CREATE OR REPLACE VIEW {relation} AS SELECT * FROM {scan}")
         self._registered.add(relation)
         self._views.add(relation)
+
+    def register_positions(
+        self, relation: str, table: Table, tasks: Sequence[FileScanTask]
+    ) -> bool:
+        """The rows of local data files (deletes applied) with ``__file`` and ``__pos``."""
+        scan = _parquet_scan(tasks, positions=True)
+        if scan is None or not _SAFE_NAME.match(relation):
+            return False
+        self._prepare(relation)
+        self._views.discard(relation)
+        self._connection.execute(f"CREATE OR REPLACE VIEW {relation} AS SELECT * FROM {scan}")
+        self._registered.add(relation)
+        self._views.add(relation)
+        return True
 
     def read_files(self, table: Table, tasks: Sequence[FileScanTask]) -> pa.Table:
         """Local data files read by DuckDB's Parquet reader, then given the table's Arrow
