@@ -20,6 +20,7 @@ from pyiceberg.table import FileScanTask, Table
 
 from lakehook.cli.main import cli
 from lakehook.lake.catalog import open_catalog
+from lakehook.lake.maintenance import compact
 from lakehook.settings import Settings, load_settings
 from lakehook.transform.engines.duckdb import DuckDBEngine
 from lakehook.transform.models import load_project
@@ -212,3 +213,24 @@ def test_position_delete_files_follow_the_spec(
     ]
     assert delete_file.partition == first.file.partition
     assert delete_file.spec_id == first.file.spec_id
+
+
+def test_compaction_folds_a_partitions_deletes(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    raw.write([_charge_event("ch_1", 100, MARCH + 1), _charge_event("ch_2", 200, MARCH + 1)])
+    run_batch(settings, catalog, layer="staging", table="stg_stripe_charges")
+    raw.write([_charge_event("ch_1", 150, MARCH + 2)])
+    run_batch(settings, catalog, mode="incremental", layer="staging", table="stg_stripe_charges")
+    before = _content(catalog)
+    assert len(_tasks(catalog, CHARGES)) == 2
+
+    report = compact(catalog, CHARGES)
+
+    tasks = _tasks(catalog, CHARGES)
+    assert len(tasks) == 1 and not tasks[0].delete_files
+    assert (report.files_rewritten, report.files_written) == (2, 1)
+    summary = _summary(catalog.load_table(CHARGES))
+    assert summary.get("total-delete-files", "0") == "0"
+    assert summary["total-records"] == "2"
+    assert _content(catalog) == before

@@ -5,8 +5,10 @@ snapshots. :func:`maintain_table` fixes that while the loader keeps running:
 
 - **compaction**, per partition: the small data files of the current snapshot are read
   (deletes applied), rewritten into target-size files, and swapped in ONE overwrite commit
-  that deletes exactly those files. The commit carries the loader offsets of the snapshot it
-  was planned on (:mod:`lakehook.stream.offsets`), so the loader resumes correctly from it.
+  that deletes exactly those files. A partition with position delete files (a batch
+  merge's, merged on read) is rewritten whole, its delete files removed in the same
+  commit. The commit carries the loader offsets of the snapshot it was planned on
+  (:mod:`lakehook.stream.offsets`), so the loader resumes correctly from it.
   The commit requires the table to be unchanged since planning; when the loader (or anyone)
   committed in between, it fails, and the partition is planned again on the new state.
 - **snapshot expiry**: snapshots older than a cutoff go, except the newest ``retain_last``
@@ -36,11 +38,13 @@ from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import FileScanTask, Table, TableProperties
+from pyiceberg.table.snapshots import Operation
 from pyiceberg.typedef import Record
 from sqlalchemy.exc import SQLAlchemyError
 
 from lakehook.contracts import utcnow
 from lakehook.errors import LakehookError
+from lakehook.lake.deletes import RowDelta
 from lakehook.stream.offsets import offset_properties, offsets_lineage, table_offsets
 
 logger = logging.getLogger(__name__)
@@ -178,20 +182,28 @@ def _target_size(table: Table) -> int:
 def _compaction_bins(
     table: Table, target: int, *, exclude: set[str]
 ) -> list[tuple[str, list[FileScanTask]]]:
-    """Groups of ≥ 2 small files of one partition, each group reading at most ~target bytes."""
+    """Groups of ≥ 2 small files of one partition, each group reading at most ~target bytes;
+    every file of a partition with delete files, as one group (its deletes folded in)."""
     by_partition: dict[str, list[FileScanTask]] = defaultdict(list)
+    whole: dict[str, list[FileScanTask]] = defaultdict(list)
     skip: set[str] = set()
+    deleted: set[str] = set()
     for task in table.scan().plan_files():
         label = partition_label(table, task.file.spec_id, task.file.partition)
-        if task.delete_files or task.file.spec_id != table.spec().spec_id:
-            # rewriting under deletes or an old spec is left to a full engine (Spark)
+        whole[label].append(task)
+        if task.file.spec_id != table.spec().spec_id:
+            # rewriting under an old spec is left to a full engine (Spark)
             skip.add(label)
+        if task.delete_files:
+            deleted.add(label)
         small = task.file.file_size_in_bytes < target * SMALL_FILE_RATIO
         if small and task.file.file_path not in exclude:
             by_partition[label].append(task)
-    bins: list[tuple[str, list[FileScanTask]]] = []
+    bins: list[tuple[str, list[FileScanTask]]] = [
+        (label, whole[label]) for label in sorted(deleted - skip)
+    ]
     for label, tasks in sorted(by_partition.items()):
-        if label in skip:
+        if label in skip or label in deleted:
             continue
         current: list[FileScanTask] = []
         size = 0
@@ -203,7 +215,9 @@ def _compaction_bins(
                 current, size = [], 0
         if len(current) > 1:
             bins.append((label, current))
-    return [(label, tasks) for label, tasks in bins if len(tasks) > 1]
+    return [
+        (label, tasks) for label, tasks in bins if len(tasks) > 1 or tasks[0].delete_files
+    ]
 
 
 def _rewrite_files(table: Table, tasks: list[FileScanTask]) -> list[str]:
@@ -228,14 +242,20 @@ def _rewrite_files(table: Table, tasks: list[FileScanTask]) -> list[str]:
         _dataframe_to_data_files(metadata, data, table.io, write_uuid=uuid.uuid4())
     )
     try:
-        with (
-            _without_auto_retry(table).transaction() as tx,
-            tx.update_snapshot(snapshot_properties=properties).overwrite() as rewrite,
-        ):
-            for task in tasks:
-                rewrite.delete_data_file(task.file)
-            for new_file in new_files:
-                rewrite.append_data_file(new_file)
+        with _without_auto_retry(table).transaction() as tx:
+            rewrite = RowDelta(
+                operation=Operation.OVERWRITE,
+                transaction=tx,
+                io=table.io,
+                snapshot_properties=properties,
+            )
+            with rewrite:
+                # the partition's delete files go with the data files they applied to
+                deletes = {d.file_path: d for task in tasks for d in task.delete_files}
+                for data_file in [*(task.file for task in tasks), *deletes.values()]:
+                    rewrite.delete_data_file(data_file)
+                for new_file in new_files:
+                    rewrite.append_data_file(new_file)
     except (CommitFailedException, ValidationException, SQLAlchemyError, OSError):
         _delete_quietly(table, [f.file_path for f in new_files])
         raise
