@@ -215,9 +215,7 @@ def _compaction_bins(
                 current, size = [], 0
         if len(current) > 1:
             bins.append((label, current))
-    return [
-        (label, tasks) for label, tasks in bins if len(tasks) > 1 or tasks[0].delete_files
-    ]
+    return [(label, tasks) for label, tasks in bins if len(tasks) > 1 or tasks[0].delete_files]
 
 
 def _rewrite_files(table: Table, tasks: list[FileScanTask]) -> list[str]:
