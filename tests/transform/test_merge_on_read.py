@@ -10,6 +10,7 @@ engine that cannot name rows by position rewrites the partitions, deletes applie
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from pyiceberg.table import FileScanTask, Table
 
 from lakehook.cli.main import cli
 from lakehook.lake.catalog import open_catalog
-from lakehook.lake.maintenance import compact
+from lakehook.lake.maintenance import compact, remove_orphan_files
 from lakehook.settings import Settings, load_settings
 from lakehook.transform.engines.duckdb import DuckDBEngine
 from lakehook.transform.models import load_project
@@ -234,3 +235,19 @@ def test_compaction_folds_a_partitions_deletes(
     assert summary.get("total-delete-files", "0") == "0"
     assert summary["total-records"] == "2"
     assert _content(catalog) == before
+
+
+def test_orphan_removal_keeps_live_delete_files(
+    settings: Settings, catalog: Catalog, raw: RawWriter
+) -> None:
+    raw.write([_charge_event("ch_1", 100, MARCH + 1), _charge_event("ch_2", 200, MARCH + 1)])
+    run_batch(settings, catalog, layer="staging", table="stg_stripe_charges")
+    raw.write([_charge_event("ch_1", 150, MARCH + 2)])
+    run_batch(settings, catalog, mode="incremental", layer="staging", table="stg_stripe_charges")
+    table = catalog.load_table(CHARGES)
+    (delete_path,) = {d.file_path for t in table.scan().plan_files() for d in t.delete_files}
+
+    remove_orphan_files(catalog, CHARGES, older_than=timedelta(0))
+
+    assert Path(delete_path.removeprefix("file://")).is_file()
+    assert _amounts(catalog) == {"ch_1": 1.5, "ch_2": 2}

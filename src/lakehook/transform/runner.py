@@ -825,21 +825,21 @@ class BatchRunner:
         charges, subscription events), the merged table is the table plus the candidates:
         they are added as new files (scope ``AlwaysFalse``) and nothing is read or rewritten.
 
-        Otherwise the merge is made *on read* when the engine can name rows by position
-        (DuckDB; :meth:`_merge_on_read`): only the changed rows are written, with a position
-        delete file for the rows they replace. When a partition it touches holds
+        The merge is made *on read* when the engine can name rows by position (DuckDB;
+        :meth:`_merge_on_read`): only the changed rows are written, with a position delete
+        file for the rows they replace. When a partition it touches holds
         :data:`MAX_DELETE_FILES` delete files, the partitions are rewritten instead
         (copy-on-write), their delete files removed in the same snapshot.
         """
-        scope, existing = self._affected_partitions(model, table, candidates)
         unique = self._unique_keys(model, candidates)
+        if unique:
+            merged = self._merge_on_read(model, table, candidates)
+            if merged is not None:
+                return merged
+        scope, existing = self._affected_partitions(model, table, candidates)
         if existing is False and unique:
             return _Merged(candidates, AlwaysFalse(), None)
         tasks = list(table.scan(row_filter=scope).plan_files())
-        if unique and _most_delete_files(tasks) < MAX_DELETE_FILES:
-            merged = self._merge_on_read(model, table, candidates, tasks)
-            if merged is not None:
-                return merged
         # the engine reads the files it rewrites in place, deletes applied (DuckDB:
         # read_parquet); the partitions' delete files go with their data files
         self.engine.register_files("__target", table, tasks)
@@ -894,13 +894,13 @@ class BatchRunner:
         rows = _align(iceberg_compatible(merged), _nullable(candidates.schema))
         return _Merged(rows, scope, replaced)
 
-    def _merge_on_read(
-        self, model: Model, table: Table, candidates: pa.Table, tasks: Sequence[FileScanTask]
-    ) -> _Merged | None:
+    def _merge_on_read(self, model: Model, table: Table, candidates: pa.Table) -> _Merged | None:
         """The merge as added rows and position deletes; None when the engine cannot name
-        the rows of ``tasks`` by position (then the partitions are rewritten).
+        the table's rows by position or a partition holding a replaced row has
+        :data:`MAX_DELETE_FILES` delete files (then the partitions are rewritten).
 
-        Only the columns that decide a key's winner are read from the table (keys,
+        One query finds the table's rows with a candidate's key (none: the candidates are
+        appended); only the columns that decide a key's winner are read (keys,
         ``order_by``, ``keep_first``, ``_loaded_at``, and each row's file and position).
         Per key with a candidate, the versions are ranked as :meth:`_merge` ranks them
         (newest by ``order_by``, the row already there on a tie; without ``order_by`` the
@@ -909,6 +909,9 @@ class BatchRunner:
         a ``keep_first`` column moved (an older version arrived late): then it is read
         whole, added restamped, and deleted where it was.
         """
+        tasks = list(table.scan().plan_files())
+        if not tasks:
+            return _Merged(candidates, AlwaysFalse(), None)
         if not self.engine.register_positions("__target", table, tasks):
             return None
         keys = list(model.config.keys)
@@ -944,6 +947,15 @@ class BatchRunner:
                 f"WHERE EXISTS (SELECT 1 FROM __candidates c WHERE {match})",
                 target=f"{model.target} (merge: rows replaced)",
             )
+            if hits.num_rows == 0:
+                return _Merged(candidates, AlwaysFalse(), None)  # only new keys: appended
+            touched = set(pc.unique(hits.column("__file")).to_pylist())
+            parts = {
+                (t.file.spec_id, t.file.partition) for t in tasks if t.file.file_path in touched
+            }
+            in_parts = [t for t in tasks if (t.file.spec_id, t.file.partition) in parts]
+            if _most_delete_files(in_parts) >= MAX_DELETE_FILES:
+                return None
             self.engine.register("__hits", hits)
             window_list = "".join(f", {w}" for w in windows)
             winners = self.engine.query(
