@@ -957,6 +957,11 @@ class BatchRunner:
             if _most_delete_files(in_parts) >= MAX_DELETE_FILES:
                 return None
             self.engine.register("__hits", hits)
+            # the table's row of each key (one at most) rides along: the rows to delete
+            windows += [
+                f"max(__file) OVER (PARTITION BY {partition}) AS __old_file",
+                f"max(__pos) OVER (PARTITION BY {partition}) AS __old_pos",
+            ]
             window_list = "".join(f", {w}" for w in windows)
             winners = self.engine.query(
                 f"""
@@ -971,29 +976,38 @@ class BatchRunner:
                 ) WHERE __rank = 1 AND (__priority = 1 OR {moved})""",
                 target=f"{model.target} (merge: winners)",
             )
-            self.engine.register("__winners", winners)
-            extra = ["__priority", "__rank", "__moved", "__file", "__pos"]
-            picked = f"* EXCLUDE ({', '.join([*hidden, *extra])})"
-            if restamp:
-                picked += ", " + ", ".join(restamp)
-            sql = f"SELECT {picked} FROM __winners WHERE __priority = 1"
-            if first and pc.any(pc.equal(winners.column("__priority"), 0)).as_py():
-                # table rows whose keep_first column moved: read whole, restamped
-                taken = ", ".join(f"w.__first_{c} AS {c}" for c in first) + (
-                    f", w.__stamp AS {LOADED_AT}" if stamped else ""
-                )
-                gone = ", ".join([*first, *([LOADED_AT] if stamped else []), "__file", "__pos"])
-                sql += f"""
-                  UNION ALL BY NAME
-                  SELECT t.* EXCLUDE ({gone}), {taken}
-                  FROM __target t JOIN __winners w ON t.__file = w.__file AND t.__pos = w.__pos
-                  WHERE w.__priority = 0"""
-            added = self.engine.query(sql, target=f"{model.target} (merge: rows added)")
-            won = " AND ".join(f"h.{k} IS NOT DISTINCT FROM w.{k}" for k in keys)
-            replaced = self.engine.query(
-                "SELECT h.__file AS file_path, h.__pos AS pos FROM __hits h "
-                f"WHERE EXISTS (SELECT 1 FROM __winners w WHERE {won})",
-                target=f"{model.target} (merge: deletes)",
+            extra = [
+                "__priority",
+                "__rank",
+                "__moved",
+                "__file",
+                "__pos",
+                "__old_file",
+                "__old_pos",
+            ]
+            if not first:
+                # every winner is a candidate, its columns as they came
+                added = winners.drop_columns([c for c in extra if c in winners.column_names])
+            else:
+                self.engine.register("__winners", winners)
+                picked = f"* EXCLUDE ({', '.join([*hidden, *extra])}), {', '.join(restamp)}"
+                sql = f"SELECT {picked} FROM __winners WHERE __priority = 1"
+                if pc.any(pc.equal(winners.column("__priority"), 0)).as_py():
+                    # table rows whose keep_first column moved: read whole, restamped
+                    taken = ", ".join(f"w.__first_{c} AS {c}" for c in first) + (
+                        f", w.__stamp AS {LOADED_AT}" if stamped else ""
+                    )
+                    gone = ", ".join([*first, *([LOADED_AT] if stamped else []), "__file", "__pos"])
+                    sql += f"""
+                      UNION ALL BY NAME
+                      SELECT t.* EXCLUDE ({gone}), {taken}
+                      FROM __target t JOIN __winners w
+                        ON t.__file = w.__file AND t.__pos = w.__pos
+                      WHERE w.__priority = 0"""
+                added = self.engine.query(sql, target=f"{model.target} (merge: rows added)")
+            old = winners.filter(pc.is_valid(winners.column("__old_file")))
+            replaced = pa.table(
+                {"file_path": old.column("__old_file"), "pos": old.column("__old_pos")}
             )
         finally:
             for name in ("__target", "__candidates", "__hits", "__winners"):
