@@ -70,6 +70,19 @@ def _content(catalog: Catalog) -> list[tuple[Any, ...]]:
     return [tuple(v for k, v in sorted(row.items()) if k != "_loaded_at") for row in rows]
 
 
+def _merged_on_read(settings: Settings, catalog: Catalog, raw: RawWriter) -> list[Any]:
+    """Two March charges built, then ch_1 updated by an incremental run (a delete file);
+    the raw events written."""
+    events = [_charge_event("ch_1", 100, MARCH + 1), _charge_event("ch_2", 200, MARCH + 1)]
+    raw.write(events)
+    run_batch(settings, catalog, layer="staging", table="stg_stripe_charges")
+    events.append(_charge_event("ch_1", 150, MARCH + 2))
+    raw.write(events[-1:])
+    run_batch(settings, catalog, mode="incremental", layer="staging", table="stg_stripe_charges")
+    assert any(task.delete_files for task in _tasks(catalog, CHARGES))
+    return events
+
+
 def test_updates_add_delete_files_until_the_partition_is_rewritten(
     settings: Settings, catalog: Catalog, raw: RawWriter, tmp_path: Path
 ) -> None:
@@ -113,11 +126,7 @@ def test_updates_add_delete_files_until_the_partition_is_rewritten(
 def test_duckdb_and_clickhouse_queries_apply_the_deletes(
     settings: Settings, catalog: Catalog, raw: RawWriter
 ) -> None:
-    raw.write([_charge_event("ch_1", 100, MARCH + 1), _charge_event("ch_2", 200, MARCH + 1)])
-    run_batch(settings, catalog, layer="staging", table="stg_stripe_charges")
-    raw.write([_charge_event("ch_1", 150, MARCH + 2)])
-    run_batch(settings, catalog, mode="incremental", layer="staging", table="stg_stripe_charges")
-    assert any(task.delete_files for task in _tasks(catalog, CHARGES))
+    _merged_on_read(settings, catalog, raw)
 
     for engine in ("duckdb", "clickhouse"):
         result = CliRunner().invoke(
@@ -136,18 +145,14 @@ def test_duckdb_and_clickhouse_queries_apply_the_deletes(
 def test_a_full_build_removes_the_delete_files(
     settings: Settings, catalog: Catalog, raw: RawWriter
 ) -> None:
-    raw.write([_charge_event("ch_1", 100, MARCH + 1)])
-    run_batch(settings, catalog, layer="staging", table="stg_stripe_charges")
-    raw.write([_charge_event("ch_1", 300, MARCH + 2)])
-    run_batch(settings, catalog, mode="incremental", layer="staging", table="stg_stripe_charges")
-    assert any(task.delete_files for task in _tasks(catalog, CHARGES))
+    _merged_on_read(settings, catalog, raw)
 
     run_batch(settings, catalog, mode="full", layer="staging", table="stg_stripe_charges")
 
     tasks = _tasks(catalog, CHARGES)
     assert len(tasks) == 1 and not tasks[0].delete_files
     assert _summary(catalog.load_table(CHARGES)).get("total-delete-files", "0") == "0"
-    assert _amounts(catalog) == {"ch_1": 3}
+    assert _amounts(catalog) == {"ch_1": 1.5, "ch_2": 2}
 
 
 class _NoPositions(DuckDBEngine):
@@ -165,13 +170,7 @@ class _NoPositions(DuckDBEngine):
 def test_an_engine_without_positions_rewrites_the_partition_deletes_applied(
     settings: Settings, catalog: Catalog, raw: RawWriter, tmp_path: Path
 ) -> None:
-    events = [_charge_event("ch_1", 100, MARCH + 1), _charge_event("ch_2", 200, MARCH + 1)]
-    raw.write(events)
-    run_batch(settings, catalog, layer="staging", table="stg_stripe_charges")
-    events.append(_charge_event("ch_1", 150, MARCH + 2))
-    raw.write(events[-1:])
-    run_batch(settings, catalog, mode="incremental", layer="staging", table="stg_stripe_charges")
-    assert any(task.delete_files for task in _tasks(catalog, CHARGES))
+    events = _merged_on_read(settings, catalog, raw)
 
     events.append(_charge_event("ch_2", 250, MARCH + 3))
     raw.write(events[-1:])
@@ -219,10 +218,7 @@ def test_position_delete_files_follow_the_spec(
 def test_compaction_folds_a_partitions_deletes(
     settings: Settings, catalog: Catalog, raw: RawWriter
 ) -> None:
-    raw.write([_charge_event("ch_1", 100, MARCH + 1), _charge_event("ch_2", 200, MARCH + 1)])
-    run_batch(settings, catalog, layer="staging", table="stg_stripe_charges")
-    raw.write([_charge_event("ch_1", 150, MARCH + 2)])
-    run_batch(settings, catalog, mode="incremental", layer="staging", table="stg_stripe_charges")
+    _merged_on_read(settings, catalog, raw)
     before = _content(catalog)
     assert len(_tasks(catalog, CHARGES)) == 2
 
@@ -240,10 +236,7 @@ def test_compaction_folds_a_partitions_deletes(
 def test_orphan_removal_keeps_live_delete_files(
     settings: Settings, catalog: Catalog, raw: RawWriter
 ) -> None:
-    raw.write([_charge_event("ch_1", 100, MARCH + 1), _charge_event("ch_2", 200, MARCH + 1)])
-    run_batch(settings, catalog, layer="staging", table="stg_stripe_charges")
-    raw.write([_charge_event("ch_1", 150, MARCH + 2)])
-    run_batch(settings, catalog, mode="incremental", layer="staging", table="stg_stripe_charges")
+    _merged_on_read(settings, catalog, raw)
     table = catalog.load_table(CHARGES)
     (delete_path,) = {d.file_path for t in table.scan().plan_files() for d in t.delete_files}
 

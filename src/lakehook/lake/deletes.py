@@ -208,34 +208,17 @@ class RowDelta(_OverwriteFiles):
                 manifests.append(manifest)
                 continue
             found.update(entry.data_file.file_path for entry in gone)
-            for entry in gone:
-                removed.setdefault((manifest.partition_spec_id, manifest.content), []).append(
-                    ManifestEntry.from_args(
-                        status=ManifestEntryStatus.DELETED,
-                        snapshot_id=self._snapshot_id,
-                        sequence_number=entry.sequence_number,
-                        file_sequence_number=entry.file_sequence_number,
-                        data_file=entry.data_file,
-                    )
-                )
+            removed.setdefault((manifest.partition_spec_id, manifest.content), []).extend(
+                _restated(entry, ManifestEntryStatus.DELETED, self._snapshot_id) for entry in gone
+            )
             kept = [entry for entry in entries if entry.data_file.file_path not in wanted]
             if kept:
-                manifests.append(
-                    self._write(
-                        self.spec(manifest.partition_spec_id),
-                        manifest.content,
-                        (
-                            ManifestEntry.from_args(
-                                status=ManifestEntryStatus.EXISTING,
-                                snapshot_id=entry.snapshot_id,
-                                sequence_number=entry.sequence_number,
-                                file_sequence_number=entry.file_sequence_number,
-                                data_file=entry.data_file,
-                            )
-                            for entry in kept
-                        ),
-                    )
+                spec = self.spec(manifest.partition_spec_id)
+                restated = (
+                    _restated(entry, ManifestEntryStatus.EXISTING, entry.snapshot_id)
+                    for entry in kept
                 )
+                manifests.append(self._write(spec, manifest.content, restated))
         missing = wanted - found
         if missing:
             raise ValidationException(
@@ -249,6 +232,19 @@ class RowDelta(_OverwriteFiles):
 
     def _deleted_entries(self) -> list[ManifestEntry]:
         return []  # written by _manifests with the right content
+
+
+def _restated(
+    entry: ManifestEntry, status: ManifestEntryStatus, snapshot_id: int | None
+) -> ManifestEntry:
+    """``entry`` listed again in a new manifest (its sequence numbers kept)."""
+    return ManifestEntry.from_args(
+        status=status,
+        snapshot_id=snapshot_id,
+        sequence_number=entry.sequence_number,
+        file_sequence_number=entry.file_sequence_number,
+        data_file=entry.data_file,
+    )
 
 
 def _manifest_content(data_file: DataFile) -> ManifestContent:
