@@ -1,8 +1,8 @@
 """PyIceberg (SqlCatalog) and Spark (Iceberg JdbcCatalog) share one catalog on PostgreSQL.
 
 A table written by one engine is read by the other with identical rows (exact decimals,
-UTC timestamps), both ways, and a Spark ``MERGE INTO`` on a PyIceberg table is seen by
-PyIceberg at once.
+UTC timestamps), both ways, a Spark ``MERGE INTO`` on a PyIceberg table is seen by
+PyIceberg at once, and Spark applies the position deletes lakehook's merges write.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
+from pyiceberg.table.snapshots import Operation
 from pyiceberg.transforms import MonthTransform
 from pyiceberg.types import DecimalType, LongType, NestedField, StringType, TimestamptzType
 
 from lakehook.lake import open_catalog
+from lakehook.lake.deletes import RowDelta, write_position_deletes
 from lakehook.settings import Settings
 
 if TYPE_CHECKING:
@@ -125,3 +128,45 @@ def test_spark_merge_into_a_pyiceberg_table_is_seen_by_pyiceberg(
         "o-3": Decimal("123456789.01"),
         "o-9": Decimal("1.00"),
     }
+
+
+def test_spark_applies_the_position_deletes_lakehook_writes(
+    spark_session: SparkSession, spark_settings: Settings
+) -> None:
+    """A merge on read (``lakehook.lake.deletes``): Spark's reader applies the delete file,
+    and a Spark ``MERGE INTO`` afterwards sees the same rows PyIceberg does."""
+    catalog = open_catalog(spark_settings)
+    name = _name()
+    table = catalog.create_table(f"staging.{name}", schema=SCHEMA, partition_spec=SPEC)
+    table.append(_arrow(ROWS))
+    (january,) = [t.file for t in table.scan().plan_files() if "2026-01" in t.file.file_path]
+    newer = ("o-1", Decimal("25.00"), "USD", 2, ROWS[0][4])
+    deletes = write_position_deletes(
+        table,
+        pa.table({"file_path": [january.file_path], "pos": pa.array([0], pa.int64())}),
+        {january.file_path: january},
+        uuid.uuid4(),
+    )
+    with (
+        table.transaction() as tx,
+        RowDelta(operation=Operation.OVERWRITE, transaction=tx, io=table.io) as delta,
+    ):
+        for delete_file in deletes:
+            delta.append_data_file(delete_file)
+        for data_file in _dataframe_to_data_files(tx.table_metadata, _arrow([newer]), table.io):
+            delta.append_data_file(data_file)
+    expected = {newer, ROWS[1], ROWS[2]}
+
+    assert _spark_rows(spark_session, f"SELECT * FROM lake.staging.{name}") == expected
+    table = catalog.load_table(f"staging.{name}")
+    assert {tuple(r.values()) for r in table.scan().to_arrow().to_pylist()} == expected
+
+    spark_session.sql(
+        f"""MERGE INTO lake.staging.{name} t
+            USING (SELECT 'o-1' AS order_id, CAST(30.00 AS DECIMAL(18,2)) AS amount) s
+            ON t.order_id = s.order_id
+            WHEN MATCHED THEN UPDATE SET amount = s.amount"""
+    )
+    table = catalog.load_table(f"staging.{name}")
+    amounts = {r["order_id"]: r["amount"] for r in table.scan().to_arrow().to_pylist()}
+    assert amounts == {"o-1": Decimal("30.00"), "o-2": Decimal("0.10"), "o-3": ROWS[2][1]}
