@@ -195,8 +195,9 @@ class _Committed:
 @dataclass(frozen=True, slots=True)
 class _Merged:
     """What a merge commits: ``rows`` replace the part of the table ``scope`` names, held
-    by ``replaced`` (None: unknown, overwrite by filter); or, merged on read, ``rows`` are
-    added and ``deletes`` (position delete files, written) remove the rows they replace."""
+    by ``replaced`` (data and delete files; None with ``AlwaysFalse``: ``rows`` are added);
+    or, merged on read, ``rows`` are added and ``deletes`` (position delete files, written)
+    remove the rows they replace."""
 
     rows: pa.Table
     scope: BooleanExpression
@@ -655,7 +656,8 @@ class BatchRunner:
         """Row count and watermark of a table the runner wrote, from its snapshot summary.
 
         None when the snapshot does not record them (raw tables, tables written by another
-        writer) or when delete files make ``total-records`` an over-count.
+        writer) or equality deletes make ``total-records`` an over-count (the runner's own
+        position deletes are subtracted).
         """
         snapshot = table.snapshot_by_id(snapshot_id)
         props = snapshot.summary.additional_properties if snapshot and snapshot.summary else {}
@@ -818,8 +820,8 @@ class BatchRunner:
         Only the partitions holding a candidate, or an existing row with a candidate's key,
         are rewritten (an incremental run touches recent months, not history); a table
         without a usable partition spec is merged whole. The data files of those partitions
-        are read whole and replaced by the merged rows in the same snapshot (None when
-        delete files make that impossible: then the scope is overwritten by filter).
+        are read whole (their deletes applied) and replaced by the merged rows in the same
+        snapshot, their delete files removed with them.
 
         When no row of the table has a candidate's key (new raw rows in ``quarantine``, new
         charges, subscription events), the merged table is the table plus the candidates:
@@ -1249,10 +1251,10 @@ class BatchRunner:
 
         ``scope`` is the part of the table ``result`` replaces (``AlwaysTrue``: all of it,
         ``AlwaysFalse``: nothing, the rows are added); ``replaced`` names the data files
-        that hold exactly that part when the caller knows them. With known files the
-        commit is a single OVERWRITE snapshot (files out, files in); otherwise PyIceberg's
-        overwrite-by-filter (a DELETE snapshot, then an APPEND one) does it. ``deletes``
-        (position delete files, a merge on read) are added in the same snapshot.
+        that hold exactly that part (data and delete files; looked up here for
+        ``AlwaysTrue``). The commit is a single OVERWRITE snapshot (files out, files in), an
+        APPEND for ``AlwaysFalse``. ``deletes`` (position delete files, a merge on read) are
+        added in the same snapshot.
         """
         if table is None:
             table = self._create_table(model, result.schema)
@@ -1288,9 +1290,9 @@ class BatchRunner:
             ):
                 # (nothing replaced and nothing new: a snapshot with the summary alone)
                 _append_files(transaction, table, written, properties)
-            elif replaced is None:
-                transaction.overwrite(data, overwrite_filter=scope, snapshot_properties=properties)
             else:
+                # a scoped commit (a merge's partitions) always names the files it replaces
+                assert replaced is not None, f"{model.target}: scoped commit without its files"
                 _replace_files(transaction, table, replaced, written, properties)
         # a whole table, or (a merge) every row that commit added or rewrote
         self._keep_committed(model.target, parent_id, table, data, scope == AlwaysTrue())
